@@ -1,0 +1,35 @@
+"""Exceptions with one-line, actionable messages shown to users by the CLI and the console."""
+
+from __future__ import annotations
+
+
+class FlywheelError(Exception):
+    """Base class: the message names the thing that is wrong and what to do about it."""
+
+
+class ConfigError(FlywheelError):
+    """A setting, config file or config value is invalid."""
+
+
+class StoreError(FlywheelError):
+    """The episode store cannot do what was asked."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database URL cannot be connected to."""
+
+
+class SchemaOutOfDateError(StoreError):
+    """The database is at an older (or unknown) schema revision."""
+
+
+class EpisodeNotFoundError(StoreError):
+    """No episode row with that id."""
+
+
+class EpisodeFileError(StoreError):
+    """An episode file is missing, unreadable or fails its checksum."""
+
+
+class InvalidFramesError(StoreError):
+    """Frames handed to the store are malformed (shape, dtype, NaN/inf)."""

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set up flywheel on a Debian/Ubuntu machine: system packages (apt) and a Python virtual environment.
+#
+# The environment is cached outside the clone, keyed by a hash of the dependency files, so a second
+# checkout (or a CI run) reuses it; `.venv` in the clone is a symlink to it. A cold install takes a few
+# minutes (torch, lerobot, mujoco, streamlit, ray).
+#
+#   bash scripts/setup.sh            # runtime + dev tools + postgres driver + ray
+#   FLYWHEEL_VENV_CACHE=/path ...    # where cached environments live (default ~/.cache/flywheel/venvs)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+apt_packages=(libosmesa6 libegl1 libgl1 libglfw3 ffmpeg postgresql chromium)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "flywheel setup: installing system packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python_bin="${PYTHON:-python3.11}"
+command -v "$python_bin" >/dev/null || python_bin=python3
+"$python_bin" -c 'import sys; assert sys.version_info[:2] == (3, 11), "flywheel needs Python 3.11 (lerobot 0.4.4)"'
+
+# Cache key: the declared dependencies (not the rest of pyproject.toml) and the Python version.
+key="$("$python_bin" - <<'PY'
+import hashlib, json, sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+deps = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {}), "v": 1}
+blob = json.dumps(deps, sort_keys=True) + sys.version.split()[0]
+print(hashlib.sha256(blob.encode()).hexdigest()[:16])
+PY
+)"
+cache_root="${FLYWHEEL_VENV_CACHE:-$HOME/.cache/flywheel/venvs}"
+venv="$cache_root/$key"
+mkdir -p "$cache_root"
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "flywheel setup: creating environment $venv (cold install, a few minutes)"
+  rm -rf "$venv" "$venv.tmp"
+  "$python_bin" -m venv "$venv.tmp"
+  "$venv.tmp/bin/pip" install -q --upgrade pip setuptools wheel
+  "$venv.tmp/bin/pip" install -q ".[postgres,ray,dev]"
+  "$venv.tmp/bin/pip" uninstall -q -y flywheel
+  mv "$venv.tmp" "$venv"
+  # venv scripts hard-code their interpreter path: rewrite the temporary prefix.
+  grep -rlI --null "$venv.tmp" "$venv/bin" | xargs -0 -r sed -i "s#$venv.tmp#$venv#g"
+  touch "$venv/.complete"
+fi
+"$venv/bin/pip" install -q --no-deps --no-build-isolation -e .
+ln -sfn "$venv" .venv
+echo "flywheel setup: ready (.venv -> $venv)"
