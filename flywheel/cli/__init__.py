@@ -1,0 +1,47 @@
+"""`flywheel` command line: one Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from flywheel.cli import db as db_commands
+from flywheel.cli import episodes as episode_commands
+from flywheel.cli.context import CliState
+from flywheel.errors import FlywheelError
+
+app = typer.Typer(
+    name="flywheel",
+    help="Human-in-the-loop data flywheel for robot learning: collect, take over, retrain, promote.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_commands.app, name="db")
+app.add_typer(episode_commands.app, name="episodes")
+app.command("gc")(episode_commands.gc)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(None, "--home", help="data directory (env FLYWHEEL_HOME; default ./.flywheel)"),
+    db_url: str | None = typer.Option(None, "--db-url", help="SQLAlchemy URL (env FLYWHEEL_DB_URL)"),
+    operator: str | None = typer.Option(None, "--operator-name", help="who is acting, for the audit trail"),
+) -> None:
+    ctx.obj = CliState(overrides={"home": home, "db_url": db_url, "operator": operator})
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        app()
+    except FlywheelError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,37 @@
+"""State shared by CLI commands: settings resolved once, the store opened on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+
+from flywheel.config import Settings, load_settings
+from flywheel.store import EpisodeStore
+
+
+@dataclass
+class CliState:
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+    _store: EpisodeStore | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.overrides)
+        return self._settings
+
+    def store(self, migrate: bool = True) -> EpisodeStore:
+        if self._store is None:
+            self._store = EpisodeStore.open(self.settings, migrate=migrate)
+        return self._store
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = CliState()
+        ctx.find_root().obj = obj
+    return obj

@@ -1,0 +1,93 @@
+"""One validated settings object: environment variables, an optional config file, defaults.
+
+Precedence (highest first): explicit arguments, `FLYWHEEL_*` environment variables, the config file
+(`FLYWHEEL_CONFIG`, else `<home>/config.yaml` when present), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flywheel.errors import ConfigError
+
+DEFAULT_HOME = Path(".flywheel")
+ENV_PREFIX = "FLYWHEEL_"
+
+
+class Settings(BaseModel):
+    """Where flywheel keeps its data and how it reaches the database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="data directory (SQLite DB, episode files, checkpoints)")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite at <home>/flywheel.db")
+    episodes_dir: Path | None = Field(default=None, description="episode files; default <home>/episodes")
+    checkpoints_dir: Path | None = Field(default=None, description="policy checkpoints; default <home>/policies")
+    operator: str = Field(default="unknown", min_length=1, max_length=64, description="who acts, for audit")
+    console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)") from None
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.home / 'flywheel.db').resolve()}"
+
+    @property
+    def episodes_root(self) -> Path:
+        return (self.episodes_dir or self.home / "episodes").resolve()
+
+    @property
+    def checkpoints_root(self) -> Path:
+        return (self.checkpoints_dir or self.home / "policies").resolve()
+
+
+def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults, the config file, the environment and explicit overrides."""
+    env = dict(os.environ if environ is None else environ)
+    from_env = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if env.get(ENV_PREFIX + name.upper())
+    }
+    explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
+    home = Path(explicit.get("home") or from_env.get("home") or DEFAULT_HOME)
+    config_path = Path(env["FLYWHEEL_CONFIG"]) if env.get("FLYWHEEL_CONFIG") else home / "config.yaml"
+    from_file = _read_config_file(config_path, required=bool(env.get("FLYWHEEL_CONFIG")))
+    merged = {**from_file, **from_env, **explicit}
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables") from None
+
+
+def _read_config_file(path: Path, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist (set by FLYWHEEL_CONFIG)")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    return data

@@ -1,0 +1,244 @@
+"""The episode store service: the only way episodes enter, leave and are queried."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from flywheel.config import Settings
+from flywheel.errors import EpisodeNotFoundError, StoreError
+from flywheel.store.db import Database
+from flywheel.store.files import EpisodeFiles
+from flywheel.store.frames import EpisodeFrames
+from flywheel.store.migrate import ensure_schema
+from flywheel.store.models import REVIEW_STATUSES, Episode, Segment
+from flywheel.store.records import EpisodeRecord
+from flywheel.store.tags import Tag, derive_segments, parse_tag
+
+
+@dataclass(frozen=True)
+class NewEpisode:
+    """Everything needed to store one episode. The tag and segments are derived from `frames.controller`."""
+
+    task: str
+    frames: EpisodeFrames
+    env_seed: int
+    success: bool
+    policy_version_id: int | None = None
+    iteration: int | None = None
+    operator: str | None = None
+    error: str | None = None
+    source_key: str | None = None
+    triggers: Mapping[int, str] = field(default_factory=dict)
+    segment_operators: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpisodeFilter:
+    task: str | None = None
+    tag: str | None = None
+    policy_version_id: int | None = None
+    success: bool | None = None
+    review_status: str | None = None
+    iteration: int | None = None
+    exclude_rejected: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+    offset: int = 0
+    newest_first: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tag is not None:
+            parse_tag(self.tag)
+        if self.review_status is not None and self.review_status not in REVIEW_STATUSES:
+            raise StoreError(
+                f"unknown review status {self.review_status!r}: use one of {', '.join(REVIEW_STATUSES)}"
+            )
+
+    def apply(self, query: Select) -> Select:
+        conditions = {
+            Episode.task: self.task,
+            Episode.tag: self.tag,
+            Episode.policy_version_id: self.policy_version_id,
+            Episode.success: self.success,
+            Episode.review_status: self.review_status,
+            Episode.iteration: self.iteration,
+        }
+        for column, value in conditions.items():
+            if value is not None:
+                query = query.where(column == value)
+        if self.exclude_rejected:
+            query = query.where(Episode.review_status != "rejected")
+        if self.since is not None:
+            query = query.where(Episode.created_at >= self.since)
+        if self.until is not None:
+            query = query.where(Episode.created_at < self.until)
+        return query
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed: tuple[str, ...]
+    kept: int
+    dry_run: bool
+
+
+class EpisodeStore:
+    """Episodes: SQL rows for metadata, one immutable file each for the frames."""
+
+    def __init__(self, db: Database, files: EpisodeFiles) -> None:
+        self.db = db
+        self.files = files
+
+    @classmethod
+    def open(cls, settings: Settings, migrate: bool = True) -> EpisodeStore:
+        """Connect (clear error if impossible), migrate an empty DB, refuse an out-of-date one."""
+        db = Database(settings.database_url, settings.sqlite_busy_timeout_ms)
+        db.ping()
+        if migrate:
+            ensure_schema(db)
+        return cls(db, EpisodeFiles(settings.episodes_root))
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def add(self, episode: NewEpisode) -> EpisodeRecord:
+        """File first (atomic), then the row; idempotent on `source_key` (a retried write returns the first)."""
+        if episode.source_key is not None:
+            existing = self.find_by_source_key(episode.source_key)
+            if existing is not None:
+                return existing
+        frames = episode.frames
+        tag = frames.tag
+        if tag is not Tag.DEMO and episode.policy_version_id is None:
+            raise StoreError(f"a {tag.value} episode needs the policy version that acted (policy_version_id)")
+        written = self.files.write(frames)
+        spans = derive_segments(frames.controller, episode.triggers, episode.segment_operators)
+        row = Episode(
+            task=episode.task,
+            tag=tag.value,
+            policy_version_id=episode.policy_version_id,
+            iteration=episode.iteration,
+            env_seed=int(episode.env_seed),
+            length=len(frames),
+            success=bool(episode.success),
+            episode_return=float(frames.reward.sum()),
+            operator=episode.operator,
+            file_uri=written.uri,
+            sha256=written.sha256,
+            bytes=written.bytes,
+            cameras=sorted(frames.images),
+            error=episode.error,
+            source_key=episode.source_key,
+            segments=[
+                Segment(start=s.start, end=s.end, controller=s.controller.value, operator=s.operator, trigger=s.trigger)
+                for s in spans
+            ],
+        )
+        try:
+            with self.db.write() as session:
+                session.add(row)
+                session.flush()
+                record = EpisodeRecord.of(row, with_segments=True)
+        except IntegrityError:
+            self.files.delete(written.uri)
+            if episode.source_key is not None:
+                existing = self.find_by_source_key(episode.source_key)
+                if existing is not None:
+                    return existing
+            raise
+        except BaseException:
+            self.files.delete(written.uri)
+            raise
+        return record
+
+    def delete(self, episode_id: int) -> EpisodeRecord:
+        """Remove the row, then its file (a crash in between leaves an orphan file for `gc`)."""
+        with self.db.write() as session:
+            row = session.get(Episode, episode_id)
+            if row is None:
+                raise EpisodeNotFoundError(f"episode {episode_id} does not exist")
+            record = EpisodeRecord.of(row)
+            session.delete(row)
+        self.files.delete(record.file_uri)
+        return record
+
+    def gc(self, dry_run: bool = False) -> GcReport:
+        """Remove episode files (and stale temp files) that no row points to."""
+        with self.db.read() as session:
+            referenced = set(session.scalars(select(Episode.file_uri)))
+        orphans = tuple(uri for uri in self.files.iter_uris() if uri not in referenced)
+        if not dry_run:
+            # Re-check right before deleting: a writer may have committed a row since the scan.
+            with self.db.read() as session:
+                referenced = set(session.scalars(select(Episode.file_uri)))
+            orphans = tuple(uri for uri in orphans if uri not in referenced)
+            for uri in orphans:
+                self.files.delete(uri)
+        return GcReport(removed=orphans, kept=len(referenced), dry_run=dry_run)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get(self, episode_id: int, with_segments: bool = True) -> EpisodeRecord:
+        with self.db.read() as session:
+            query = select(Episode).where(Episode.id == episode_id)
+            if with_segments:
+                query = query.options(selectinload(Episode.segments))
+            row = session.scalars(query).one_or_none()
+            if row is None:
+                raise EpisodeNotFoundError(f"episode {episode_id} does not exist")
+            return EpisodeRecord.of(row, with_segments=with_segments)
+
+    def find_by_source_key(self, source_key: str) -> EpisodeRecord | None:
+        with self.db.read() as session:
+            row = session.scalars(select(Episode).where(Episode.source_key == source_key)).one_or_none()
+            return None if row is None else EpisodeRecord.of(row)
+
+    def list_episodes(
+        self, filters: EpisodeFilter | None = None, with_segments: bool = False
+    ) -> list[EpisodeRecord]:
+        filters = filters or EpisodeFilter()
+        order = Episode.created_at.desc() if filters.newest_first else Episode.created_at.asc()
+        query = filters.apply(select(Episode)).order_by(order, Episode.id.desc() if filters.newest_first else Episode.id)
+        if with_segments:
+            query = query.options(selectinload(Episode.segments))
+        if filters.limit is not None:
+            query = query.limit(filters.limit)
+        if filters.offset:
+            query = query.offset(filters.offset)
+        with self.db.read() as session:
+            return [EpisodeRecord.of(row, with_segments=with_segments) for row in session.scalars(query)]
+
+    def count(self, filters: EpisodeFilter | None = None) -> int:
+        filters = filters or EpisodeFilter()
+        with self.db.read() as session:
+            return int(session.scalar(filters.apply(select(func.count(Episode.id)))) or 0)
+
+    def count_by_tag(self, filters: EpisodeFilter | None = None) -> dict[str, int]:
+        filters = filters or EpisodeFilter()
+        query = filters.apply(select(Episode.tag, func.count(Episode.id))).group_by(Episode.tag)
+        with self.db.read() as session:
+            counts = {tag.value: 0 for tag in Tag}
+            counts.update({tag: int(n) for tag, n in session.execute(query)})
+            return counts
+
+    def read_frames(self, episode_id: int, verify: bool = True) -> EpisodeFrames:
+        record = self.get(episode_id, with_segments=False)
+        return self.files.read(record.file_uri, record.sha256 if verify else None, episode_id=record.id)
+
+    def read_record_frames(self, record: EpisodeRecord, verify: bool = True) -> EpisodeFrames:
+        return self.files.read(record.file_uri, record.sha256 if verify else None, episode_id=record.id)
+
+    def delete_many(self, episode_ids: Sequence[int]) -> int:
+        """Delete several episodes (rows first, then files)."""
+        with self.db.write() as session:
+            uris = list(session.scalars(select(Episode.file_uri).where(Episode.id.in_(episode_ids))))
+            session.execute(delete(Episode).where(Episode.id.in_(episode_ids)))
+        for uri in uris:
+            self.files.delete(uri)
+        return len(uris)

@@ -1,0 +1,252 @@
+"""SQLAlchemy 2 ORM models: the data model of DESIGN.md §3. Alembic owns the schema (see migrations/)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TAGS = ("demo", "autonomous", "intervention")
+REVIEW_STATUSES = ("unreviewed", "accepted", "rejected")
+CONTROLLERS = ("policy", "human", "expert")
+POLICY_STATUSES = ("candidate", "champion", "rejected", "retired")
+JOB_KINDS = ("collect", "train", "eval", "promote")
+JOB_STATES = ("pending", "running", "succeeded", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_version"
+    __table_args__ = (CheckConstraint(_in("status", POLICY_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
+    task: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="candidate", index=True)
+    checkpoint_uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data_fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    code_version: Mapped[str | None] = mapped_column(String(64))
+    iteration: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Episode(Base):
+    __tablename__ = "episode"
+    __table_args__ = (
+        CheckConstraint(_in("tag", TAGS), name="tag"),
+        CheckConstraint(_in("review_status", REVIEW_STATUSES), name="review_status"),
+        CheckConstraint("length > 0", name="length_positive"),
+        Index("ix_episode_task_tag_created", "task", "tag", "created_at"),
+        Index("ix_episode_review_created", "review_status", "created_at"),
+        Index("ix_episode_policy_created", "policy_version_id", "created_at"),
+        Index("ix_episode_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    tag: Mapped[str] = mapped_column(String(16))
+    policy_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("policy_version.id", ondelete="RESTRICT")
+    )
+    iteration: Mapped[int | None] = mapped_column(Integer, index=True)
+    env_seed: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(Integer)
+    success: Mapped[bool] = mapped_column(Boolean)
+    episode_return: Mapped[float] = mapped_column("return", Float)
+    operator: Mapped[str | None] = mapped_column(String(64))
+    review_status: Mapped[str] = mapped_column(String(16), default="unreviewed")
+    review_version: Mapped[int] = mapped_column(Integer, default=0)
+    file_uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    cameras: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    source_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="episode", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.start"
+    )
+    labels: Mapped[list[Label]] = relationship(
+        back_populates="episode", cascade="all, delete-orphan", passive_deletes=True, order_by="Label.id"
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segment"
+    __table_args__ = (
+        CheckConstraint(_in("controller", CONTROLLERS), name="controller"),
+        CheckConstraint("start >= 0 AND \"end\" > start", name="span"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episode.id", ondelete="CASCADE"), index=True)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    controller: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str | None] = mapped_column(String(64))
+    trigger: Mapped[str | None] = mapped_column(String(128))
+
+    episode: Mapped[Episode] = relationship(back_populates="segments")
+
+
+class Label(Base):
+    """A review verdict and/or failure-mode label on an episode (optionally one segment). Never edits frames."""
+
+    __tablename__ = "label"
+    __table_args__ = (
+        CheckConstraint("verdict IS NULL OR verdict IN ('accepted', 'rejected')", name="verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episode.id", ondelete="CASCADE"), index=True)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    failure_mode: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    previous_status: Mapped[str | None] = mapped_column(String(16))
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    episode: Mapped[Episode] = relationship(back_populates="labels")
+
+
+class Alias(Base):
+    __tablename__ = "alias"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id", ondelete="RESTRICT"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasEvent(Base):
+    """Audit trail: every alias move, who or what made it, and why."""
+
+    __tablename__ = "alias_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias: Mapped[str] = mapped_column(String(32), index=True)
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
+    to_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvalRun(Base):
+    __tablename__ = "eval_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(
+        ForeignKey("policy_version.id", ondelete="CASCADE"), index=True
+    )
+    task: Mapped[str] = mapped_column(String(64))
+    seeds: Mapped[list[Any]] = mapped_column(default=list)
+    outcomes: Mapped[list[Any]] = mapped_column(default=list)
+    episodes: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    success_rate: Mapped[float] = mapped_column(Float)
+    ci_low: Mapped[float] = mapped_column(Float)
+    ci_high: Mapped[float] = mapped_column(Float)
+    mean_length: Mapped[float] = mapped_column(Float)
+    latency_p50_ms: Mapped[float] = mapped_column(Float)
+    latency_p95_ms: Mapped[float] = mapped_column(Float)
+    nan_actions: Mapped[int] = mapped_column(Integer, default=0)
+    joint_limit_violations: Mapped[int] = mapped_column(Integer, default=0)
+    gates: Mapped[list[Any]] = mapped_column(default=list)
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    iteration: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Iteration(Base):
+    __tablename__ = "iteration"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    task: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="iteration", order_by="Job.id")
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        UniqueConstraint("iteration_id", "kind", name="uq_job_iteration_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    iteration_id: Mapped[int] = mapped_column(ForeignKey("iteration.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    iteration: Mapped[Iteration] = relationship(back_populates="jobs")
+
+
+class SchedulerLock(Base):
+    """At most one scheduler per database: the row names the holder."""
+
+    __tablename__ = "scheduler_lock"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a scratch flywheel home on real SQLite, and a real PostgreSQL server on loopback."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flywheel.config import Settings
+from flywheel.store import EpisodeFrames, EpisodeStore
+from flywheel.store.tags import CONTROLLER_CODES, Controller
+from tests.pg_server import PostgresServer, find_postgres_bin
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    url = os.environ.get("FLYWHEEL_TEST_PG_URL")
+    if url:
+        yield PostgresServer.external(url)
+        return
+    bindir = find_postgres_bin()
+    if bindir is None:
+        if os.environ.get("FLYWHEEL_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server binaries not found (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    server = PostgresServer.start(bindir, tmp_path_factory.mktemp("pg"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    return Settings(home=tmp_path / "home", db_url=url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Run a test on both backends."""
+    return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[EpisodeStore]:
+    opened = EpisodeStore.open(settings)
+    yield opened
+    opened.db.dispose()
+
+
+def make_frames(
+    length: int = 30,
+    controllers: list[Controller] | None = None,
+    cameras: dict[str, tuple[int, int]] | None = None,
+    seed: int = 0,
+) -> EpisodeFrames:
+    """Synthetic frames for store tests (the sim tests use real rollouts)."""
+    rng = np.random.default_rng(seed)
+    codes = (
+        np.array([CONTROLLER_CODES[c] for c in controllers], dtype=np.uint8)
+        if controllers is not None
+        else np.zeros(length, dtype=np.uint8)
+    )
+    length = len(codes)
+    images = {
+        name: rng.integers(0, 255, size=(length, h, w, 3), dtype=np.uint8) for name, (h, w) in (cameras or {}).items()
+    }
+    return EpisodeFrames(
+        state=rng.normal(size=(length, 35)).astype(np.float32),
+        action=rng.normal(size=(length, 14)).astype(np.float32),
+        policy_action=rng.normal(size=(length, 14)).astype(np.float32),
+        policy_action_valid=codes == CONTROLLER_CODES[Controller.POLICY],
+        reward=rng.integers(0, 5, size=length).astype(np.float32),
+        controller=codes,
+        images=images,
+    )
