@@ -24,12 +24,20 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(default=DEFAULT_HOME, description="data directory (SQLite DB, episode files, checkpoints)")
-    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite at <home>/flywheel.db")
+    home: Path = Field(
+        default=DEFAULT_HOME, description="data directory (SQLite DB, episode files, checkpoints)"
+    )
+    db_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite at <home>/flywheel.db"
+    )
     episodes_dir: Path | None = Field(default=None, description="episode files; default <home>/episodes")
-    checkpoints_dir: Path | None = Field(default=None, description="policy checkpoints; default <home>/policies")
+    checkpoints_dir: Path | None = Field(
+        default=None, description="policy checkpoints; default <home>/policies"
+    )
     operator: str = Field(default="unknown", min_length=1, max_length=64, description="who acts, for audit")
-    console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
+    console_password: str | None = Field(
+        default=None, description="required to bind the console off-loopback"
+    )
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
 
     @field_validator("db_url")
@@ -43,7 +51,9 @@ class Settings(BaseModel):
         try:
             make_url(value)
         except ArgumentError:
-            raise ValueError(f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)") from None
+            raise ValueError(
+                f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)"
+            ) from None
         return value
 
     @property
@@ -76,7 +86,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         return Settings(**merged)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables") from None
+        raise ConfigError(
+            f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables"
+        ) from None
 
 
 def _read_config_file(path: Path, required: bool) -> dict[str, Any]:

@@ -19,7 +19,10 @@ def _url() -> str:
 def run_migrations_offline() -> None:
     url = _url()
     context.configure(
-        url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=is_sqlite(url),
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=is_sqlite(url),
         compare_type=True,
     )
     with context.begin_transaction():
@@ -31,7 +34,9 @@ def run_migrations_online() -> None:
     engine = create_db_engine(url)
     with engine.connect() as connection:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=is_sqlite(url),
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=is_sqlite(url),
             compare_type=True,
         )
         with context.begin_transaction():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ def sqlite_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[PostgresServer]:
     url = os.environ.get("FLYWHEEL_TEST_PG_URL")
     if url:
         yield PostgresServer.external(url)
@@ -35,15 +37,18 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServ
         if os.environ.get("FLYWHEEL_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL server binaries not found (apt-get install postgresql)")
         pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    server = PostgresServer.start(bindir, tmp_path_factory.mktemp("pg"))
+    # Not under pytest's tmp dir: when tests run as root the server runs as `postgres`, which must reach it.
+    workdir = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
+    server = PostgresServer.start(bindir, workdir)
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
-def pg_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
+def postgres_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
     url = pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
     return Settings(home=tmp_path / "home", db_url=url)
 
@@ -76,7 +81,8 @@ def make_frames(
     )
     length = len(codes)
     images = {
-        name: rng.integers(0, 255, size=(length, h, w, 3), dtype=np.uint8) for name, (h, w) in (cameras or {}).items()
+        name: rng.integers(0, 255, size=(length, h, w, 3), dtype=np.uint8)
+        for name, (h, w) in (cameras or {}).items()
     }
     return EpisodeFrames(
         state=rng.normal(size=(length, 35)).astype(np.float32),

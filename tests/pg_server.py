@@ -21,6 +21,14 @@ def find_postgres_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -46,15 +54,33 @@ class PostgresServer:
             shutil.chown(workdir, "postgres", "postgres")
         datadir = workdir / "data"
         port = _free_port()
-        subprocess.run(
-            [*run_as, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "flywheel", "--no-sync"],
-            check=True, capture_output=True,
+        _run(
+            [
+                *run_as,
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-A",
+                "trust",
+                "-U",
+                "flywheel",
+                "--no-sync",
+            ]
         )
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} -c fsync=off"
-        subprocess.run(
-            [*run_as, str(bindir / "pg_ctl"), "-D", str(datadir), "-o", options, "-w", "-l",
-             str(workdir / "log"), "start"],
-            check=True, capture_output=True,
+        _run(
+            [
+                *run_as,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(datadir),
+                "-o",
+                options,
+                "-w",
+                "-l",
+                str(workdir / "log"),
+                "start",
+            ]
         )
         return cls(f"postgresql+psycopg://flywheel@127.0.0.1:{port}/postgres", datadir, bindir, run_as)
 
@@ -68,6 +94,15 @@ class PostgresServer:
     def stop(self) -> None:
         if self.datadir is not None and self.bindir is not None:
             subprocess.run(
-                [*(self.run_as or []), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "stop"],
-                check=False, capture_output=True,
+                [
+                    *(self.run_as or []),
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    "fast",
+                    "stop",
+                ],
+                check=False,
+                capture_output=True,
             )

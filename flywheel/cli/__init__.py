@@ -29,7 +29,9 @@ app.command("gc")(episode_commands.gc)
 @app.callback()
 def root(
     ctx: typer.Context,
-    home: Path | None = typer.Option(None, "--home", help="data directory (env FLYWHEEL_HOME; default ./.flywheel)"),
+    home: Path | None = typer.Option(
+        None, "--home", help="data directory (env FLYWHEEL_HOME; default ./.flywheel)"
+    ),
     db_url: str | None = typer.Option(None, "--db-url", help="SQLAlchemy URL (env FLYWHEEL_DB_URL)"),
     operator: str | None = typer.Option(None, "--operator-name", help="who is acting, for the audit trail"),
 ) -> None:

@@ -42,8 +42,13 @@ def list_episodes(
     if tag is not None:
         parse_tag(tag)
     filters = EpisodeFilter(
-        task=task, tag=tag, policy_version_id=policy, success=_success(success), review_status=review,
-        iteration=iteration, limit=limit,
+        task=task,
+        tag=tag,
+        policy_version_id=policy,
+        success=_success(success),
+        review_status=review,
+        iteration=iteration,
+        limit=limit,
     )
     store = state(ctx).store()
     records = store.list_episodes(filters)
@@ -52,7 +57,19 @@ def list_episodes(
         return
     total = store.count(EpisodeFilter(**{**filters.__dict__, "limit": None}))
     table = Table(title=f"episodes ({len(records)} of {total})")
-    for column in ("id", "task", "tag", "policy", "iter", "seed", "len", "success", "return", "review", "created"):
+    for column in (
+        "id",
+        "task",
+        "tag",
+        "policy",
+        "iter",
+        "seed",
+        "len",
+        "success",
+        "return",
+        "review",
+        "created",
+    ):
         table.add_column(column, justify="right" if column in {"id", "len", "return", "seed"} else "left")
     for r in records:
         table.add_row(*_row(r))
@@ -61,9 +78,16 @@ def list_episodes(
 
 def _row(r: EpisodeRecord) -> list[str]:
     return [
-        str(r.id), r.task, r.tag, "-" if r.policy_version_id is None else str(r.policy_version_id),
-        "-" if r.iteration is None else str(r.iteration), str(r.env_seed), str(r.length),
-        "yes" if r.success else "no", f"{r.episode_return:.1f}", r.review_status,
+        str(r.id),
+        r.task,
+        r.tag,
+        "-" if r.policy_version_id is None else str(r.policy_version_id),
+        "-" if r.iteration is None else str(r.iteration),
+        str(r.env_seed),
+        str(r.length),
+        "yes" if r.success else "no",
+        f"{r.episode_return:.1f}",
+        r.review_status,
         r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
     ]
 
@@ -82,7 +106,9 @@ def show(
     if verify:
         frames = store.read_record_frames(record)
         data["file"] = {
-            "verified": True, "frames": len(frames), "state_dim": int(frames.state.shape[1]),
+            "verified": True,
+            "frames": len(frames),
+            "state_dim": int(frames.state.shape[1]),
             "action_dim": int(frames.action.shape[1]),
             "cameras": {k: list(v.shape[1:]) for k, v in frames.images.items()},
         }
@@ -111,7 +137,9 @@ def delete(
     store = state(ctx).store()
     record = store.get(episode_id, with_segments=False)
     if not yes:
-        typer.confirm(f"delete episode {record.id} ({record.task}, {record.tag}, {record.length} frames)?", abort=True)
+        typer.confirm(
+            f"delete episode {record.id} ({record.task}, {record.tag}, {record.length} frames)?", abort=True
+        )
     store.delete(episode_id)
     Console().print(f"deleted episode {episode_id}")
 

@@ -136,7 +136,13 @@ class EpisodeStore:
             error=episode.error,
             source_key=episode.source_key,
             segments=[
-                Segment(start=s.start, end=s.end, controller=s.controller.value, operator=s.operator, trigger=s.trigger)
+                Segment(
+                    start=s.start,
+                    end=s.end,
+                    controller=s.controller.value,
+                    operator=s.operator,
+                    trigger=s.trigger,
+                )
                 for s in spans
             ],
         )
@@ -204,7 +210,9 @@ class EpisodeStore:
     ) -> list[EpisodeRecord]:
         filters = filters or EpisodeFilter()
         order = Episode.created_at.desc() if filters.newest_first else Episode.created_at.asc()
-        query = filters.apply(select(Episode)).order_by(order, Episode.id.desc() if filters.newest_first else Episode.id)
+        query = filters.apply(select(Episode)).order_by(
+            order, Episode.id.desc() if filters.newest_first else Episode.id
+        )
         if with_segments:
             query = query.options(selectinload(Episode.segments))
         if filters.limit is not None:

@@ -48,7 +48,11 @@ def encode_frames(frames: EpisodeFrames) -> bytes:
     }
     for camera, images in frames.images.items():
         tensors[IMAGE_PREFIX + camera] = images
-    metadata = {"format": "flywheel-episode", "version": FORMAT_VERSION, "cameras": json.dumps(sorted(frames.images))}
+    metadata = {
+        "format": "flywheel-episode",
+        "version": FORMAT_VERSION,
+        "cameras": json.dumps(sorted(frames.images)),
+    }
     return save_safetensors(tensors, metadata=metadata)
 
 
@@ -72,7 +76,9 @@ def _frames_from_tensors(tensors: dict[str, np.ndarray], name: str) -> EpisodeFr
             images={k[len(IMAGE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(IMAGE_PREFIX)},
         )
     except KeyError as exc:
-        raise EpisodeFileError(f"{name} lacks the {exc.args[0]!r} array; it is not a flywheel episode") from None
+        raise EpisodeFileError(
+            f"{name} lacks the {exc.args[0]!r} array; it is not a flywheel episode"
+        ) from None
 
 
 class EpisodeFiles:

@@ -73,7 +73,14 @@ class EpisodeFrames:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.state, self.action, self.policy_action, self.reward, self.controller, *self.images.values()]
+        arrays = [
+            self.state,
+            self.action,
+            self.policy_action,
+            self.reward,
+            self.controller,
+            *self.images.values(),
+        ]
         return int(sum(a.nbytes for a in arrays))
 
 

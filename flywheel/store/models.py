@@ -115,7 +115,7 @@ class Segment(Base):
     __tablename__ = "segment"
     __table_args__ = (
         CheckConstraint(_in("controller", CONTROLLERS), name="controller"),
-        CheckConstraint("start >= 0 AND \"end\" > start", name="span"),
+        CheckConstraint('start >= 0 AND "end" > start', name="span"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
