@@ -240,3 +240,33 @@ def test_concurrent_writers_lose_nothing(settings: Settings) -> None:
     keys = {r.source_key for r in store.list_episodes(EpisodeFilter(limit=None))}
     assert keys == {f"w{w}/{i}" for w in range(2) for i in range(200)}
     assert len(list(store.files.iter_uris())) == 400
+
+
+def test_frame_reader_gathers_random_batches(store: EpisodeStore) -> None:
+    from flywheel.store.reader import FrameReader
+
+    all_frames = [make_frames(length=20 + i, controllers=None, cameras={"top": (12, 16)}, seed=i) for i in range(3)]
+    ids = [_add(store, f) for f in all_frames]
+    records = [store.get(i, with_segments=False) for i in ids]
+    reader = FrameReader(store.files, records)
+    assert len(reader) == sum(len(f) for f in all_frames)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(reader), size=32)
+    batch = reader.batch(idx)
+    flat_state = np.concatenate([f.state for f in all_frames])
+    flat_images = np.concatenate([f.images["top"] for f in all_frames])
+    np.testing.assert_array_equal(batch["state"], flat_state[idx])
+    np.testing.assert_array_equal(batch["image/top"], flat_images[idx])
+
+
+def test_frame_reader_refuses_corrupt_file(store: EpisodeStore) -> None:
+    from flywheel.store.reader import FrameReader
+
+    episode_id = _add(store, make_frames(controllers=[E] * 5))
+    record = store.get(episode_id, with_segments=False)
+    path = store.files.path_for(record.file_uri)
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(EpisodeFileError, match="sha256"):
+        FrameReader(store.files, [record])

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
@@ -27,6 +28,8 @@ SUFFIX = ".safetensors"
 TEMP_PREFIX = ".tmp-"
 FORMAT_VERSION = "1"
 IMAGE_PREFIX = "image/"
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "U8": "u1", "I8": "i1", "I32": "<i4", "I64": "<i8",
+                       "BOOL": "?"}
 
 
 @dataclass(frozen=True)
@@ -128,17 +131,46 @@ class EpisodeFiles:
             )
         return decode_frames(blob, label)
 
-    def read_rows(self, uri: str, key: str, rows: np.ndarray) -> np.ndarray:
-        """Read selected rows of one array through mmap, without loading the rest (no checksum)."""
+    def open_arrays(self, uri: str) -> dict[str, np.ndarray]:
+        """Every array of an episode file as a read-only memory map (zero-copy; pages load on access).
+
+        Safetensors is an 8-byte header length, a JSON header with dtype/shape/byte offsets, then raw
+        little-endian data, so each array maps directly. No checksum: callers verify once with `read`
+        or `verify` before relying on the bytes.
+        """
         path = self.path_for(uri)
         try:
-            with safe_open(str(path), framework="numpy") as fh:
-                data = fh.get_slice(key)
-                lo, hi = int(rows.min()), int(rows.max()) + 1
-                block = data[lo:hi]
-        except (FileNotFoundError, SafetensorError) as exc:
-            raise EpisodeFileError(f"episode file {path} cannot be read: {exc}") from None
-        return np.asarray(block)[rows - lo]
+            with open(path, "rb") as fh:
+                (header_len,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(header_len))
+        except (OSError, ValueError, struct.error) as exc:
+            raise EpisodeFileError(f"episode file {path} cannot be opened: {exc}") from None
+        base = 8 + header_len
+        arrays: dict[str, np.ndarray] = {}
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+            shape = tuple(info["shape"])
+            if end == start:
+                arrays[key] = np.zeros(shape, dtype=dtype)
+                continue
+            arrays[key] = np.memmap(path, dtype=dtype, mode="r", offset=base + start, shape=shape)
+        return arrays
+
+    def verify(self, uri: str, sha256: str, *, episode_id: int | None = None) -> None:
+        """Check a file's sha256 without decoding it."""
+        path = self.path_for(uri)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise EpisodeFileError(f"episode {episode_id} file {path} is missing") from None
+        if digest.hexdigest() != sha256:
+            raise EpisodeFileError(f"episode {episode_id} file {path} fails its sha256 check (corrupt or altered)")
 
     def delete(self, uri: str) -> None:
         self.path_for(uri).unlink(missing_ok=True)
