@@ -11,6 +11,7 @@ from rich.console import Console
 
 from flywheel.cli import db as db_commands
 from flywheel.cli import episodes as episode_commands
+from flywheel.cli import policies as policy_commands
 from flywheel.cli.context import CliState
 from flywheel.errors import FlywheelError
 
@@ -23,15 +24,14 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.add_typer(episode_commands.app, name="episodes")
+app.add_typer(policy_commands.app, name="policies")
 app.command("gc")(episode_commands.gc)
 
 
 @app.callback()
 def root(
     ctx: typer.Context,
-    home: Path | None = typer.Option(
-        None, "--home", help="data directory (env FLYWHEEL_HOME; default ./.flywheel)"
-    ),
+    home: Path | None = typer.Option(None, "--home", help="data directory (env FLYWHEEL_HOME; default ./.flywheel)"),
     db_url: str | None = typer.Option(None, "--db-url", help="SQLAlchemy URL (env FLYWHEEL_DB_URL)"),
     operator: str | None = typer.Option(None, "--operator-name", help="who is acting, for the audit trail"),
 ) -> None:

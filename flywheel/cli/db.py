@@ -40,9 +40,7 @@ def current(ctx: typer.Context) -> None:
 
 
 @app.command()
-def downgrade(
-    ctx: typer.Context, revision: str = typer.Argument(..., help="target revision, e.g. base")
-) -> None:
+def downgrade(ctx: typer.Context, revision: str = typer.Argument(..., help="target revision, e.g. base")) -> None:
     """Migrate the schema down to REVISION (destroys data in dropped tables)."""
     db = _database(ctx)
     migrations.downgrade(db, revision)

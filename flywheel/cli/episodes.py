@@ -137,9 +137,7 @@ def delete(
     store = state(ctx).store()
     record = store.get(episode_id, with_segments=False)
     if not yes:
-        typer.confirm(
-            f"delete episode {record.id} ({record.task}, {record.tag}, {record.length} frames)?", abort=True
-        )
+        typer.confirm(f"delete episode {record.id} ({record.task}, {record.tag}, {record.length} frames)?", abort=True)
     store.delete(episode_id)
     Console().print(f"deleted episode {episode_id}")
 
