@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from flywheel.cli import collect as collect_commands
 from flywheel.cli import db as db_commands
 from flywheel.cli import episodes as episode_commands
 from flywheel.cli import policies as policy_commands
@@ -26,6 +27,8 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(episode_commands.app, name="episodes")
 app.add_typer(policy_commands.app, name="policies")
 app.command("gc")(episode_commands.gc)
+app.command("demos")(collect_commands.demos)
+app.command("collect")(collect_commands.collect_command)
 
 
 @app.callback()

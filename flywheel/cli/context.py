@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,9 +30,14 @@ class CliState:
         return self._store
 
 
-def state(ctx: typer.Context) -> CliState:
+def state(ctx: typer.Context, home: Path | None = None) -> CliState:
+    """The shared CLI state; a command-level `--home` overrides the global one."""
     obj = ctx.find_root().obj
     if not isinstance(obj, CliState):
         obj = CliState()
         ctx.find_root().obj = obj
+    if home is not None and obj.overrides.get("home") != home:
+        obj.overrides["home"] = home
+        obj._settings = None
+        obj._store = None
     return obj

@@ -1,0 +1,91 @@
+"""`flywheel demos` and `flywheel collect`: episodes from the expert, or from a policy with an operator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from flywheel.cli.context import state
+from flywheel.collect import CollectReport, CollectSpec, collect
+from flywheel.collect.seeds import collection_seeds, demo_seeds
+from flywheel.registry import PolicyRegistry
+from flywheel.store import EpisodeFilter
+
+HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
+
+
+def demos(
+    ctx: typer.Context,
+    task: str = typer.Option("transfer_cube", help="transfer_cube | insertion"),
+    n: int = typer.Option(20, "--n", min=1, help="number of expert demos"),
+    workers: int = typer.Option(1, min=1, help="worker processes"),
+    obs_mode: str = typer.Option("state", help="state | pixels"),
+    camera: list[str] = typer.Option(["top"], help="cameras to record in pixels mode"),
+    use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+) -> None:
+    """Record N expert demos (tag `demo`) on fresh seeds."""
+    cli = state(ctx, home=home)
+    store = cli.store()
+    existing = store.count(EpisodeFilter(task=task, tag="demo"))
+    spec = CollectSpec(
+        task=task,
+        obs_mode=obs_mode,
+        cameras=tuple(camera),
+        operator="expert",
+        operator_name="expert",
+        source_prefix=f"demos/{task}",
+    )
+    report = collect(store, spec, demo_seeds(n, start=existing), workers=workers, use_ray=use_ray)
+    _summary(report, "demos")
+
+
+def collect_command(
+    ctx: typer.Context,
+    policy: str = typer.Option("champion", help="policy version id or alias"),
+    episodes: int = typer.Option(10, min=1, help="number of episodes"),
+    workers: int = typer.Option(1, min=1, help="worker processes"),
+    operator: str = typer.Option("simulated", help="simulated | none"),
+    obs_mode: str | None = typer.Option(None, help="state | pixels (default: what the policy was trained on)"),
+    use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
+    iteration: int | None = typer.Option(None, help="record the episodes under this flywheel iteration"),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+) -> None:
+    """Roll out a policy; a simulated operator takes over when it fails (tags autonomous / intervention)."""
+    if operator not in ("simulated", "none"):
+        raise typer.BadParameter("use simulated or none", param_hint="--operator")
+    cli = state(ctx, home=home)
+    store = cli.store()
+    version = PolicyRegistry(store.db).resolve(policy)
+    mode = obs_mode or version.config.get("obs_mode", "state")
+    existing = store.count(EpisodeFilter(policy_version_id=version.id))
+    block = iteration if iteration is not None else 1 + version.id
+    seeds = collection_seeds(block, existing + episodes)[existing:]
+    spec = CollectSpec(
+        task=version.task,
+        obs_mode=mode,
+        operator=operator,  # type: ignore[arg-type]
+        operator_name=f"simulated-operator@{cli.settings.operator}",
+        policy_version_id=version.id,
+        policy_checkpoint=version.checkpoint_uri,
+        policy_sha256=version.sha256,
+        iteration=iteration,
+        source_prefix=f"collect/policy-{version.id}",
+    )
+    report = collect(store, spec, seeds, workers=workers, use_ray=use_ray)
+    _summary(report, "episodes")
+
+
+def _summary(report: CollectReport, what: str) -> None:
+    console = Console()
+    n = report.collected
+    rate = f"{report.successes / n:.0%}" if n else "-"
+    tags = ", ".join(f"{k} {v}" for k, v in sorted(report.counts_by_tag.items())) or "none"
+    console.print(
+        f"stored {n} {what} ({tags}); success {report.successes}/{n} ({rate}); takeovers {report.interventions}"
+        + (f"; {report.skipped_existing} already stored" if report.skipped_existing else "")
+        + (f"; re-collected {len(report.discarded_seeds)} lost to dead workers" if report.discarded_seeds else "")
+        + (f"; {report.errors} ended with an error" if report.errors else "")
+    )

@@ -1,0 +1,43 @@
+"""The result of one collected episode, as it travels from a worker to the store writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flywheel.collect.spec import CollectSpec
+from flywheel.store import EpisodeFrames, NewEpisode
+from flywheel.store.tags import Tag
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    seed: int
+    frames: EpisodeFrames
+    success: bool
+    error: str | None = None
+    triggers: dict[int, str] = field(default_factory=dict)
+    segment_operators: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def interventions(self) -> int:
+        """Number of takeovers: segments not under the policy inside a policy episode."""
+        if self.frames.tag is not Tag.INTERVENTION:
+            return 0
+        codes = self.frames.controller
+        starts = (codes[1:] != 0) & (codes[:-1] == 0)
+        return int(starts.sum() + (codes[0] != 0))
+
+    def to_new_episode(self, spec: CollectSpec) -> NewEpisode:
+        return NewEpisode(
+            task=spec.task,
+            frames=self.frames,
+            env_seed=self.seed,
+            success=self.success,
+            policy_version_id=None if self.frames.tag is Tag.DEMO else spec.policy_version_id,
+            iteration=spec.iteration,
+            operator=spec.operator_name if self.frames.tag is not Tag.AUTONOMOUS else None,
+            error=self.error,
+            source_key=spec.source_key(self.seed),
+            triggers=self.triggers,
+            segment_operators=self.segment_operators,
+        )

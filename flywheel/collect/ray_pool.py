@@ -1,0 +1,89 @@
+"""Ray actors (one env + policy copy each) for collection beyond one machine; same outcomes as ProcessPool."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from flywheel.collect.outcome import EpisodeOutcome
+from flywheel.collect.pool import CollectionError
+from flywheel.collect.spec import CollectSpec
+
+
+class RayPool:
+    """Runs seeds on `workers` Ray actors; a dead actor's in-flight seed is re-collected on a new actor."""
+
+    def __init__(self, spec: CollectSpec, workers: int, max_restarts: int = 4, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise CollectionError("--ray needs the ray extra: pip install 'flywheel[ray]'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                num_cpus=None if address else workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
+        self.spec = spec
+        self.workers = workers
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.discarded: list[int] = []
+        self._actor_cls = ray.remote(num_cpus=1)(_CollectActor)
+
+    def run(self, seeds: Sequence[int], on_start: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
+        ray = self._ray
+        pending = deque(seeds)
+        actors = [self._actor_cls.remote(self.spec) for _ in range(min(self.workers, len(pending)))]
+        in_flight: dict[Any, tuple[Any, int]] = {}
+
+        def submit(actor: Any) -> None:
+            if pending:
+                seed = pending.popleft()
+                in_flight[actor.run.remote(seed)] = (actor, seed)
+                if on_start is not None:
+                    on_start(seed)
+
+        for actor in actors:
+            submit(actor)
+        try:
+            while in_flight:
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                ref = ready[0]
+                actor, seed = in_flight.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    self.discarded.append(seed)
+                    pending.appendleft(seed)
+                    self.restarts += 1
+                    if self.restarts > self.max_restarts:
+                        raise CollectionError(f"Ray collection actors died {self.restarts} times; giving up") from None
+                    submit(self._actor_cls.remote(self.spec))
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    raise CollectionError(f"episode with seed {seed} crashed in its Ray actor: {exc}") from None
+                yield outcome
+                submit(actor)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+
+
+class _CollectActor:
+    def __init__(self, spec: CollectSpec) -> None:
+        from flywheel.collect.runtime import WorkerRuntime
+
+        self.runtime = WorkerRuntime(spec)
+
+    def run(self, seed: int) -> EpisodeOutcome:
+        return self.runtime.run(seed)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

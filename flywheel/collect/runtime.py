@@ -1,0 +1,64 @@
+"""Per-worker state: one env, one policy copy and one operator, reused across episodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flywheel.collect.outcome import EpisodeOutcome
+from flywheel.collect.spec import CollectSpec
+
+
+class WorkerRuntime:
+    """Builds the env, policy and operator once per process (or Ray actor) and runs seeds."""
+
+    def __init__(self, spec: CollectSpec) -> None:
+        from sim import make_env
+
+        self.spec = spec
+        self.env = make_env(
+            spec.task,
+            obs_mode=spec.obs_mode,
+            cameras=spec.cameras,
+            image_size=spec.image_size,
+            max_steps=spec.max_steps,
+        )
+        self.policy = self._load_policy(spec)
+        self.operator = self._make_operator(spec)
+
+    @staticmethod
+    def _load_policy(spec: CollectSpec) -> Any:
+        if spec.operator == "expert":
+            return None
+        from flywheel.policy.runner import PolicyRunner
+
+        return PolicyRunner.load(spec.policy_checkpoint, expected_sha256=spec.policy_sha256)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _make_operator(spec: CollectSpec) -> Any:
+        if spec.operator == "none":
+            return None
+        from sim.operator import OperatorConfig, SimulatedOperator
+
+        if spec.operator == "expert":
+            return SimulatedOperator(OperatorConfig.expert_only(spec.task))
+        return SimulatedOperator(OperatorConfig(**spec.operator_config))
+
+    def run(self, seed: int) -> EpisodeOutcome:
+        from sim.rollout import run_episode
+
+        result = run_episode(
+            self.env, seed=seed, policy=self.policy, operator=self.operator, max_steps=self.spec.max_steps
+        )
+        triggers = {s.start: s.trigger for s in result.segments if s.trigger}
+        operators = {s.start: self.spec.operator_name for s in result.segments if s.controller.value != "policy"}
+        return EpisodeOutcome(
+            seed=seed,
+            frames=result.frames,
+            success=bool(result.success),
+            error=result.error,
+            triggers=triggers,
+            segment_operators=operators,
+        )
+
+    def close(self) -> None:
+        self.env.close()

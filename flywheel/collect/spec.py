@@ -1,0 +1,44 @@
+"""What a collection worker needs to know (picklable; sent to each process or Ray actor)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+OperatorMode = Literal["simulated", "none", "expert"]
+
+
+class CollectSpec(BaseModel):
+    """One collection run. `operator="expert"` records expert demos (no policy)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    obs_mode: Literal["state", "pixels"] = "state"
+    cameras: tuple[str, ...] = ("top",)
+    image_size: tuple[int, int] = (96, 128)
+    max_steps: int = Field(400, ge=1, le=10_000)
+    operator: OperatorMode = "simulated"
+    operator_config: dict[str, Any] = Field(default_factory=dict)
+    operator_name: str = "simulated-operator"
+    policy_version_id: int | None = None
+    policy_checkpoint: str | None = None
+    policy_sha256: str | None = None
+    iteration: int | None = None
+    source_prefix: str = Field(..., min_length=1, description="source keys are <prefix>/seed-<seed>")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from sim.tasks import task_class
+
+        task_class(task)  # raises with the list of tasks
+        return task
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.operator != "expert" and self.policy_checkpoint is None:
+            raise ValueError("collecting with a policy needs policy_checkpoint (use operator='expert' for demos)")
+
+    def source_key(self, seed: int) -> str:
+        return f"{self.source_prefix}/seed-{seed}"
