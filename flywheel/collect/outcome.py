@@ -17,6 +17,8 @@ class EpisodeOutcome:
     error: str | None = None
     triggers: dict[int, str] = field(default_factory=dict)
     segment_operators: dict[int, str] = field(default_factory=dict)
+    act_latency_ms: tuple[float, ...] = ()
+    joint_limit_violations: int = 0
 
     @property
     def interventions(self) -> int:

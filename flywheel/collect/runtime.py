@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import numpy as np
 
 from flywheel.collect.outcome import EpisodeOutcome
 from flywheel.collect.spec import CollectSpec
@@ -22,7 +25,8 @@ class WorkerRuntime:
             image_size=spec.image_size,
             max_steps=spec.max_steps,
         )
-        self.policy = self._load_policy(spec)
+        policy = self._load_policy(spec)
+        self.policy = None if policy is None else TimedPolicy(policy)
         self.operator = self._make_operator(spec)
 
     @staticmethod
@@ -46,6 +50,8 @@ class WorkerRuntime:
     def run(self, seed: int) -> EpisodeOutcome:
         from sim.rollout import run_episode
 
+        if self.policy is not None:
+            self.policy.latencies_ms.clear()
         result = run_episode(
             self.env, seed=seed, policy=self.policy, operator=self.operator, max_steps=self.spec.max_steps
         )
@@ -62,3 +68,27 @@ class WorkerRuntime:
 
     def close(self) -> None:
         self.env.close()
+
+
+class TimedPolicy:
+    """Wraps a policy runner and records the wall time of every `act` call (for the latency gate)."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.latencies_ms: list[float] = []
+
+    def reset(self, *args: Any, **kwargs: Any) -> None:
+        self.policy.reset(*args, **kwargs)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        start = time.perf_counter()
+        action = self.policy.act(obs)
+        self.latencies_ms.append((time.perf_counter() - start) * 1000)
+        return action
+
+
+def count_joint_limit_violations(actions: np.ndarray, space: Any, tolerance: float = 1e-3) -> int:
+    """Frames whose executed action leaves the actuators' range on any joint."""
+    low = np.asarray(space.low) - tolerance
+    high = np.asarray(space.high) + tolerance
+    return int(np.any((actions < low) | (actions > high), axis=1).sum())

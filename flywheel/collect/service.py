@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from flywheel.collect.outcome import EpisodeOutcome
 from flywheel.collect.pool import ProcessPool
 from flywheel.collect.spec import CollectSpec
+from flywheel.progress import episode_progress
 from flywheel.store import EpisodeStore
 
 
@@ -45,7 +44,7 @@ def collect(
     if not todo:
         return report
     pool = _make_pool(spec, workers, use_ray)
-    with _progress(progress) as bar:
+    with episode_progress(progress) as bar:
         task = bar.add_task(f"{spec.task} ({_label(spec)})", total=len(todo), successes=0, interventions=0)
         for outcome in pool.run(todo):
             record = store.add(outcome.to_new_episode(spec))
@@ -73,17 +72,3 @@ def _label(spec: CollectSpec) -> str:
     if spec.operator == "expert":
         return "expert demos"
     return f"policy {spec.policy_version_id}, operator {spec.operator}"
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("success {task.fields[successes]}"),
-        TextColumn("takeovers {task.fields[interventions]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
