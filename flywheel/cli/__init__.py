@@ -12,6 +12,7 @@ from rich.console import Console
 from flywheel.cli import collect as collect_commands
 from flywheel.cli import db as db_commands
 from flywheel.cli import episodes as episode_commands
+from flywheel.cli import loop as loop_commands
 from flywheel.cli import policies as policy_commands
 from flywheel.cli.context import CliState
 from flywheel.errors import FlywheelError
@@ -29,6 +30,9 @@ app.add_typer(policy_commands.app, name="policies")
 app.command("gc")(episode_commands.gc)
 app.command("demos")(collect_commands.demos)
 app.command("collect")(collect_commands.collect_command)
+app.command("train")(loop_commands.train)
+app.command("eval")(loop_commands.evaluate)
+app.command("run")(loop_commands.run)
 
 
 @app.callback()

@@ -68,9 +68,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
-            reason = (
-                str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-            )
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
             raise DatabaseUnavailableError(
                 f"cannot connect to database {self.safe_url}: {reason}; check FLYWHEEL_DB_URL and that the "
                 "server is running"

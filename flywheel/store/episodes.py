@@ -57,9 +57,7 @@ class EpisodeFilter:
         if self.tag is not None:
             parse_tag(self.tag)
         if self.review_status is not None and self.review_status not in REVIEW_STATUSES:
-            raise StoreError(
-                f"unknown review status {self.review_status!r}: use one of {', '.join(REVIEW_STATUSES)}"
-            )
+            raise StoreError(f"unknown review status {self.review_status!r}: use one of {', '.join(REVIEW_STATUSES)}")
 
     def apply(self, query: Select) -> Select:
         conditions = {
@@ -205,9 +203,7 @@ class EpisodeStore:
             row = session.scalars(select(Episode).where(Episode.source_key == source_key)).one_or_none()
             return None if row is None else EpisodeRecord.of(row)
 
-    def list_episodes(
-        self, filters: EpisodeFilter | None = None, with_segments: bool = False
-    ) -> list[EpisodeRecord]:
+    def list_episodes(self, filters: EpisodeFilter | None = None, with_segments: bool = False) -> list[EpisodeRecord]:
         filters = filters or EpisodeFilter()
         order = Episode.created_at.desc() if filters.newest_first else Episode.created_at.asc()
         query = filters.apply(select(Episode)).order_by(
@@ -234,6 +230,17 @@ class EpisodeStore:
             counts = {tag.value: 0 for tag in Tag}
             counts.update({tag: int(n) for tag, n in session.execute(query)})
             return counts
+
+    def takeover_count(self, filters: EpisodeFilter | None = None) -> int:
+        """Segments under a human or expert inside policy episodes (each is one takeover)."""
+        filters = filters or EpisodeFilter()
+        query = filters.apply(
+            select(func.count(Segment.id))
+            .join(Episode, Segment.episode_id == Episode.id)
+            .where(Episode.tag == Tag.INTERVENTION.value, Segment.controller != "policy")
+        )
+        with self.db.read() as session:
+            return int(session.scalar(query) or 0)
 
     def read_frames(self, episode_id: int, verify: bool = True) -> EpisodeFrames:
         record = self.get(episode_id, with_segments=False)

@@ -28,8 +28,16 @@ SUFFIX = ".safetensors"
 TEMP_PREFIX = ".tmp-"
 FORMAT_VERSION = "1"
 IMAGE_PREFIX = "image/"
-_SAFETENSORS_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "U8": "u1", "I8": "i1", "I32": "<i4", "I64": "<i8",
-                       "BOOL": "?"}
+_SAFETENSORS_DTYPES = {
+    "F32": "<f4",
+    "F64": "<f8",
+    "F16": "<f2",
+    "U8": "u1",
+    "I8": "i1",
+    "I32": "<i4",
+    "I64": "<i8",
+    "BOOL": "?",
+}
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,7 @@ def _frames_from_tensors(tensors: dict[str, np.ndarray], name: str) -> EpisodeFr
             images={k[len(IMAGE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(IMAGE_PREFIX)},
         )
     except KeyError as exc:
-        raise EpisodeFileError(
-            f"{name} lacks the {exc.args[0]!r} array; it is not a flywheel episode"
-        ) from None
+        raise EpisodeFileError(f"{name} lacks the {exc.args[0]!r} array; it is not a flywheel episode") from None
 
 
 class EpisodeFiles:

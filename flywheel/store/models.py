@@ -84,9 +84,7 @@ class Episode(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task: Mapped[str] = mapped_column(String(64))
     tag: Mapped[str] = mapped_column(String(16))
-    policy_version_id: Mapped[int | None] = mapped_column(
-        ForeignKey("policy_version.id", ondelete="RESTRICT")
-    )
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="RESTRICT"))
     iteration: Mapped[int | None] = mapped_column(Integer, index=True)
     env_seed: Mapped[int] = mapped_column(BigInteger)
     length: Mapped[int] = mapped_column(Integer)
@@ -133,9 +131,7 @@ class Label(Base):
     """A review verdict and/or failure-mode label on an episode (optionally one segment). Never edits frames."""
 
     __tablename__ = "label"
-    __table_args__ = (
-        CheckConstraint("verdict IS NULL OR verdict IN ('accepted', 'rejected')", name="verdict"),
-    )
+    __table_args__ = (CheckConstraint("verdict IS NULL OR verdict IN ('accepted', 'rejected')", name="verdict"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     episode_id: Mapped[int] = mapped_column(ForeignKey("episode.id", ondelete="CASCADE"), index=True)
@@ -178,9 +174,7 @@ class EvalRun(Base):
     __tablename__ = "eval_run"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    policy_version_id: Mapped[int] = mapped_column(
-        ForeignKey("policy_version.id", ondelete="CASCADE"), index=True
-    )
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id", ondelete="CASCADE"), index=True)
     task: Mapped[str] = mapped_column(String(64))
     seeds: Mapped[list[Any]] = mapped_column(default=list)
     outcomes: Mapped[list[Any]] = mapped_column(default=list)

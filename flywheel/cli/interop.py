@@ -1,0 +1,114 @@
+"""`flywheel export lerobot` and `flywheel import lerobot`: LeRobotDataset v3.0 in and out of the store.
+
+lerobot (and torch) load only when one of these commands runs, so other commands start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from flywheel.cli.context import state
+from flywheel.store.tags import Controller
+
+export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
+import_app = typer.Typer(help="Import episodes from other formats into the store.", no_args_is_help=True)
+
+
+def _offline() -> None:
+    """Datasets are local paths: keep huggingface_hub off the network (set before lerobot is imported)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@export_app.command("lerobot")
+def export_lerobot(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="new (or empty) directory for the dataset"),
+    tag: list[str] = typer.Option([], "--tag", help="demo | autonomous | intervention (repeatable; default all)"),
+    task: str | None = typer.Option(None, help="only this task (transfer_cube | insertion)"),
+    accepted_only: bool = typer.Option(False, "--accepted-only", help="only episodes reviewed as accepted"),
+    images: bool = typer.Option(True, "--images/--no-images", help="include camera frames"),
+    repo_id: str | None = typer.Option(None, help="dataset repo id recorded in the metadata"),
+) -> None:
+    """Write episodes as a LeRobotDataset v3.0 (lerobot's own writer; PNG image features)."""
+    _offline()
+    from flywheel.interop.lerobot_export import ExportSelection, export_lerobot, select_episodes
+
+    store = state(ctx).store()
+    selection = ExportSelection(tags=tuple(tag), task=task, accepted_only=accepted_only)
+    records = select_episodes(store, selection)
+    console = Console(stderr=True)
+    with _progress(console) as progress:
+        bar = progress.add_task("exporting episodes", total=len(records))
+        report = export_lerobot(
+            store,
+            records,
+            out,
+            repo_id=repo_id,
+            images=images,
+            selection=selection,
+            on_episode=lambda _record: progress.advance(bar),
+        )
+    cameras = ", ".join(report.cameras) or "none"
+    Console().print(
+        f"exported {report.episodes} episode(s), {report.frames} frames (cameras: {cameras}) to {report.root}",
+        highlight=False,
+    )
+
+
+@import_app.command("lerobot")
+def import_lerobot(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="root directory of a local LeRobotDataset v3.0"),
+    tag: list[str] = typer.Option([], "--tag", help="import only episodes with this tag (repeatable; default all)"),
+    task: str | None = typer.Option(None, help="flywheel task of the data (needed when the dataset's is not one)"),
+    policy: str | None = typer.Option(
+        None, help="policy version id or alias that acted in autonomous/intervention episodes"
+    ),
+    controller: Controller = typer.Option(
+        Controller.EXPERT, help="who acted in datasets without controller info (expert | human)"
+    ),
+    success: bool = typer.Option(
+        True, "--success/--failure", help="outcome for episodes whose dataset does not record one"
+    ),
+) -> None:
+    """Load a LeRobotDataset into the store; shapes must match the task; re-running skips stored episodes."""
+    _offline()
+    from flywheel.interop.lerobot_import import plan_import, run_import
+    from flywheel.registry import PolicyRegistry
+
+    store = state(ctx).store()
+    policy_id = None if policy is None else PolicyRegistry(store.db).resolve(policy).id
+    plan = plan_import(path, task=task, tags=tuple(tag), default_controller=controller)
+    console = Console(stderr=True)
+    with _progress(console) as progress:
+        bar = progress.add_task("importing episodes", total=len(plan.episodes))
+        report = run_import(
+            store,
+            plan,
+            policy_version_id=policy_id,
+            default_success=success,
+            on_episode=lambda _episode: progress.advance(bar),
+        )
+    counts = ", ".join(f"{t} {n}" for t, n in report.counts_by_tag.items() if n) or "none new"
+    Console().print(
+        f"imported {len(report.imported)} episode(s), {report.frames} frames ({counts}); "
+        f"{len(report.already_present)} already stored, {report.skipped} skipped by --tag",
+        highlight=False,
+    )

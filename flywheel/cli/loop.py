@@ -1,0 +1,136 @@
+"""`flywheel run`, `flywheel train` and `flywheel eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flywheel.cli.context import state
+
+HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
+
+
+def run(
+    ctx: typer.Context,
+    iterations: int = typer.Option(5, min=0, help="run until this many iterations are complete"),
+    config: Path | None = typer.Option(None, "--config", help="flywheel config (YAML); defaults are the quickstart's"),
+    resume: bool = typer.Option(False, "--resume", help="continue after a crash (a plain re-run does the same)"),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Seed demos if needed, then iterate collect → train → eval → promote until ITERATIONS are done."""
+    from flywheel.scheduler import FlywheelLoop, PhaseContext, load_flywheel_config
+
+    cli = state(ctx, home=home)
+    cfg = load_flywheel_config(config)
+    console = Console()
+    loop = FlywheelLoop(PhaseContext(cli.store(), cli.settings, cfg, progress=not quiet), console)
+    done_before = loop.book.completed_iterations()
+    if resume and not done_before and loop.book.latest_iteration() is None:
+        console.print("nothing to resume: starting fresh")
+    summaries = loop.run(iterations, on_summary=lambda s: console.print(_row_table([s])))
+    console.rule("flywheel")
+    console.print(_row_table(summaries))
+    console.print("next: `flywheel console` to review interventions; `flywheel policies list` for lineage")
+
+
+def _row_table(summaries: list[dict[str, Any]]) -> Table:
+    table = Table(title="iterations")
+    for column in ("iter", "episodes by tag", "takeovers/ep", "candidate success [95% CI]", "champion", "verdict"):
+        table.add_column(column)
+    for s in summaries:
+        tags = " ".join(f"{k[:4]}:{v}" for k, v in s.get("episodes_by_tag", {}).items() if v) or "-"
+        ci = s.get("candidate_ci") or [0, 0]
+        champion = "-" if s.get("champion_success") is None else f"{s['champion_success']:.0%} (v{s['champion']})"
+        table.add_row(
+            str(s["iteration"]),
+            tags,
+            f"{s.get('interventions_per_episode', 0):.2f}",
+            f"{s['candidate_success']:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s['candidate']})",
+            champion,
+            s["verdict"] + (f": {s['reason']}" if s.get("reason") else ""),
+        )
+    return table
+
+
+def train(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", help="training config (YAML/JSON)"),
+    task: str = typer.Option("transfer_cube", help="task whose episodes to train on"),
+    from_policy: str | None = typer.Option(None, "--from-policy", help="warm-start from this version or alias"),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="override the policy steps of the config"),
+    out: Path | None = typer.Option(None, "--out", help="checkpoint directory (default: under the home)"),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+) -> None:
+    """Train a candidate on the store's non-rejected episodes and register it."""
+    from flywheel.registry import PolicyRegistry
+    from flywheel.train.config import TrainConfig, load_config
+    from flywheel.train.data import load_training_episodes
+    from flywheel.train.trainer import run_training
+
+    cli = state(ctx, home=home)
+    cfg = load_config(config) if config is not None else TrainConfig()
+    if steps is not None:
+        cfg = cfg.model_copy(update={"steps": steps})
+    store = cli.store()
+    registry = PolicyRegistry(store.db)
+    parent = registry.resolve(from_policy) if from_policy else None
+    episodes = load_training_episodes(store, task)
+    out_dir = out or cli.settings.checkpoints_root / f"manual-{len(registry.list_versions()) + 1:04d}"
+    result = run_training(cfg, episodes, out_dir, init_from=parent.checkpoint_uri if parent else None)
+    version = registry.register_candidate(
+        task=task,
+        checkpoint_uri=str(result.checkpoint_dir),
+        sha256=result.sha256,
+        config={**cfg.model_dump(mode="json"), "obs_mode": "state"},
+        data_fingerprint=result.data_fingerprint,
+        metrics=dict(result.metrics),
+        parent_id=parent.id if parent else None,
+    )
+    Console().print(
+        f"registered candidate policy {version.id} ({result.checkpoint_dir}); "
+        f"next: `flywheel eval --policy {version.id}`"
+    )
+
+
+def evaluate(
+    ctx: typer.Context,
+    policy: str = typer.Option(..., "--policy", help="version id or alias"),
+    episodes: int = typer.Option(50, min=1, help="held-out eval episodes"),
+    workers: int = typer.Option(2, min=1),
+    as_json: bool = typer.Option(False, "--json"),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+) -> None:
+    """Run the eval gates for a policy (no promotion)."""
+    from flywheel.evaluate.runner import EvalConfig, Evaluator
+
+    cli = state(ctx, home=home)
+    result = Evaluator(cli.store(), EvalConfig(episodes=episodes, workers=workers)).evaluate(policy)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "eval_run_id": result.eval_run_id,
+                    "passed": result.passed,
+                    "summary": result.summary.__dict__,
+                    "gates": [v.as_dict() for v in result.verdicts],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    console = Console()
+    s = result.summary
+    console.print(
+        f"policy {result.policy_version_id}: success {s.successes}/{s.episodes} ({s.success_rate:.0%}, "
+        f"95% CI [{s.ci_low:.0%}, {s.ci_high:.0%}]), act() p50 {s.latency_p50_ms:.1f} ms"
+    )
+    for v in result.verdicts:
+        console.print(f"  {'[green]pass[/]' if v.passed else '[red]FAIL[/]'} {v.gate}: {v.reason}")
+    console.print(f"eval run {result.eval_run_id}: {'all gates passed' if result.passed else 'gates failed'}")

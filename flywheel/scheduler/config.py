@@ -1,0 +1,59 @@
+"""The flywheel loop's configuration: one validated model, loadable from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flywheel.errors import ConfigError
+from flywheel.evaluate.runner import EvalConfig
+from flywheel.train.config import TrainConfig
+
+
+def default_train_config() -> TrainConfig:
+    """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode)."""
+    return TrainConfig(
+        method="recap",
+        steps=1500,
+        critic_steps=600,
+        batch_size=128,
+        warmup_steps=100,
+        checkpoint_every=500,
+        log_every=100,
+    )
+
+
+class FlywheelConfig(BaseModel):
+    """What `flywheel run` does each iteration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = "transfer_cube"
+    obs_mode: str = Field("state", pattern="^(state|pixels)$")
+    demos: int = Field(30, ge=1, le=100_000, description="expert demos seeded when the store has none")
+    episodes_per_iteration: int = Field(20, ge=1, le=10_000)
+    workers: int = Field(2, ge=1, le=256)
+    max_steps: int = Field(400, ge=1)
+    operator: dict[str, Any] = Field(default_factory=dict, description="simulated operator settings")
+    train: TrainConfig = Field(default_factory=default_train_config)
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig(episodes=50, workers=2))
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts per job before the iteration fails")
+    heartbeat_seconds: float = Field(5.0, gt=0, le=600)
+
+
+def load_flywheel_config(path: Path | None) -> FlywheelConfig:
+    if path is None:
+        return FlywheelConfig()
+    if not path.is_file():
+        raise ConfigError(f"flywheel config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return FlywheelConfig.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid flywheel config: {problems}") from None

@@ -1,0 +1,151 @@
+"""`flywheel run`: seed demos, then iterations of collect → train → eval → promote, resumable after a crash."""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from flywheel.collect import CollectSpec, collect
+from flywheel.collect.seeds import demo_seeds
+from flywheel.registry import CHAMPION
+from flywheel.scheduler.jobs import Heartbeat, JobBook, JobFailedError, JobRef, job_heartbeat
+from flywheel.scheduler.lock import SchedulerLockHandle, acquire_lock
+from flywheel.scheduler.phases import (
+    PhaseContext,
+    collect_phase,
+    eval_phase,
+    promote_phase,
+    train_phase,
+)
+from flywheel.store import EpisodeFilter
+
+SummaryCallback = Callable[[dict[str, Any]], None]
+
+
+class FlywheelLoop:
+    """Runs iterations until `target` are done. Iteration 0 bootstraps a champion from demos when there is none."""
+
+    def __init__(self, ctx: PhaseContext, console: Console | None = None) -> None:
+        self.ctx = ctx
+        self.book = JobBook(ctx.store.db)
+        self.console = console or Console()
+        self._lock: SchedulerLockHandle | None = None
+
+    def run(self, target: int, on_summary: SummaryCallback | None = None) -> list[dict[str, Any]]:
+        holder = f"flywheel run (pid {os.getpid()} on {socket.gethostname()})"
+        self._lock = acquire_lock(self.ctx.store.db, holder)
+        try:
+            self._seed_demos()
+            first = 0 if self._needs_bootstrap() else 1
+            for number in range(first, target + 1):
+                if number in self.book.completed_iterations():
+                    continue
+                summary = self._iteration(number)
+                if on_summary is not None:
+                    on_summary(summary)
+            return self.book.summaries()
+        finally:
+            self._lock.release()
+
+    def _needs_bootstrap(self) -> bool:
+        done = self.book.completed_iterations()
+        started = self.book.latest_iteration()
+        return 0 in done or started == 0 or self.ctx.registry.alias(CHAMPION) is None
+
+    def _seed_demos(self) -> None:
+        cfg = self.ctx.config
+        have = self.ctx.store.count(EpisodeFilter(task=cfg.task, tag="demo"))
+        if have >= cfg.demos or self.ctx.registry.alias(CHAMPION) is not None:
+            return
+        self.console.rule(f"seeding {cfg.demos} expert demos ({cfg.task})")
+        spec = CollectSpec(
+            task=cfg.task,
+            obs_mode=cfg.obs_mode,
+            max_steps=cfg.max_steps,  # type: ignore[arg-type]
+            operator="expert",
+            operator_name="expert",
+            source_prefix=f"demos/{cfg.task}",
+        )
+        collect(self.ctx.store, spec, demo_seeds(cfg.demos), workers=cfg.workers, progress=self.ctx.progress)
+
+    def _iteration(self, number: int) -> dict[str, Any]:
+        cfg = self.ctx.config
+        self.book.ensure_iteration(number, cfg.task, cfg.max_attempts)
+        self.console.rule(f"iteration {number}")
+        collected = self._job(number, "collect", lambda: collect_phase(self.ctx, number))
+        trained = self._job(number, "train", lambda: train_phase(self.ctx, number))
+        candidate = int(trained["policy_version_id"])
+        evaluation = self._job(number, "eval", lambda: eval_phase(self.ctx, number, candidate))
+        verdict = self._job(number, "promote", lambda: promote_phase(self.ctx, number, candidate, evaluation))
+        summary = self._summary(number, collected, candidate, evaluation, verdict)
+        self.book.finish_iteration(number, summary)
+        return summary
+
+    def _job(self, number: int, kind: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        while True:
+            ref = self.book.claim(number, kind)
+            if ref is None:
+                return self.book.result(number, kind)
+            self.console.print(f"[bold]{kind}[/] (iteration {number}, attempt {ref.attempts})")
+            try:
+                result = self._with_heartbeat(ref, body)
+            except JobFailedError:
+                raise
+            except Exception as exc:
+                self.book.fail(ref, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+                self.console.print(f"[red]{kind} failed (attempt {ref.attempts}):[/] {exc}")
+                continue  # claim() raises JobFailedError once attempts are used up
+            self.book.succeed(ref, result)
+            return result
+
+    def _with_heartbeat(self, ref: JobRef, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        lock = self._lock
+        assert lock is not None
+
+        def beat() -> None:
+            lock.heartbeat()
+            job_heartbeat(self.ctx.store.db, ref.id)
+
+        with Heartbeat(beat, self.ctx.config.heartbeat_seconds) as heartbeat:
+            result = body()
+        if heartbeat.error is not None:
+            raise heartbeat.error
+        return result
+
+    def _summary(
+        self,
+        number: int,
+        collected: dict[str, Any],
+        candidate: int,
+        evaluation: dict[str, Any],
+        verdict: dict[str, Any],
+    ) -> dict[str, Any]:
+        champion_id = self.ctx.registry.alias(CHAMPION)
+        champion_eval = None
+        if champion_id is not None:
+            from flywheel.evaluate.runner import Evaluator
+
+            stored = Evaluator(self.ctx.store, self.ctx.config.eval, progress=False).stored_summary(champion_id)
+            champion_eval = stored
+        return {
+            "iteration": number,
+            "episodes_by_tag": collected.get("episodes_by_tag", {}),
+            "episodes": collected.get("episodes", 0),
+            "interventions_per_episode": collected.get("interventions_per_episode", 0.0),
+            "collect_success_rate": (collected.get("successes", 0) / collected["episodes"])
+            if collected.get("episodes")
+            else None,
+            "candidate": candidate,
+            "candidate_success": evaluation["success_rate"],
+            "candidate_ci": [evaluation["ci_low"], evaluation["ci_high"]],
+            "champion": champion_id,
+            "champion_success": None if champion_eval is None else champion_eval.success_rate,
+            "champion_ci": None if champion_eval is None else [champion_eval.ci_low, champion_eval.ci_high],
+            "verdict": verdict["verdict"],
+            "reason": verdict.get("reason"),
+        }

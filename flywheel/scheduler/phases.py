@@ -1,0 +1,143 @@
+"""The four jobs of an iteration. Each is idempotent: re-running it after a kill finishes the same work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flywheel.collect import CollectSpec, collect
+from flywheel.collect.seeds import collection_seeds
+from flywheel.config import Settings
+from flywheel.evaluate.runner import Evaluator
+from flywheel.registry import CHAMPION, PolicyRegistry
+from flywheel.scheduler.config import FlywheelConfig
+from flywheel.store import EpisodeFilter, EpisodeStore
+from flywheel.store.models import PolicyVersion
+
+SCHEDULER_ACTOR = "scheduler"
+
+
+@dataclass
+class PhaseContext:
+    store: EpisodeStore
+    settings: Settings
+    config: FlywheelConfig
+    progress: bool = True
+
+    @property
+    def registry(self) -> PolicyRegistry:
+        return PolicyRegistry(self.store.db)
+
+
+def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
+    """Roll out the champion with the simulated operator on this iteration's seeds."""
+    champion_id = ctx.registry.alias(CHAMPION)
+    if champion_id is None:
+        return {"skipped": "no champion yet: this iteration trains on demos only", "episodes": 0}
+    champion = ctx.registry.get(champion_id)
+    cfg = ctx.config
+    spec = CollectSpec(
+        task=cfg.task,
+        obs_mode=cfg.obs_mode,
+        max_steps=cfg.max_steps,
+        operator="simulated",  # type: ignore[arg-type]
+        operator_config=cfg.operator,
+        operator_name="simulated-operator",
+        policy_version_id=champion.id,
+        policy_checkpoint=champion.checkpoint_uri,
+        policy_sha256=champion.sha256,
+        iteration=iteration,
+        source_prefix=f"iteration-{iteration}",
+    )
+    collect(
+        ctx.store,
+        spec,
+        collection_seeds(iteration, cfg.episodes_per_iteration),
+        workers=cfg.workers,
+        progress=ctx.progress,
+    )
+    return iteration_data_summary(ctx.store, iteration) | {"policy_version_id": champion.id}
+
+
+def iteration_data_summary(store: EpisodeStore, iteration: int) -> dict[str, Any]:
+    """Counts from the store itself (right even when collection was resumed after a crash)."""
+    filters = EpisodeFilter(iteration=iteration)
+    episodes = store.count(filters)
+    takeovers = store.takeover_count(filters)
+    return {
+        "episodes": episodes,
+        "episodes_by_tag": store.count_by_tag(filters),
+        "successes": store.count(EpisodeFilter(iteration=iteration, success=True)),
+        "interventions": takeovers,
+        "interventions_per_episode": takeovers / episodes if episodes else 0.0,
+    }
+
+
+def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
+    """Train a candidate on all non-rejected data, warm-started from the champion; register it once."""
+    from flywheel.train.data import load_training_episodes
+    from flywheel.train.trainer import run_training
+
+    cfg = ctx.config
+    out_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
+    champion_id = ctx.registry.alias(CHAMPION)
+    init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
+    episodes = load_training_episodes(ctx.store, cfg.task)
+    result = run_training(cfg.train, episodes, out_dir, init_from=init_from, progress=ctx.progress)
+    existing = _registered(ctx, iteration, str(result.checkpoint_dir))
+    if existing is None:
+        version = ctx.registry.register_candidate(
+            task=cfg.task,
+            checkpoint_uri=str(result.checkpoint_dir),
+            sha256=result.sha256,
+            config={**cfg.train.model_dump(mode="json"), "obs_mode": cfg.obs_mode},
+            data_fingerprint=result.data_fingerprint,
+            metrics=dict(result.metrics),
+            parent_id=champion_id,
+            iteration=iteration,
+        )
+        existing = version.id
+    return {"policy_version_id": existing, "steps": result.steps, "metrics": dict(result.metrics)}
+
+
+def _registered(ctx: PhaseContext, iteration: int, checkpoint_uri: str) -> int | None:
+    from sqlalchemy import select
+
+    with ctx.store.db.read() as session:
+        return session.scalars(
+            select(PolicyVersion.id).where(
+                PolicyVersion.iteration == iteration, PolicyVersion.checkpoint_uri == checkpoint_uri
+            )
+        ).first()
+
+
+def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str, Any]:
+    result = Evaluator(ctx.store, ctx.config.eval, progress=ctx.progress).evaluate(candidate_id, iteration=iteration)
+    s = result.summary
+    return {
+        "eval_run_id": result.eval_run_id,
+        "passed": result.passed,
+        "success_rate": s.success_rate,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+        "latency_p95_ms": s.latency_p95_ms,
+        "failed_gates": [v.reason for v in result.verdicts if not v.passed],
+    }
+
+
+def promote_phase(ctx: PhaseContext, iteration: int, candidate_id: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Promote on a stored passing verdict (the registry re-checks it); otherwise reject."""
+    registry = ctx.registry
+    status = registry.get(candidate_id).status
+    if evaluation.get("passed"):
+        if status != "champion":
+            registry.promote(
+                candidate_id,
+                actor=SCHEDULER_ACTOR,
+                reason=f"iteration {iteration}: all gates passed (eval run {evaluation['eval_run_id']})",
+            )
+        return {"verdict": "promoted", "policy_version_id": candidate_id}
+    reasons = "; ".join(evaluation.get("failed_gates", [])) or "gates failed"
+    if status != "rejected":
+        registry.reject(candidate_id, reason=reasons)
+    return {"verdict": "rejected", "policy_version_id": candidate_id, "reason": reasons}
