@@ -25,6 +25,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip's notes about this machine's extra local indexes and setuptools' deprecation banners are noise here.
+quiet_pip() { grep -v -e "is ignored: it is neither a file nor a directory" -e "BuildBackendWarning" || true; }
+
 python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null || python_bin=python3
 "$python_bin" -c 'import sys; assert sys.version_info[:2] == (3, 11), "flywheel needs Python 3.11 (lerobot 0.4.4)"'
@@ -46,14 +49,14 @@ if [ ! -f "$venv/.complete" ]; then
   echo "flywheel setup: creating environment $venv (cold install, a few minutes)"
   rm -rf "$venv" "$venv.tmp"
   "$python_bin" -m venv "$venv.tmp"
-  "$venv.tmp/bin/pip" install -q --upgrade pip setuptools wheel
-  "$venv.tmp/bin/pip" install -q ".[postgres,ray,dev]"
+  "$venv.tmp/bin/pip" install -q --upgrade pip setuptools wheel 2>&1 | quiet_pip
+  "$venv.tmp/bin/pip" install -q ".[postgres,ray,dev]" 2>&1 | quiet_pip
   "$venv.tmp/bin/pip" uninstall -q -y flywheel
   mv "$venv.tmp" "$venv"
   # venv scripts hard-code their interpreter path: rewrite the temporary prefix.
   grep -rlI --null "$venv.tmp" "$venv/bin" | xargs -0 -r sed -i "s#$venv.tmp#$venv#g"
   touch "$venv/.complete"
 fi
-"$venv/bin/pip" install -q --no-deps --no-build-isolation -e .
+"$venv/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | quiet_pip
 ln -sfn "$venv" .venv
 echo "flywheel setup: ready (.venv -> $venv)"
