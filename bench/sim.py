@@ -1,0 +1,137 @@
+"""Simulation throughput (and optionally expert success): writes bench/results/sim.json, prints one line.
+
+Per core: one process, single-threaded MuJoCo, Mesa's llvmpipe limited to one thread (LP_NUM_THREADS=1).
+    python bench/sim.py                 # throughput only (~1 min)
+    python bench/sim.py --experts 100   # plus expert success over 100 seeds per task and takeover rate
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "1")
+# Run as `python bench/sim.py`, this file's folder is sys.path[0] and would shadow the `sim` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sim import EpisodeRunner, RandomWalkPolicy, make_env, run_episode  # noqa: E402
+from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "sim.json"
+
+
+def _rate(steps: int, fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return steps / (time.perf_counter() - start)
+
+
+def gym_aloha_pixels(steps: int) -> float:
+    import gym_aloha  # noqa: F401  (registers the envs)
+    import gymnasium as gym
+
+    env = gym.make("gym_aloha/AlohaTransferCube-v0", obs_type="pixels")
+    env.reset(seed=0)
+    action = home_action().astype(np.float32)
+    env.step(action)
+    rate = _rate(steps, lambda: env.step(action))
+    env.close()
+    return rate
+
+
+def our_env(obs_mode: str, steps: int) -> float:
+    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=(96, 128), max_steps=10**9)  # type: ignore[arg-type]
+    env.reset(seed=0)
+    action = home_action()
+    env.step(action)
+    rate = _rate(steps, lambda: env.step(action))
+    env.close()
+    return rate
+
+
+def physics_limit(steps: int) -> float:
+    model = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / "bimanual_viperx_transfer_cube.xml"))
+    data = mujoco.MjData(model)
+    data.qpos[:16] = START_ARM_QPOS
+    data.qpos[16:19] = (0.1, 0.5, 0.05)
+    data.qpos[19] = 1.0
+    ctrl = START_ARM_QPOS.copy()
+    mujoco.mj_forward(model, data)
+
+    def step() -> None:
+        data.ctrl[:] = ctrl
+        mujoco.mj_step(model, data, N_SUBSTEPS)
+
+    step()
+    return _rate(steps, step)
+
+
+def expert_rates(n: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for task in ("transfer_cube", "insertion"):
+        env = make_env(task)
+        out[f"expert_success_{task}"] = sum(run_episode(env, s).success for s in range(n)) / n
+    env = make_env("transfer_cube")
+    ok = 0
+    for seed in range(n):
+        k = int(np.random.default_rng(1000 + seed).integers(1, 200))
+        runner = EpisodeRunner(env, seed, policy=RandomWalkPolicy(seed=seed, scale=0.1))
+        for _ in range(k):
+            runner.step()
+        runner.take_over(runner.expert, "bench")
+        ok += runner.run().success
+    out["expert_takeover_success_transfer_cube"] = ok / n
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gym-aloha-steps", type=int, default=20)
+    parser.add_argument("--pixels-steps", type=int, default=400)
+    parser.add_argument("--state-steps", type=int, default=3000)
+    parser.add_argument("--experts", type=int, default=0, help="seeds per task for expert success (0: skip)")
+    args = parser.parse_args()
+
+    result: dict[str, float | int | str] = {
+        "gym_aloha_pixels_steps_per_s": gym_aloha_pixels(args.gym_aloha_steps),
+        "pixels_steps_per_s": our_env("pixels", args.pixels_steps),
+        "state_steps_per_s": our_env("state", args.state_steps),
+        "physics_limit_env_steps_per_s": physics_limit(args.state_steps),
+    }
+    result["pixels_speedup_vs_gym_aloha"] = result["pixels_steps_per_s"] / result["gym_aloha_pixels_steps_per_s"]
+    result["state_fraction_of_physics_limit"] = result["state_steps_per_s"] / result["physics_limit_env_steps_per_s"]
+    result["notes"] = "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA"
+    if args.experts:
+        result.update(expert_rates(args.experts))
+        result["expert_seeds"] = args.experts
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    line = (
+        f"sim: gym-aloha pixels {result['gym_aloha_pixels_steps_per_s']:.1f}/s | ours pixels "
+        f"{result['pixels_steps_per_s']:.0f}/s ({result['pixels_speedup_vs_gym_aloha']:.0f}x) | state "
+        f"{result['state_steps_per_s']:.0f}/s ({result['state_fraction_of_physics_limit']:.0%} of physics limit "
+        f"{result['physics_limit_env_steps_per_s']:.0f}/s)"
+    )
+    if args.experts:
+        line += (
+            f" | expert success transfer_cube {result['expert_success_transfer_cube']:.0%}, insertion "
+            f"{result['expert_success_insertion']:.0%}, takeover {result['expert_takeover_success_transfer_cube']:.0%}"
+        )
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""A simulated operator: watches the policy, takes over with the expert, and hands back.
+
+Triggers (each optional): no task progress for K steps; the policy's action far (L2, joint space) from the
+expert's proposal; a fixed takeover probability per step. Hand-back: after a fixed number of steps, or as soon as
+the task stage has advanced since the takeover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TRIGGER_NO_PROGRESS = "no_progress"
+TRIGGER_ACTION_DISTANCE = "action_distance"
+TRIGGER_RANDOM = "random"
+HANDBACK_STEPS = "handback_steps"
+HANDBACK_PROGRESS = "handback_progress"
+
+
+class OperatorConfig(BaseModel):
+    """Validated simulated-operator settings. A trigger set to None (or probability 0) is off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "sim-operator"
+    no_progress_steps: int | None = Field(default=80, ge=1)
+    action_distance: float | None = Field(default=None, gt=0)
+    takeover_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+    handback_after_steps: int = Field(default=60, ge=1)
+    handback_on_progress: bool = True
+    min_policy_steps: int = Field(default=10, ge=0)  # grace period after start / hand-back
+    max_takeovers: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _some_trigger(self) -> OperatorConfig:
+        if self.no_progress_steps is None and self.action_distance is None and self.takeover_probability == 0:
+            raise ValueError("enable at least one trigger: no_progress_steps, action_distance, takeover_probability")
+        return self
+
+    @property
+    def needs_expert_proposal(self) -> bool:
+        return self.action_distance is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """`switch` True means change who drives; `trigger` says why."""
+
+    switch: bool
+    trigger: str | None = None
+
+
+class SimulatedOperator:
+    """Stateful per episode; call `reset(seed)` at episode start and `observe` + `decide` every step."""
+
+    def __init__(self, config: OperatorConfig | None = None) -> None:
+        self.config = config or OperatorConfig()
+        self.name = self.config.name
+        self._rng = np.random.default_rng(0)
+        self.in_control = False
+        self.takeovers = 0
+        self._since_switch = 0
+        self._best_stage = 0
+        self._since_progress = 0
+        self._stage_at_takeover = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+        self.in_control = False
+        self.takeovers = 0
+        self._since_switch = 0
+        self._best_stage = 0
+        self._since_progress = 0
+        self._stage_at_takeover = 0
+
+    def observe(self, stage: int) -> None:
+        """Record the task stage (reward 0..4) reached after a step."""
+        self._since_switch += 1
+        if stage > self._best_stage:
+            self._best_stage = stage
+            self._since_progress = 0
+        else:
+            self._since_progress += 1
+
+    def decide(self, policy_action: np.ndarray | None, expert_action: np.ndarray | None) -> Decision:
+        """Whether to switch controller before the next step."""
+        cfg = self.config
+        if self.in_control:
+            if cfg.handback_on_progress and self._best_stage > self._stage_at_takeover:
+                return self._switch(HANDBACK_PROGRESS)
+            if self._since_switch >= cfg.handback_after_steps:
+                return self._switch(HANDBACK_STEPS)
+            return Decision(False)
+        if self._since_switch < cfg.min_policy_steps:
+            return Decision(False)
+        if cfg.max_takeovers is not None and self.takeovers >= cfg.max_takeovers:
+            return Decision(False)
+        if cfg.no_progress_steps is not None and self._since_progress >= cfg.no_progress_steps:
+            return self._switch(TRIGGER_NO_PROGRESS)
+        if (
+            cfg.action_distance is not None
+            and policy_action is not None
+            and expert_action is not None
+            and float(np.linalg.norm(np.asarray(policy_action) - expert_action)) > cfg.action_distance
+        ):
+            return self._switch(TRIGGER_ACTION_DISTANCE)
+        if cfg.takeover_probability > 0 and self._rng.random() < cfg.takeover_probability:
+            return self._switch(TRIGGER_RANDOM)
+        return Decision(False)
+
+    def _switch(self, trigger: str) -> Decision:
+        self.in_control = not self.in_control
+        self._since_switch = 0
+        self._since_progress = 0
+        if self.in_control:
+            self.takeovers += 1
+            self._stage_at_takeover = self._best_stage
+        return Decision(True, trigger)

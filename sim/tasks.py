@@ -1,0 +1,177 @@
+"""Task definitions on gym-aloha's MJCF scenes: object sampling, stage reward (0..4), completion.
+
+Rewards reproduce gym-aloha's `TransferCubeTask.get_reward` / `InsertionTask.get_reward` exactly. Completion is
+stricter and is what `info["is_success"]` is judged on (see `Task.complete`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from sim.constants import ARMS
+from sim.contacts import ContactIndex
+from sim.errors import UnknownTaskError
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """A free-floating object and the box its initial position is sampled from (gym-aloha's ranges)."""
+
+    name: str
+    body: str
+    joint: str
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    z: float
+
+
+def _finger_geoms(arm: str) -> tuple[str, str]:
+    return (f"vx300s_{arm}/10_left_gripper_finger", f"vx300s_{arm}/10_right_gripper_finger")
+
+
+class Task(ABC):
+    """One task bound to one model: contact ids resolved once at construction."""
+
+    name: str
+    xml_file: str
+    objects: tuple[ObjectSpec, ...]
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.contacts = ContactIndex(model)
+        self.table = self.contacts.geom_id("table")
+        self.fingers = {arm: tuple(self.contacts.geom_id(g) for g in _finger_geoms(arm)) for arm in ARMS}
+        # gym-aloha's reward looks at one finger geom per arm only ("10_left_gripper_finger").
+        self.reward_finger = {arm: self.fingers[arm][0] for arm in ARMS}
+        self.object_qpos_adr = tuple(int(model.jnt_qposadr[model.joint(o.joint).id]) for o in self.objects)
+        self.object_body_ids = tuple(int(model.body(o.body).id) for o in self.objects)
+
+    def sample_object_poses(self, rng: np.random.Generator) -> np.ndarray:
+        """Positions uniform in each object's box, identity orientation: (n_objects, 7) [xyz, wxyz]."""
+        poses = np.zeros((len(self.objects), 7))
+        for i, o in enumerate(self.objects):
+            poses[i, 0] = rng.uniform(*o.x_range)
+            poses[i, 1] = rng.uniform(*o.y_range)
+            poses[i, 2] = o.z
+            poses[i, 3] = 1.0
+        return poses
+
+    def update(self, data: mujoco.MjData) -> None:
+        """Take the contact snapshot all queries of this step are answered from."""
+        self.contacts.update(data)
+
+    def holds(self, arm: str, geoms: tuple[int, ...]) -> bool:
+        """Both fingers of `arm` touch one of `geoms` (a grasp, as opposed to a nudge)."""
+        touch = self.contacts.any_touching
+        left, right = self.fingers[arm]
+        return touch((left,), geoms) and touch((right,), geoms)
+
+    def touches(self, arm: str, geoms: tuple[int, ...]) -> bool:
+        """Either finger of `arm` touches one of `geoms` (soft contacts flicker, so grasp checks use this)."""
+        return self.contacts.any_touching(self.fingers[arm], geoms)
+
+    def on_table(self, geoms: tuple[int, ...]) -> bool:
+        return self.contacts.any_touching(geoms, (self.table,))
+
+    @abstractmethod
+    def reward(self) -> int:
+        """gym-aloha's stage reward 0..4 for the current contact snapshot."""
+
+    @abstractmethod
+    def complete(self) -> bool:
+        """The task is truly done in the current snapshot (stricter than reward == 4)."""
+
+
+class TransferCubeTask(Task):
+    """Right arm picks the red cube and hands it to the left arm."""
+
+    name = "transfer_cube"
+    xml_file = "bimanual_viperx_transfer_cube.xml"
+    objects = (ObjectSpec("box", "box", "red_box_joint", (0.0, 0.2), (0.4, 0.6), 0.05),)
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        super().__init__(model)
+        self.box = (self.contacts.geom_id("red_box"),)
+
+    def reward(self) -> int:
+        touch = self.contacts.any_touching
+        left = touch(self.box, (self.reward_finger["left"],))
+        right = touch(self.box, (self.reward_finger["right"],))
+        table = self.on_table(self.box)
+        reward = 0
+        if right:
+            reward = 1
+        if right and not table:
+            reward = 2
+        if left:
+            reward = 3
+        if left and not table:
+            reward = 4
+        return reward
+
+    def complete(self) -> bool:
+        """Handed over: the left gripper holds the cube off the table and the right arm has let go.
+
+        gym-aloha's reward 4 already fires when the left finger first touches the cube while the right gripper
+        still carries it; that is a mid-transfer state, not success.
+        """
+        touch = self.contacts.any_touching
+        return (
+            touch(self.box, self.fingers["left"])
+            and not touch(self.box, self.fingers["right"])
+            and not self.on_table(self.box)
+        )
+
+
+class InsertionTask(Task):
+    """Left arm picks the socket, right arm picks the peg, the peg goes into the socket until it meets the pin."""
+
+    name = "insertion"
+    xml_file = "bimanual_viperx_insertion.xml"
+    objects = (
+        ObjectSpec("peg", "peg", "red_peg_joint", (0.1, 0.2), (0.4, 0.6), 0.05),
+        ObjectSpec("socket", "socket", "blue_socket_joint", (-0.2, -0.1), (0.4, 0.6), 0.05),
+    )
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        super().__init__(model)
+        gid = self.contacts.geom_id
+        self.peg = (gid("red_peg"),)
+        self.socket = tuple(gid(f"socket-{i}") for i in range(1, 5))
+        self.pin = (gid("pin"),)
+
+    def reward(self) -> int:
+        touch = self.contacts.any_touching
+        left = touch(self.socket, (self.reward_finger["left"],))
+        right = touch(self.peg, (self.reward_finger["right"],))
+        peg_table = self.on_table(self.peg)
+        socket_table = self.on_table(self.socket)
+        reward = 0
+        if left and right:
+            reward = 1
+        if left and right and not peg_table and not socket_table:
+            reward = 2
+        if touch(self.peg, self.socket) and not peg_table and not socket_table:
+            reward = 3
+        if touch(self.peg, self.pin):
+            reward = 4
+        return reward
+
+    def complete(self) -> bool:
+        """The peg touches the pin inside the socket while neither object rests on the table."""
+        touch = self.contacts.any_touching
+        return touch(self.peg, self.pin) and not self.on_table(self.peg) and not self.on_table(self.socket)
+
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TransferCubeTask, InsertionTask)}
+
+
+def task_class(name: str) -> type[Task]:
+    """The task class for `name`, or a clear error listing the known tasks."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(f"unknown task {name!r}: use one of {', '.join(sorted(TASKS))}") from None

@@ -1,0 +1,84 @@
+"""Env contract: seeding, state layout, actions, rendering, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim import UnknownTaskError, make_env, state_layout
+from sim.constants import home_action
+from sim.errors import InvalidActionError
+
+
+def _rollout(env, seed: int, steps: int = 30) -> np.ndarray:
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(0)
+    states = [obs["state"]]
+    for _ in range(steps):
+        action = home_action() + rng.normal(0, 0.05, 14)
+        obs, *_ = env.step(action)
+        states.append(obs["state"])
+    return np.stack(states)
+
+
+@pytest.mark.parametrize("task", ["transfer_cube", "insertion"])
+def test_same_seed_same_episode_and_different_seed_differs(task: str) -> None:
+    a, b = make_env(task), make_env(task)
+    first, second = _rollout(a, 7), _rollout(b, 7)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first[0], _rollout(a, 8)[0])
+
+
+def test_state_layout_matches_vector() -> None:
+    env = make_env("insertion")
+    obs, _ = env.reset(seed=3)
+    layout = state_layout("insertion")
+    assert obs["state"].dtype == np.float32
+    assert obs["state"].shape == (layout["socket_pose"].stop,) == (42,)
+    np.testing.assert_allclose(obs["state"][layout["peg_pose"]], env.object_pose(0), atol=1e-6)
+    np.testing.assert_allclose(obs["state"][layout["socket_pose"]], env.object_pose(1), atol=1e-6)
+    peg = obs["state"][layout["peg_pose"]]
+    assert 0.1 <= peg[0] <= 0.2 and 0.4 <= peg[1] <= 0.6
+    assert state_layout("transfer_cube")["box_pose"] == slice(28, 35)
+
+
+def test_unknown_task_lists_tasks() -> None:
+    with pytest.raises(UnknownTaskError, match="insertion, transfer_cube"):
+        make_env("stack_blocks")
+
+
+def test_bad_action_is_rejected_not_clipped() -> None:
+    env = make_env("transfer_cube")
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="shape"):
+        env.step(np.zeros(13))
+    bad = home_action()
+    bad[2] = np.nan
+    with pytest.raises(InvalidActionError, match="NaN"):
+        env.step(bad)
+    # Targets beyond [-1, 1] are legal joint positions and must move the joint there.
+    target = home_action()
+    target[2] = 1.34
+    for _ in range(40):
+        obs, *_ = env.step(target)
+    assert obs["state"][2] > 1.25
+
+
+def test_pixels_mode_renders_each_camera() -> None:
+    env = make_env("transfer_cube", obs_mode="pixels", cameras=("top", "angle"), image_size=(48, 64))
+    try:
+        obs, _ = env.reset(seed=0)
+        assert set(obs["images"]) == {"top", "angle"}
+        for img in obs["images"].values():
+            assert img.shape == (48, 64, 3) and img.dtype == np.uint8 and img.std() > 0
+        obs2, *_ = env.step(home_action())
+        assert obs2["images"]["top"].shape == (48, 64, 3)
+    finally:
+        env.close()
+
+
+def test_truncates_at_max_steps() -> None:
+    env = make_env("transfer_cube", max_steps=5)
+    env.reset(seed=0)
+    flags = [env.step(home_action())[3] for _ in range(5)]
+    assert flags == [False] * 4 + [True]
