@@ -24,20 +24,12 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: Path = Field(
-        default=DEFAULT_HOME, description="data directory (SQLite DB, episode files, checkpoints)"
-    )
-    db_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite at <home>/flywheel.db"
-    )
+    home: Path = Field(default=DEFAULT_HOME, description="data directory (SQLite DB, episode files, checkpoints)")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite at <home>/flywheel.db")
     episodes_dir: Path | None = Field(default=None, description="episode files; default <home>/episodes")
-    checkpoints_dir: Path | None = Field(
-        default=None, description="policy checkpoints; default <home>/policies"
-    )
+    checkpoints_dir: Path | None = Field(default=None, description="policy checkpoints; default <home>/policies")
     operator: str = Field(default="unknown", min_length=1, max_length=64, description="who acts, for audit")
-    console_password: str | None = Field(
-        default=None, description="required to bind the console off-loopback"
-    )
+    console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
 
     @field_validator("db_url")
@@ -51,9 +43,7 @@ class Settings(BaseModel):
         try:
             make_url(value)
         except ArgumentError:
-            raise ValueError(
-                f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)"
-            ) from None
+            raise ValueError(f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)") from None
         return value
 
     @property
@@ -73,9 +63,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     """Build settings from defaults, the config file, the environment and explicit overrides."""
     env = dict(os.environ if environ is None else environ)
     from_env = {
-        name: env[ENV_PREFIX + name.upper()]
-        for name in Settings.model_fields
-        if env.get(ENV_PREFIX + name.upper())
+        name: env[ENV_PREFIX + name.upper()] for name in Settings.model_fields if env.get(ENV_PREFIX + name.upper())
     }
     explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
     home = Path(explicit.get("home") or from_env.get("home") or DEFAULT_HOME)
@@ -86,9 +74,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         return Settings(**merged)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(
-            f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables"
-        ) from None
+        raise ConfigError(f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables") from None
 
 
 def _read_config_file(path: Path, required: bool) -> dict[str, Any]:

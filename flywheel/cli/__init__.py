@@ -12,6 +12,7 @@ from rich.console import Console
 from flywheel.cli import collect as collect_commands
 from flywheel.cli import db as db_commands
 from flywheel.cli import episodes as episode_commands
+from flywheel.cli import interop as interop_commands
 from flywheel.cli import loop as loop_commands
 from flywheel.cli import policies as policy_commands
 from flywheel.cli.context import CliState
@@ -27,6 +28,8 @@ app = typer.Typer(
 app.add_typer(db_commands.app, name="db")
 app.add_typer(episode_commands.app, name="episodes")
 app.add_typer(policy_commands.app, name="policies")
+app.add_typer(interop_commands.export_app, name="export")
+app.add_typer(interop_commands.import_app, name="import")
 app.command("gc")(episode_commands.gc)
 app.command("demos")(collect_commands.demos)
 app.command("collect")(collect_commands.collect_command)

@@ -49,10 +49,13 @@ def export_lerobot(
     """Write episodes as a LeRobotDataset v3.0 (lerobot's own writer; PNG image features)."""
     _offline()
     from flywheel.interop.lerobot_export import ExportSelection, export_lerobot, select_episodes
+    from flywheel.interop.lerobot_schema import InteropError
 
     store = state(ctx).store()
     selection = ExportSelection(tags=tuple(tag), task=task, accepted_only=accepted_only)
     records = select_episodes(store, selection)
+    if not records:
+        raise InteropError("no episodes match the selection; nothing to export (see `flywheel episodes list`)")
     console = Console(stderr=True)
     with _progress(console) as progress:
         bar = progress.add_task("exporting episodes", total=len(records))

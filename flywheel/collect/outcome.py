@@ -12,24 +12,18 @@ from flywheel.store.tags import Tag
 @dataclass(frozen=True)
 class EpisodeOutcome:
     seed: int
-    frames: EpisodeFrames
+    frames: EpisodeFrames | None  # None only when the very first action was invalid
     success: bool
+    interventions: int = 0
     error: str | None = None
     triggers: dict[int, str] = field(default_factory=dict)
     segment_operators: dict[int, str] = field(default_factory=dict)
     act_latency_ms: tuple[float, ...] = ()
     joint_limit_violations: int = 0
 
-    @property
-    def interventions(self) -> int:
-        """Number of takeovers: segments not under the policy inside a policy episode."""
-        if self.frames.tag is not Tag.INTERVENTION:
-            return 0
-        codes = self.frames.controller
-        starts = (codes[1:] != 0) & (codes[:-1] == 0)
-        return int(starts.sum() + (codes[0] != 0))
-
     def to_new_episode(self, spec: CollectSpec) -> NewEpisode:
+        if self.frames is None:
+            raise ValueError(f"seed {self.seed}: nothing to store ({self.error})")
         return NewEpisode(
             task=spec.task,
             frames=self.frames,

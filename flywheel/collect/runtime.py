@@ -39,12 +39,11 @@ class WorkerRuntime:
 
     @staticmethod
     def _make_operator(spec: CollectSpec) -> Any:
-        if spec.operator == "none":
+        """The simulated operator; none for policy-only runs, and for demos (the expert drives throughout)."""
+        if spec.operator != "simulated":
             return None
         from sim.operator import OperatorConfig, SimulatedOperator
 
-        if spec.operator == "expert":
-            return SimulatedOperator(OperatorConfig.expert_only(spec.task))
         return SimulatedOperator(OperatorConfig(**spec.operator_config))
 
     def run(self, seed: int) -> EpisodeOutcome:

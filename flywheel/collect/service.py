@@ -20,6 +20,7 @@ class CollectReport:
     interventions: int = 0
     errors: int = 0
     discarded_seeds: list[int] = field(default_factory=list)
+    empty_seeds: list[int] = field(default_factory=list)
     counts_by_tag: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -47,6 +48,11 @@ def collect(
     with episode_progress(progress) as bar:
         task = bar.add_task(f"{spec.task} ({_label(spec)})", total=len(todo), successes=0, interventions=0)
         for outcome in pool.run(todo):
+            if outcome.frames is None:  # failed on its first action: nothing to keep
+                report.errors += 1
+                report.empty_seeds.append(outcome.seed)
+                bar.update(task, advance=1)
+                continue
             record = store.add(outcome.to_new_episode(spec))
             report.episode_ids.append(record.id)
             report.successes += int(outcome.success)

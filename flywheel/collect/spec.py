@@ -31,9 +31,13 @@ class CollectSpec(BaseModel):
     @field_validator("task")
     @classmethod
     def _known_task(cls, task: str) -> str:
+        from sim.errors import UnknownTaskError
         from sim.tasks import task_class
 
-        task_class(task)  # raises with the list of tasks
+        try:
+            task_class(task)
+        except UnknownTaskError as exc:
+            raise ValueError(str(exc)) from None
         return task
 
     def model_post_init(self, _context: Any) -> None:

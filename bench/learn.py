@@ -1,0 +1,164 @@
+"""BC vs AWR vs RECAP on identical data (transfer_cube, state mode, CPU).
+
+1. expert demos (seeds from the demo range) → BC on demos only → eval on held-out seeds;
+2. that policy collects autonomous + intervention episodes (simulated operator takes over on no progress);
+3. BC, AWR and RECAP train on demos + collected data, same steps and seed → eval on the same held-out seeds.
+
+    python bench/learn.py [--demos 50] [--collect 30] [--steps 8000] [--critic-steps 2000] [--eval 50]
+
+Writes bench/results/learn.json and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds
+from flywheel.evaluate.stats import wilson_interval
+from flywheel.policy.runner import PolicyRunner
+from flywheel.train import TrainConfig, TrainResult, parse_config, run_training
+from flywheel.train.data import TrainingEpisode
+
+# `python bench/learn.py` puts bench/ first on sys.path, where bench/sim.py would shadow the `sim` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+TASK = "transfer_cube"
+
+
+@dataclass(frozen=True)
+class Meta:
+    id: str
+    task: str
+    tag: str
+    success: bool
+    review_status: str = "accepted"
+
+
+def _config(method: str, steps: int, critic_steps: int, threads: int) -> TrainConfig:
+    return parse_config(
+        {
+            "method": method,
+            "seed": 0,
+            "steps": steps,
+            "critic_steps": critic_steps,
+            "batch_size": 64,
+            "lr": 3e-4,
+            "warmup_steps": 200,
+            "wandb": False,
+            "cpu_threads": threads,
+            "checkpoint_every": 1000,
+            "model": {
+                "encoder": {"hidden_dim": 256, "state_layers": 2},
+                "expert": {"chunk": 20, "dim": 128, "layers": 4, "heads": 4},
+                "critic": {"hidden_dim": 256},
+                "inference": {"num_steps": 10, "execute_steps": 8},
+            },
+        }
+    )
+
+
+def _episodes(seeds: list[int], policy: object | None, operator: object | None, prefix: str) -> list[TrainingEpisode]:
+    from sim import make_env
+    from sim.rollout import run_episode
+
+    env = make_env(TASK, obs_mode="state")
+    out = []
+    for seed in seeds:
+        res = run_episode(env, seed=seed, policy=policy, operator=operator)
+        if res.frames is None:
+            continue
+        out.append(TrainingEpisode(Meta(f"{prefix}-{seed}", TASK, res.frames.tag.value, bool(res.success)), res.frames))
+    env.close()
+    return out
+
+
+def _evaluate(result: TrainResult, seeds: list[int]) -> dict[str, float]:
+    from sim import make_env
+    from sim.rollout import run_episode
+
+    runner = PolicyRunner.load(result.checkpoint_dir, expected_sha256=result.sha256)
+    env = make_env(TASK, obs_mode="state")
+    wins = sum(bool(run_episode(env, seed=s, policy=runner).success) for s in seeds)
+    env.close()
+    lo, hi = wilson_interval(wins, len(seeds))
+    return {"success": wins / len(seeds), "ci_low": lo, "ci_high": hi, "episodes": len(seeds)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--demos", type=int, default=50)
+    ap.add_argument("--collect", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--critic-steps", type=int, default=2000)
+    ap.add_argument("--eval", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bc-only", action="store_true", help="stop after BC on demos (quick check of the target)")
+    ap.add_argument("--out", default="bench/results/learn.json")
+    args = ap.parse_args()
+    from sim.operator import OperatorConfig, SimulatedOperator
+
+    work = Path(tempfile.mkdtemp(prefix="flywheel-learn-"))
+    t0 = time.perf_counter()
+    demos = _episodes(demo_seeds(args.demos), None, None, "demo")
+    held_out = eval_seeds(args.eval)
+    bc_demo = run_training(_config("bc", args.steps, 0, args.threads), demos, work / "bc_demos", progress=False)
+    report: dict[str, object] = {
+        "task": TASK,
+        "demos": len(demos),
+        "demo_success_rate": float(np.mean([e.meta.success for e in demos])),
+    }
+    report["bc_demos_only"] = _evaluate(bc_demo, held_out)
+    report["bc_demos_only_success"] = report["bc_demos_only"]["success"]  # type: ignore[index]
+
+    report["bc_demos_only_train_s"] = bc_demo.timings["total_s"]
+    if args.bc_only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({**report, "args": vars(args)}, indent=2))
+        print(f"learn: bc(demos only) {report['bc_demos_only_success']:.2f} over {args.eval} held-out seeds")
+        return 0
+    runner = PolicyRunner.load(bc_demo.checkpoint_dir, expected_sha256=bc_demo.sha256)
+    operator = SimulatedOperator(OperatorConfig(no_progress_steps=60, handback_after_steps=60))
+    half = args.collect // 2
+    seeds = collection_seeds(0, args.collect)
+    collected = _episodes(seeds[:half], runner, None, "auto") + _episodes(seeds[half:], runner, operator, "int")
+    data = demos + collected
+    tags: dict[str, int] = {}
+    for e in data:
+        tags[e.meta.tag] = tags.get(e.meta.tag, 0) + 1
+    report["data"] = {"episodes": len(data), "by_tag": tags, "frames": int(sum(len(e.frames) for e in data))}
+
+    samples = wait = total = 0.0
+    for method in ("bc", "awr", "recap"):
+        crit = 0 if method == "bc" else args.critic_steps
+        res = run_training(_config(method, args.steps, crit, args.threads), data, work / method, progress=False)
+        report[method] = _evaluate(res, held_out)
+        report[method]["train_s"] = res.timings["total_s"]  # type: ignore[index]
+        samples += res.timings["samples"]
+        wait += res.timings["data_s"]
+        total += res.timings["total_s"]
+    report["train_samples_per_s"] = samples / total
+    report["data_wait_fraction"] = wait / total
+    report["wall_s"] = time.perf_counter() - t0
+    report["args"] = vars(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(
+        f"learn: bc(demos) {report['bc_demos_only_success']:.2f} | on {len(data)} eps: "
+        + " ".join(f"{m} {report[m]['success']:.2f}" for m in ("bc", "awr", "recap"))  # type: ignore[index]
+        + f" | {report['train_samples_per_s']:.0f} samples/s, data wait {report['data_wait_fraction']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Model configuration (pydantic, strict): encoder, action expert, critic, inference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class BackboneConfig(Strict):
+    """A frozen pretrained vision(-language) backbone from `transformers`.
+
+    `path` is a local directory (`from_pretrained`, never the hub); `config` is a dict for the transformers
+    config class (random init, for tests and shape benchmarks). Exactly one of them must be given.
+    """
+
+    kind: Literal["siglip", "paligemma"] = "siglip"
+    path: str | None = None
+    config: dict | None = None
+    freeze: bool = True
+    image_size: int | None = Field(default=None, ge=16, le=1024)
+    max_text_tokens: int = Field(default=16, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BackboneConfig:
+        if (self.path is None) == (self.config is None):
+            raise ValueError("backbone: give exactly one of `path` (local directory) or `config` (random init)")
+        return self
+
+
+class EncoderConfig(Strict):
+    """Observation encoder: state MLP plus an optional vision path (`cnn` or a frozen backbone)."""
+
+    vision: Literal["none", "cnn", "backbone"] = "none"
+    hidden_dim: int = Field(default=256, ge=8, le=8192)
+    state_layers: int = Field(default=2, ge=1, le=8)
+    cnn_channels: int = Field(default=32, ge=4, le=512)
+    cnn_grid: int = Field(default=4, ge=1, le=16)
+    backbone: BackboneConfig | None = None
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _backbone_given(self) -> EncoderConfig:
+        if self.vision == "backbone" and self.backbone is None:
+            raise ValueError("encoder: vision='backbone' needs a `backbone` section")
+        return self
+
+
+class ExpertConfig(Strict):
+    """Flow-matching action expert: transformer blocks over an action chunk of `chunk` steps."""
+
+    chunk: int = Field(default=32, ge=1, le=256)
+    dim: int = Field(default=128, ge=16, le=4096)
+    layers: int = Field(default=4, ge=1, le=32)
+    heads: int = Field(default=4, ge=1, le=64)
+    mlp_ratio: float = Field(default=4.0, gt=0.0, le=16.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ExpertConfig:
+        if self.dim % self.heads:
+            raise ValueError(f"expert: dim {self.dim} must be divisible by heads {self.heads}")
+        return self
+
+
+class CriticConfig(Strict):
+    """IQL critic: twin Q(s, A_chunk), V(s), Polyak target nets."""
+
+    hidden_dim: int = Field(default=256, ge=8, le=8192)
+    layers: int = Field(default=2, ge=1, le=8)
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0)
+    expectile: float = Field(default=0.7, gt=0.0, lt=1.0)
+    tau: float = Field(default=0.005, gt=0.0, le=1.0)
+
+
+class InferenceConfig(Strict):
+    """Sampling: K Euler steps, classifier-free guidance β, receding horizon."""
+
+    num_steps: int = Field(default=10, ge=1, le=1000)
+    cfg_beta: float = Field(default=1.0, ge=0.0, le=20.0)
+    execute_steps: int = Field(default=16, ge=1, le=256)
+
+
+class ModelConfig(Strict):
+    """Everything needed to rebuild the networks (stored with every checkpoint)."""
+
+    encoder: EncoderConfig = EncoderConfig()
+    expert: ExpertConfig = ExpertConfig()
+    critic: CriticConfig = CriticConfig()
+    inference: InferenceConfig = InferenceConfig()
+    norm: Literal["mean_std", "min_max"] = "mean_std"
+
+    @model_validator(mode="after")
+    def _horizon_fits(self) -> ModelConfig:
+        if self.inference.execute_steps > self.expert.chunk:
+            raise ValueError(
+                f"inference.execute_steps {self.inference.execute_steps} exceeds expert.chunk {self.expert.chunk}"
+            )
+        return self

@@ -1,0 +1,89 @@
+"""Rebuild a policy (and optionally its critic) from a verified checkpoint directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flywheel.policy.checkpoint import (
+    CheckpointError,
+    checkpoint_sha256,
+    read_document,
+    read_tensors,
+    verify_checkpoint,
+)
+from flywheel.policy.config import ModelConfig
+from flywheel.policy.critic import IqlCritic
+from flywheel.policy.model import FlywheelPolicy, PolicySpec
+from flywheel.policy.normalize import NormStats
+
+
+@dataclass
+class LoadedPolicy:
+    policy: FlywheelPolicy
+    norm: NormStats
+    model_config: ModelConfig
+    spec: PolicySpec
+    meta: dict[str, Any]
+    sha256: str
+
+
+def model_document(cfg: ModelConfig, spec: PolicySpec, meta: dict[str, Any]) -> dict[str, Any]:
+    """The `model.json` content: enough to rebuild the networks."""
+    return {"model": cfg.model_dump(mode="json"), "spec": dataclasses.asdict(spec), "meta": meta}
+
+
+def build_critic(cfg: ModelConfig, spec: PolicySpec, policy: FlywheelPolicy) -> IqlCritic:
+    """A critic matching the policy's encoder layout (it reads the policy's backbone tokens)."""
+    backbone_dim = int(policy.backbone.out_dim) if policy.backbone is not None else None
+    return IqlCritic(
+        cfg.critic,
+        cfg.encoder,
+        spec.state_dim,
+        spec.action_dim,
+        cfg.expert.chunk,
+        list(policy.encoder.cameras),
+        backbone_dim,
+    )
+
+
+def _load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str, where: Path) -> None:
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {where}: {what} weights do not match the config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
+def load_policy(
+    directory: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None
+) -> LoadedPolicy:
+    """Verify every file's sha256, then rebuild policy + normaliser on `device` in eval mode."""
+    directory = Path(directory)
+    verify_checkpoint(directory, expected_sha256)
+    doc = read_document(directory, "model")
+    cfg = ModelConfig.model_validate(doc["model"])
+    spec_d = doc["spec"]
+    spec = PolicySpec(
+        state_dim=int(spec_d["state_dim"]),
+        action_dim=int(spec_d["action_dim"]),
+        cameras=tuple(spec_d["cameras"]),
+        task=str(spec_d["task"]),
+    )
+    policy = FlywheelPolicy(cfg, spec)
+    _load_state(policy, read_tensors(directory, "policy"), "policy", directory)
+    norm = NormStats.from_tensors(read_tensors(directory, "norm"))
+    policy.to(device).eval()
+    return LoadedPolicy(policy, norm, cfg, spec, doc.get("meta", {}), checkpoint_sha256(directory))
+
+
+def load_critic(directory: str | Path, loaded: LoadedPolicy, device: str | torch.device = "cpu") -> IqlCritic:
+    """The critic stored next to a policy (already verified by `load_policy`)."""
+    critic = build_critic(loaded.model_config, loaded.spec, loaded.policy)
+    _load_state(critic, read_tensors(Path(directory), "critic"), "critic", Path(directory))
+    return critic.to(device)

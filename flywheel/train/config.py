@@ -1,0 +1,104 @@
+"""Training configuration: one strict pydantic model, loadable from YAML or JSON, validated before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from flywheel.errors import ConfigError
+from flywheel.policy.config import ModelConfig, Strict
+from flywheel.policy.rewards import RewardConfig
+
+TAGS = ("demo", "autonomous", "intervention")
+
+
+class TrainConfig(Strict):
+    """Everything a training run needs besides the data. `method` picks RECAP, plain BC or AWR."""
+
+    method: Literal["recap", "bc", "awr"] = "recap"
+    seed: int = Field(default=0, ge=0)
+    model: ModelConfig = ModelConfig()
+    reward: RewardConfig = RewardConfig()
+
+    steps: int = Field(default=2000, ge=1, le=10_000_000, description="policy optimiser steps")
+    critic_steps: int = Field(default=1000, ge=0, le=10_000_000, description="IQL steps (recap/awr)")
+    batch_size: int = Field(default=64, ge=1, le=65_536, description="global batch per optimiser step")
+    grad_accum: int = Field(default=1, ge=1, le=1024)
+    lr: float = Field(default=3e-4, gt=0.0, le=1.0)
+    critic_lr: float = Field(default=3e-4, gt=0.0, le=1.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)
+
+    advantage: Literal["q_minus_v", "nstep"] = "q_minus_v"
+    advantage_quantile: float = Field(default=0.5, ge=0.0, le=1.0, description="ε = this quantile per task")
+    indicator_dropout: float = Field(default=0.3, ge=0.0, le=1.0)
+    source_weights: dict[str, float] = Field(
+        default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 2.0}
+    )
+    awr_beta: float = Field(default=1.0, gt=0.0, le=100.0)
+    awr_max_weight: float = Field(default=20.0, gt=0.0, le=1e6)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    cpu_threads: int | None = Field(default=None, ge=1, le=512, description="torch intra-op threads (CPU)")
+    checkpoint_every: int = Field(default=500, ge=1)
+    log_every: int = Field(default=50, ge=1)
+    wandb: bool = True
+    wandb_project: str = Field(default="flywheel", min_length=1)
+
+    @field_validator("source_weights")
+    @classmethod
+    def _known_tags(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(TAGS))
+        if unknown:
+            raise ValueError(f"unknown tags {unknown}; use {list(TAGS)}")
+        if any(w < 0 or w > 1e3 for w in value.values()):
+            raise ValueError("source weights must be in [0, 1000]")
+        return {**{t: 1.0 for t in TAGS}, **value}
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> TrainConfig:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by grad_accum {self.grad_accum}")
+        if self.method != "bc" and self.critic_steps == 0:
+            raise ValueError(f"method {self.method!r} needs critic_steps > 0 (the advantages come from IQL)")
+        return self
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.method != "bc"
+
+
+def parse_config(data: dict, source: str = "config") -> TrainConfig:
+    """Validate a dict; every problem is listed in one ConfigError."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: invalid training config: {problems}") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load a TrainConfig from a .yaml/.yml/.json file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"training config {p} does not exist")
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: cannot parse: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data, str(p))

@@ -1,0 +1,117 @@
+"""In-memory frame table: normalised states, action chunks, chunked Bellman targets, tags, controllers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from flywheel.policy.normalize import NormStats
+from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
+from flywheel.store.tags import CONTROLLER_CODES, Controller
+from flywheel.train.data import TrainingEpisode, _text
+
+
+@dataclass
+class Batch:
+    state: torch.Tensor  # (B, S) normalised
+    images: dict[str, torch.Tensor] | None  # cam → (B, 3, H, W) float in [0, 255]
+    actions: torch.Tensor  # (B, H, A) normalised
+    step_mask: torch.Tensor  # (B, H) 1 inside the episode
+    chunk_return: torch.Tensor  # (B,)
+    bootstrap: torch.Tensor  # (B,)
+    next_state: torch.Tensor
+    next_images: dict[str, torch.Tensor] | None
+
+
+@dataclass
+class FrameTable:
+    """All training frames, flattened across episodes (frame i belongs to episode `episode_of[i]`)."""
+
+    state: torch.Tensor
+    action: torch.Tensor
+    chunk_idx: torch.Tensor
+    step_mask: torch.Tensor
+    chunk_return: torch.Tensor
+    next_idx: torch.Tensor
+    bootstrap: torch.Tensor
+    forced_positive: np.ndarray
+    task_id: np.ndarray
+    tag: np.ndarray
+    episode_of: np.ndarray
+    tasks: list[str]
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.state.shape[0])
+
+    def _images(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor] | None:
+        if not self.images:
+            return None
+        return {c: v[idx].to(device).permute(0, 3, 1, 2).float() for c, v in self.images.items()}
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> Batch:
+        nxt = self.next_idx[idx]
+        return Batch(
+            state=self.state[idx].to(device),
+            images=self._images(idx, device),
+            actions=self.action[self.chunk_idx[idx]].to(device),
+            step_mask=self.step_mask[idx].to(device),
+            chunk_return=self.chunk_return[idx].to(device),
+            bootstrap=self.bootstrap[idx].to(device),
+            next_state=self.state[nxt].to(device),
+            next_images=self._images(nxt, device),
+        )
+
+
+def build_frame_table(
+    episodes: list[TrainingEpisode],
+    norm: NormStats,
+    chunk: int,
+    gamma: float,
+    reward: RewardConfig,
+    cameras: list[str],
+) -> FrameTable:
+    """Flatten episodes; action chunks past an episode's end repeat its last action and are masked."""
+    states, actions, chunk_idx, masks, rets, nexts, boots = [], [], [], [], [], [], []
+    forced, task_ids, tags, episode_of = [], [], [], []
+    tasks = sorted({e.meta.task for e in episodes})
+    offset = 0
+    policy_code = CONTROLLER_CODES[Controller.POLICY]
+    for ep_i, ep in enumerate(episodes):
+        f = ep.frames
+        t_len = len(f)
+        steps = np.arange(t_len)[:, None] + np.arange(chunk)[None]
+        chunk_idx.append(np.minimum(steps, t_len - 1) + offset)
+        masks.append((steps < t_len).astype(np.float32))
+        r = frame_rewards(f.reward, bool(ep.meta.success), reward)
+        ret, nxt, boot = chunk_targets(r, gamma, chunk)
+        rets.append(ret)
+        nexts.append(nxt + offset)
+        boots.append(boot)
+        states.append(f.state)
+        actions.append(f.action)
+        forced.append(f.controller != policy_code)
+        task_ids.append(np.full(t_len, tasks.index(ep.meta.task)))
+        tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
+        episode_of.append(np.full(t_len, ep_i))
+        offset += t_len
+    state = norm.state.normalize(torch.from_numpy(np.concatenate(states)))
+    action = norm.action.normalize(torch.from_numpy(np.concatenate(actions)))
+    images = {c: torch.from_numpy(np.concatenate([e.frames.images[c] for e in episodes])) for c in cameras}
+    return FrameTable(
+        state=state.float(),
+        action=action.float(),
+        chunk_idx=torch.from_numpy(np.concatenate(chunk_idx)).long(),
+        step_mask=torch.from_numpy(np.concatenate(masks)),
+        chunk_return=torch.from_numpy(np.concatenate(rets)),
+        next_idx=torch.from_numpy(np.concatenate(nexts)).long(),
+        bootstrap=torch.from_numpy(np.concatenate(boots)),
+        forced_positive=np.concatenate(forced),
+        task_id=np.concatenate(task_ids),
+        tag=np.concatenate(tags),
+        episode_of=np.concatenate(episode_of),
+        tasks=tasks,
+        images=images,
+    )

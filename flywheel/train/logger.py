@@ -1,0 +1,77 @@
+"""Metrics sinks: a JSONL file always, wandb (offline unless WANDB_MODE says otherwise), a rich progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Writes `metrics.jsonl` in the run directory and mirrors to wandb when enabled (main process only)."""
+
+    def __init__(self, out_dir: Path, enabled: bool, use_wandb: bool, project: str, config: dict) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self._run: Any = None
+        if enabled and use_wandb:
+            import wandb
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._run = wandb.init(
+                project=project,
+                dir=str(out_dir),
+                config=config,
+                mode=os.environ["WANDB_MODE"],
+                reinit="finish_previous",
+            )
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def close(self) -> None:
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
+
+
+class Progress:
+    """A rich progress bar over all optimiser steps (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+
+    def update(self, phase: str, info: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=phase, info=info)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,104 @@
+"""IQL pieces: expectile loss, chunked Bellman targets with terminal masking, Q on a chain MDP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flywheel.policy.config import CriticConfig, EncoderConfig
+from flywheel.policy.critic import IqlCritic, expectile_loss
+from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_expectile_loss_matches_definition() -> None:
+    diff = torch.tensor([-2.0, -0.5, 0.0, 0.3, 1.5])
+    tau = 0.7
+    expected = [(1 - tau) * 4.0, (1 - tau) * 0.25, 0.0, tau * 0.09, tau * 2.25]
+    assert torch.allclose(expectile_loss(diff, tau), torch.tensor(expected))
+
+
+def _sample_expectile(x: np.ndarray, tau: float) -> float:
+    lo, hi = float(x.min()), float(x.max())
+    for _ in range(100):  # the root of τ·E[(x-e)+] = (1-τ)·E[(e-x)+]
+        e = (lo + hi) / 2
+        g = tau * np.clip(x - e, 0, None).mean() - (1 - tau) * np.clip(e - x, 0, None).mean()
+        lo, hi = (e, hi) if g > 0 else (lo, e)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.7, 0.9])
+def test_value_recovers_expectile_of_known_distribution(tau: float) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.exponential(1.0, 4000).astype(np.float32)
+    v = torch.zeros((), requires_grad=True)
+    opt = torch.optim.Adam([v], lr=0.05)
+    xs = torch.from_numpy(x)
+    for _ in range(600):
+        opt.zero_grad()
+        expectile_loss(xs - v, tau).mean().backward()
+        opt.step()
+    v = v.detach()
+    assert abs(float(v) - _sample_expectile(x, tau)) < 0.02
+    if tau == 0.5:
+        assert abs(float(v) - float(x.mean())) < 0.02
+    assert tau == 0.5 or float(v) > float(x.mean())
+
+
+def test_chunk_targets_hand_computed() -> None:
+    ret, nxt, boot = chunk_targets(np.array([1, 2, 3, 4, 5], np.float32), gamma=0.5, chunk=2)
+    np.testing.assert_allclose(ret, [1 + 0.5 * 2, 2 + 0.5 * 3, 3 + 0.5 * 4, 4 + 0.5 * 5, 5])
+    np.testing.assert_array_equal(nxt, [2, 3, 4, 4, 4])
+    # t=3: s_{t+H} = s_5 is past the last frame → terminal, no bootstrap; t=4: chunk runs off the end
+    np.testing.assert_allclose(boot, [0.25, 0.25, 0.25, 0.0, 0.0])
+
+
+def test_chunk_longer_than_episode_is_all_terminal() -> None:
+    ret, _, boot = chunk_targets(np.array([1.0, 1.0, 1.0]), gamma=0.9, chunk=5)
+    np.testing.assert_allclose(ret, [1 + 0.9 + 0.81, 1 + 0.9, 1], rtol=1e-6)
+    assert (boot == 0).all()
+
+
+def test_frame_rewards_shaping_and_success() -> None:
+    cfg = RewardConfig(step_cost=0.01, stage_bonus=0.25, success_bonus=1.0)
+    stage = np.array([0, 1, 1, 0, 2, 4, 4], np.float32)  # a drop back to 0 earns nothing, regaining nothing
+    r = frame_rewards(stage, success=True, cfg=cfg)
+    expected = -0.01 + 0.25 * np.array([0, 1, 0, 0, 1, 2, 0], np.float32)
+    expected[-1] += 1.0
+    np.testing.assert_allclose(r, expected, rtol=1e-6)
+    assert frame_rewards(stage, success=False, cfg=cfg)[-1] == pytest.approx(-0.01)
+
+
+def test_q_converges_on_chain_mdp() -> None:
+    """5-state chain, reward 1 on the last (terminal) frame: Q(s_t, a_t) = V(s_t) = γ^(4-t)."""
+    torch.manual_seed(0)
+    gamma, n = 0.9, 5
+    cfg = CriticConfig(hidden_dim=64, layers=2, gamma=gamma, expectile=0.7, tau=0.05)
+    critic = IqlCritic(cfg, EncoderConfig(hidden_dim=64), n, 1, 1, [], None)
+    states = torch.eye(n)
+    actions = torch.ones(n, 1, 1)
+    ret, nxt, boot = chunk_targets(np.array([0, 0, 0, 0, 1], np.float32), gamma, chunk=1)
+    ret_t, boot_t = torch.from_numpy(ret), torch.from_numpy(boot)
+    next_states = states[torch.from_numpy(nxt).long()]
+    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
+    for _ in range(1500):
+        opt.zero_grad()
+        q_loss, v_loss = critic.losses(states, None, None, actions, ret_t, boot_t, next_states, None, None)
+        (q_loss.mean() + v_loss.mean()).backward()
+        opt.step()
+        critic.polyak_update()
+    expected = torch.tensor([gamma ** (n - 1 - t) for t in range(n)])
+    with torch.no_grad():
+        feat = critic.features(states, None, None)
+        q = torch.minimum(critic.q1(feat, actions), critic.q2(feat, actions))
+        v = critic.value(states, None, None)
+    assert torch.allclose(q, expected, atol=0.03), q
+    assert torch.allclose(v, expected, atol=0.03), v

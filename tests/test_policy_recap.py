@@ -1,0 +1,89 @@
+"""RECAP labelling, AWR / source weights, classifier-free guidance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flywheel.policy.config import ExpertConfig
+from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL, FlowMatchingExpert
+from flywheel.policy.recap import awr_weights, binarize_advantages, drop_indicator, source_weights
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_human_and_expert_frames_are_forced_positive() -> None:
+    adv = np.array([-5.0, -4.0, 1.0, 2.0, 3.0, 4.0, -9.0, -9.0])
+    tasks = np.zeros(8, dtype=int)
+    forced = np.array([False, False, False, False, False, False, True, True])
+    labels = binarize_advantages(adv, tasks, forced, quantile=0.5)
+    assert labels.indicator[6:].tolist() == [POSITIVE, POSITIVE]
+    eps = labels.thresholds[0]
+    assert eps == np.quantile(adv, 0.5)
+    expected = [POSITIVE if a > eps else NEGATIVE for a in adv[:6]]
+    assert labels.indicator[:6].tolist() == expected
+    assert NEGATIVE in expected and POSITIVE in expected
+
+
+def test_thresholds_are_per_task() -> None:
+    adv = np.array([0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 102.0, 103.0])
+    tasks = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    labels = binarize_advantages(adv, tasks, np.zeros(8, bool), quantile=0.5)
+    # a global threshold would mark all of task 0 negative; per task, each task keeps its top half
+    assert labels.indicator.tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
+    assert labels.positive_fraction == 0.5
+
+
+def test_awr_and_source_weights() -> None:
+    adv = np.array([-1.0, 0.0, 1.0, 10.0])
+    w = awr_weights(adv, beta=1.0, max_weight=5.0)
+    std = adv.std()
+    np.testing.assert_allclose(w[:3], np.exp(adv[:3] / std), rtol=1e-6)
+    assert w[3] == 5.0
+    sw = source_weights(
+        np.array(["demo", "intervention", "autonomous"], dtype=object),
+        {"demo": 1.0, "intervention": 2.0, "autonomous": 0.5},
+    )
+    assert sw.tolist() == [1.0, 2.0, 0.5]
+
+
+def test_indicator_dropout_rate() -> None:
+    ind = torch.ones(20_000, dtype=torch.long)
+    out = drop_indicator(ind, 0.3, torch.Generator().manual_seed(0))
+    frac = (out == UNCONDITIONAL).float().mean().item()
+    assert abs(frac - 0.3) < 0.02
+    assert set(out.unique().tolist()) == {POSITIVE, UNCONDITIONAL}
+
+
+def _expert() -> tuple[FlowMatchingExpert, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    expert = FlowMatchingExpert(ExpertConfig(chunk=6, dim=32, layers=2, heads=4), action_dim=3).eval()
+    with torch.no_grad():  # make the indicator embedding matter
+        expert.indicator.weight.mul_(10.0)
+    return expert, torch.randn(4, 2, 32), torch.randn(4, 6, 3)
+
+
+def test_cfg_beta_one_equals_conditional_sampling() -> None:
+    expert, ctx, noise = _expert()
+    cond = expert.sample(ctx, noise, num_steps=5, indicator=POSITIVE)
+    guided = expert.sample(ctx, noise, num_steps=5, indicator=POSITIVE, cfg_beta=1.0)
+    assert torch.allclose(cond, guided, atol=1e-5)
+
+
+def test_cfg_beta_zero_is_unconditional_and_beta_two_extrapolates() -> None:
+    expert, ctx, noise = _expert()
+    uncond = expert.sample(ctx, noise, num_steps=5, indicator=UNCONDITIONAL)
+    assert torch.allclose(expert.sample(ctx, noise, 5, indicator=POSITIVE, cfg_beta=0.0), uncond, atol=1e-5)
+    cond = expert.sample(ctx, noise, num_steps=1, indicator=POSITIVE)
+    unc1 = expert.sample(ctx, noise, num_steps=1, indicator=UNCONDITIONAL)
+    two = expert.sample(ctx, noise, num_steps=1, indicator=POSITIVE, cfg_beta=2.0)
+    # one Euler step: x1 = ε + v, so guidance extrapolates linearly
+    assert torch.allclose(two, unc1 + 2.0 * (cond - unc1), atol=1e-5)
+    assert not torch.allclose(cond, unc1, atol=1e-3)
