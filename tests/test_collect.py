@@ -35,7 +35,7 @@ def test_dead_worker_loses_only_its_episode_and_the_count_stays_right() -> None:
     for outcome in pool.run(seeds):
         outcomes.append(outcome)
         if killed is None:
-            busy = [pid for pid in pool.pids().values() if pid is not None]
+            busy = pool.pids()
             killed = busy[0]
             os.kill(killed, signal.SIGKILL)
     assert sorted(o.seed for o in outcomes) == seeds  # every seed exactly once

@@ -68,7 +68,7 @@ def test_nan_latency_and_joint_limit_gates() -> None:
 def test_gate_evidence_is_recorded() -> None:
     verdicts = run_gates(_summary([True] * 40 + [False] * 10), _summary([True] * 45 + [False] * 5), GateConfig())
     paired = next(v for v in verdicts if v.gate == "non_inferiority")
-    assert paired.evidence["champion_only"] == 5 and paired.evidence["margin"] == 0.05
+    assert paired.evidence["champion_only"] == 5 and paired.evidence["margin"] == 0.10
 
 
 def test_eval_seeds_must_be_held_out() -> None:

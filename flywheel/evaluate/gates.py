@@ -17,7 +17,7 @@ class GateConfig(BaseModel):
 
     success_floor: float = Field(0.5, ge=0.0, le=1.0, description="minimum success rate on the eval seeds")
     non_inferiority_margin: float = Field(
-        0.05, ge=0.0, le=1.0, description="the paired 95% lower bound of (candidate − champion) must exceed −margin"
+        0.10, ge=0.0, le=1.0, description="the paired 95% lower bound of (candidate − champion) must exceed −margin"
     )
     max_nan_actions: int = Field(0, ge=0, description="NaN/inf actions allowed")
     latency_p95_budget_ms: float = Field(100.0, gt=0, description="inference latency p95 budget per act() call")

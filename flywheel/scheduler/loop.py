@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,16 @@ from flywheel.scheduler.phases import (
 from flywheel.store import EpisodeFilter
 
 SummaryCallback = Callable[[dict[str, Any]], None]
+FAILPOINT_ENV = "FLYWHEEL_FAILPOINT_PAUSE"
+
+
+def pause_at_failpoint(kind: str) -> None:
+    """Fault-injection hook for crash tests: `FLYWHEEL_FAILPOINT_PAUSE=promote:5` sleeps 5 s after the
+    promote job is claimed (state `running`), so a test can SIGKILL the scheduler inside that phase."""
+    spec = os.environ.get(FAILPOINT_ENV, "")
+    phase, _, seconds = spec.partition(":")
+    if phase == kind:
+        time.sleep(float(seconds or 5))
 
 
 class FlywheelLoop:
@@ -92,6 +103,7 @@ class FlywheelLoop:
             if ref is None:
                 return self.book.result(number, kind)
             self.console.print(f"[bold]{kind}[/] (iteration {number}, attempt {ref.attempts})")
+            pause_at_failpoint(kind)
             try:
                 result = self._with_heartbeat(ref, body)
             except JobFailedError:
