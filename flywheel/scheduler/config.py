@@ -17,12 +17,12 @@ def default_train_config() -> TrainConfig:
     """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode)."""
     return TrainConfig(
         method="recap",
-        steps=1500,
-        critic_steps=600,
-        batch_size=128,
-        warmup_steps=100,
-        checkpoint_every=500,
-        log_every=100,
+        steps=1000,
+        critic_steps=400,
+        batch_size=64,
+        warmup_steps=50,
+        checkpoint_every=250,
+        log_every=50,
     )
 
 
