@@ -1,0 +1,116 @@
+"""Run the quickstart loop (`flywheel run --iterations N`, embedded defaults) and record its curve.
+
+Writes bench/results/flywheel.json (per-iteration champion success with 95% intervals, interventions per
+episode, episodes by tag, verdict; total wall seconds) and bench/results/flywheel.png, and prints one line.
+
+    python bench/flywheel.py [--iterations 5] [--home DIR] [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]  # bench/sim.py shadows `sim`
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--home", type=Path, default=None, help="scratch flywheel home (default: a temp dir)")
+    parser.add_argument("--config", type=Path, default=None, help="flywheel config (default: the quickstart's)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    from rich.console import Console
+
+    from flywheel.config import Settings
+    from flywheel.scheduler import FlywheelLoop, PhaseContext, load_flywheel_config
+    from flywheel.store import EpisodeStore
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
+    settings = Settings(home=home)
+    config = load_flywheel_config(args.config)
+    start = time.perf_counter()
+    loop = FlywheelLoop(PhaseContext(EpisodeStore.open(settings), settings, config, progress=False), Console())
+    summaries = loop.run(args.iterations)
+    wall = time.perf_counter() - start
+
+    rows = []
+    for s in summaries:
+        ci = s.get("champion_ci") or [None, None]
+        rows.append(
+            {
+                "iteration": s["iteration"],
+                "champion": s.get("champion"),
+                "champion_success": s.get("champion_success"),
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "candidate_success": s["candidate_success"],
+                "interventions_per_episode": s.get("interventions_per_episode", 0.0),
+                "episodes_by_tag": s.get("episodes_by_tag", {}),
+                "collect_success_rate": s.get("collect_success_rate"),
+                "verdict": s["verdict"],
+            }
+        )
+    result = {
+        "iterations": rows,
+        "wall_seconds": wall,
+        "task": config.task,
+        "obs_mode": config.obs_mode,
+        "eval_episodes": config.eval.episodes,
+        "episodes_per_iteration": config.episodes_per_iteration,
+        "demos": config.demos,
+        "home": str(home),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "flywheel.json").write_text(json.dumps(result, indent=2))
+    _plot(rows, args.out / "flywheel.png")
+    curve = " ".join(
+        f"{r['iteration']}:{r['champion_success']:.0%}" if r["champion_success"] is not None else f"{r['iteration']}:-"
+        for r in rows
+    )
+    print(f"flywheel: champion success by iteration {curve}; wall {wall / 60:.1f} min")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    its = [r["iteration"] for r in rows if r["champion_success"] is not None]
+    rate = [r["champion_success"] for r in rows if r["champion_success"] is not None]
+    low = [r["champion_success"] - r["ci_low"] for r in rows if r["champion_success"] is not None]
+    high = [r["ci_high"] - r["champion_success"] for r in rows if r["champion_success"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.errorbar(its, rate, yerr=[low, high], marker="o", capsize=4, label="champion success (95% CI)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(0, 1.05)
+    ax2 = ax.twinx()
+    ax2.plot(
+        [r["iteration"] for r in rows],
+        [r["interventions_per_episode"] for r in rows],
+        "s--",
+        color="tab:red",
+        label="takeovers per episode",
+    )
+    ax2.set_ylabel("takeovers per episode")
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
