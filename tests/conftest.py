@@ -22,6 +22,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @pytest.fixture
+def torch_one_thread() -> Iterator[None]:
+    """One torch thread: on 2 shared cores, small models train several times faster than with two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
 
@@ -81,8 +92,7 @@ def make_frames(
     )
     length = len(codes)
     images = {
-        name: rng.integers(0, 255, size=(length, h, w, 3), dtype=np.uint8)
-        for name, (h, w) in (cameras or {}).items()
+        name: rng.integers(0, 255, size=(length, h, w, 3), dtype=np.uint8) for name, (h, w) in (cameras or {}).items()
     }
     return EpisodeFrames(
         state=rng.normal(size=(length, 35)).astype(np.float32),

@@ -10,13 +10,7 @@ from flywheel.policy.config import CriticConfig, EncoderConfig
 from flywheel.policy.critic import IqlCritic, expectile_loss
 from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_expectile_loss_matches_definition() -> None:

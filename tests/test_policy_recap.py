@@ -10,13 +10,7 @@ from flywheel.policy.config import ExpertConfig
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL, FlowMatchingExpert
 from flywheel.policy.recap import awr_weights, binarize_advantages, drop_indicator, source_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_human_and_expert_frames_are_forced_positive() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from flywheel.errors import FlywheelError
+from flywheel.fsutil import fsync_path
 
 MANIFEST = "manifest.json"
 
@@ -32,14 +32,6 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]], documents: dict[str, Any]) -> str:
@@ -64,7 +56,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
         manifest = json.dumps({"files": files, "format": 1}, indent=2, sort_keys=True).encode()
         (tmp / MANIFEST).write_bytes(manifest)
         for p in tmp.iterdir():
-            _fsync(p)
+            fsync_path(p)
         old = None
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"

@@ -22,6 +22,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from flywheel.errors import EpisodeFileError
+from flywheel.fsutil import fsync_path
 from flywheel.store.frames import EpisodeFrames
 
 SUFFIX = ".safetensors"
@@ -116,7 +117,7 @@ class EpisodeFiles:
             os.replace(temp, final)
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
+        fsync_path(final.parent)
         return WrittenFile(uri=rel.as_posix(), sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob))
 
     def read(self, uri: str, sha256: str | None, *, episode_id: int | None = None) -> EpisodeFrames:
@@ -188,11 +189,3 @@ class EpisodeFiles:
         for path in self.root.rglob("*"):
             if path.is_file() and (path.suffix == SUFFIX or path.name.startswith(TEMP_PREFIX)):
                 yield path.relative_to(self.root).as_posix()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
