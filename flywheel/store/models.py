@@ -76,6 +76,7 @@ class Episode(Base):
         CheckConstraint(_in("review_status", REVIEW_STATUSES), name="review_status"),
         CheckConstraint("length > 0", name="length_positive"),
         Index("ix_episode_task_tag_created", "task", "tag", "created_at"),
+        Index("ix_episode_task_created", "task", "created_at"),
         Index("ix_episode_review_created", "review_status", "created_at"),
         Index("ix_episode_policy_created", "policy_version_id", "created_at"),
         Index("ix_episode_created", "created_at"),
