@@ -184,9 +184,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_eval_run")),
     )
     with op.batch_alter_table("eval_run", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_eval_run_policy_version_id"), ["policy_version_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_eval_run_policy_version_id"), ["policy_version_id"], unique=False)
 
     op.create_table(
         "job",
@@ -204,9 +202,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("kind IN ('collect', 'train', 'eval', 'promote')", name=op.f("ck_job_kind")),
-        sa.CheckConstraint(
-            "state IN ('pending', 'running', 'succeeded', 'failed')", name=op.f("ck_job_state")
-        ),
+        sa.CheckConstraint("state IN ('pending', 'running', 'succeeded', 'failed')", name=op.f("ck_job_state")),
         sa.ForeignKeyConstraint(
             ["iteration_id"], ["iteration.id"], name=op.f("fk_job_iteration_id_iteration"), ondelete="CASCADE"
         ),
@@ -247,9 +243,7 @@ def upgrade() -> None:
         sa.Column("previous_status", sa.String(length=16), nullable=True),
         sa.Column("undone", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "verdict IS NULL OR verdict IN ('accepted', 'rejected')", name=op.f("ck_label_verdict")
-        ),
+        sa.CheckConstraint("verdict IS NULL OR verdict IN ('accepted', 'rejected')", name=op.f("ck_label_verdict")),
         sa.ForeignKeyConstraint(
             ["episode_id"], ["episode.id"], name=op.f("fk_label_episode_id_episode"), ondelete="CASCADE"
         ),
