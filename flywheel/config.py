@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ConfigError, describe_validation_error
 
 DEFAULT_HOME = Path(".flywheel")
 ENV_PREFIX = "FLYWHEEL_"
@@ -73,7 +73,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise ConfigError(f"invalid settings ({problems}); check {config_path} and FLYWHEEL_* variables") from None
 
 

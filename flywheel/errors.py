@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class FlywheelError(Exception):
     """Base class: the message names the thing that is wrong and what to do about it."""
@@ -33,3 +38,8 @@ class EpisodeFileError(StoreError):
 
 class InvalidFramesError(StoreError):
     """Frames handed to the store are malformed (shape, dtype, NaN/inf)."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Every problem of a pydantic validation error on one line: `field.path: message; ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())

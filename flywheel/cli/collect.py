@@ -30,14 +30,7 @@ def demos(
     cli = state(ctx, home=home)
     store = cli.store()
     existing = store.count(EpisodeFilter(task=task, tag="demo"))
-    spec = CollectSpec(
-        task=task,
-        obs_mode=obs_mode,
-        cameras=tuple(camera),
-        operator="expert",
-        operator_name="expert",
-        source_prefix=f"demos/{task}",
-    )
+    spec = CollectSpec.for_demos(task, obs_mode=obs_mode, cameras=tuple(camera))
     report = collect(store, spec, demo_seeds(n, start=existing), workers=workers, use_ray=use_ray)
     _summary(report, "demos")
 

@@ -44,5 +44,10 @@ class CollectSpec(BaseModel):
         if self.operator != "expert" and self.policy_checkpoint is None:
             raise ValueError("collecting with a policy needs policy_checkpoint (use operator='expert' for demos)")
 
+    @classmethod
+    def for_demos(cls, task: str, **settings: Any) -> CollectSpec:
+        """Expert demos of `task`: one source-key prefix per task, so every caller dedupes against the same keys."""
+        return cls(task=task, operator="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
+
     def source_key(self, seed: int) -> str:
         return f"{self.source_prefix}/seed-{seed}"

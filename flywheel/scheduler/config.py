@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.train.config import TrainConfig
 
@@ -55,5 +55,5 @@ def load_flywheel_config(path: Path | None) -> FlywheelConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise ConfigError(f"{path}: invalid flywheel config: {problems}") from None

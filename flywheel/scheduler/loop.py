@@ -74,14 +74,7 @@ class FlywheelLoop:
         if have >= cfg.demos or self.ctx.registry.alias(CHAMPION) is not None:
             return
         self.console.rule(f"seeding {cfg.demos} expert demos ({cfg.task})")
-        spec = CollectSpec(
-            task=cfg.task,
-            obs_mode=cfg.obs_mode,
-            max_steps=cfg.max_steps,  # type: ignore[arg-type]
-            operator="expert",
-            operator_name="expert",
-            source_prefix=f"demos/{cfg.task}",
-        )
+        spec = CollectSpec.for_demos(cfg.task, obs_mode=cfg.obs_mode, max_steps=cfg.max_steps)
         collect(self.ctx.store, spec, demo_seeds(cfg.demos), workers=cfg.workers, progress=self.ctx.progress)
 
     def _iteration(self, number: int) -> dict[str, Any]:

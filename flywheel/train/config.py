@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.policy.config import ModelConfig, Strict
 from flywheel.policy.rewards import RewardConfig
 
@@ -81,9 +81,7 @@ def parse_config(data: dict, source: str = "config") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = describe_validation_error(exc)
         raise ConfigError(f"{source}: invalid training config: {problems}") from None
 
 
