@@ -15,6 +15,7 @@ from flywheel.cli import episodes as episode_commands
 from flywheel.cli import interop as interop_commands
 from flywheel.cli import loop as loop_commands
 from flywheel.cli import policies as policy_commands
+from flywheel.cli import serve as serve_commands
 from flywheel.cli.context import CliState
 from flywheel.errors import FlywheelError
 
@@ -36,6 +37,7 @@ app.command("collect")(collect_commands.collect_command)
 app.command("train")(loop_commands.train)
 app.command("eval")(loop_commands.evaluate)
 app.command("run")(loop_commands.run)
+app.command("serve")(serve_commands.serve)
 
 
 @app.callback()

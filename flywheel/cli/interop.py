@@ -115,3 +115,32 @@ def import_lerobot(
         f"{len(report.already_present)} already stored, {report.skipped} skipped by --tag",
         highlight=False,
     )
+
+
+@export_app.command("onnx")
+def export_onnx(
+    ctx: typer.Context,
+    policy: str = typer.Option(..., "--policy", help="version id or alias"),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write"),
+    image_size: str = typer.Option("96x128", "--image-size", help="HxW camera frames (pixel policies only)"),
+    observations: int = typer.Option(8, "--check", min=1, help="random observations for the parity check"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="max |ONNX - PyTorch| allowed"),
+) -> None:
+    """The whole inference path (normalise, encode, K denoising steps, unnormalise) as one ONNX graph."""
+    from flywheel.cli.serve import parse_image_size
+    from flywheel.policy.loading import load_policy
+    from flywheel.policy.onnx_export import OnnxExportError, check_parity, export_onnx
+    from flywheel.registry import PolicyRegistry
+
+    size = parse_image_size(image_size)
+    assert size is not None
+    record = PolicyRegistry(state(ctx).store().db).resolve(policy)
+    loaded = load_policy(record.checkpoint_uri, expected_sha256=record.sha256)
+    path = export_onnx(loaded, out, size)
+    report = check_parity(loaded, path, observations, size, tolerance)
+    verdict = f"max-abs-diff {report.max_abs_diff:.3g} vs PyTorch over {observations} random observations"
+    if not report.passed:
+        path.unlink()
+        raise OnnxExportError(f"policy {record.id}: ONNX {verdict} exceeds {tolerance:g}; {path} removed")
+    size_mb = path.stat().st_size / 1e6
+    Console().print(f"wrote {path} (policy {record.id}, {size_mb:.1f} MB); {verdict}", highlight=False, soft_wrap=True)

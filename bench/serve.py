@@ -1,0 +1,341 @@
+"""Policy serving: `/act` over HTTP against in-process `act_chunk`, and ONNX Runtime against PyTorch.
+
+    python bench/serve.py [--requests 300] [--c8-seconds 10] [--threads 1] [--train-steps 40]
+
+A state policy with the model shape `flywheel run` trains (`default_train_config().model`, on transfer_cube's
+35-D state / 14-D action) is trained for a few steps on synthetic episodes — latency depends on the shape, not on
+the weights — registered as champion in a scratch SQLite home, and served by `flywheel serve` in a subprocess
+(uvicorn, one worker) with `--threads` torch threads. In-process and server calls are interleaved one by one so
+background load hits both alike. Writes bench/results/serve.json and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ is first on sys.path and bench/flywheel.py, bench/sim.py would shadow the packages.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime  # noqa: E402
+import torch  # noqa: E402
+
+from flywheel.config import Settings  # noqa: E402
+from flywheel.policy.loading import LoadedPolicy, load_policy  # noqa: E402
+from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session  # noqa: E402
+from flywheel.policy.runner import PolicyRunner  # noqa: E402
+from flywheel.registry import PolicyRegistry  # noqa: E402
+from flywheel.scheduler.config import default_train_config  # noqa: E402
+from flywheel.store import EpisodeStore  # noqa: E402
+from flywheel.train import run_training  # noqa: E402
+from flywheel.train.synthetic import toy_episode  # noqa: E402
+
+RESULTS = _HERE / "results" / "serve.json"
+STATE_DIM, ACTION_DIM = 35, 14  # transfer_cube in state mode
+OVERHEAD_TARGET_MS = 2.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="interleaved in-process/server calls at c=1")
+    parser.add_argument("--c8-seconds", type=float, default=10.0, help="duration of the concurrency-8 run")
+    parser.add_argument("--onnx-calls", type=int, default=300, help="interleaved ONNX Runtime/PyTorch calls")
+    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime intra-op threads")
+    parser.add_argument("--train-steps", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def train_policy(root: Path, steps: int, threads: int) -> tuple[Path, str, dict[str, Any]]:
+    """Default-shaped policy, a few steps on synthetic 35-D/14-D episodes (latency needs the shape, not skill)."""
+    base = default_train_config()
+    cfg = base.model_copy(
+        update={
+            "steps": steps,
+            "critic_steps": max(1, steps // 4),
+            "warmup_steps": 1,
+            "wandb": False,
+            "cpu_threads": threads,
+            "checkpoint_every": 10 * steps,
+        }
+    )
+    episodes = [toy_episode(i, length=80, state_dim=STATE_DIM, action_dim=ACTION_DIM) for i in range(8)]
+    episodes += [toy_episode(100 + i, ["policy"] * 40 + ["expert"] * 40, 80, STATE_DIM, ACTION_DIM) for i in range(4)]
+    result = run_training(cfg, episodes, root / "run", progress=False)
+    return result.checkpoint_dir, result.sha256, cfg.model.model_dump(mode="json")
+
+
+def register_champion(home: Path, checkpoint: Path, sha256: str) -> int:
+    store = EpisodeStore.open(Settings(home=home))
+    try:
+        registry = PolicyRegistry(store.db)
+        version = registry.register_candidate(
+            task="transfer_cube",
+            checkpoint_uri=str(checkpoint),
+            sha256=sha256,
+            config={"obs_mode": "state"},
+            data_fingerprint={},
+            metrics={},
+        )
+        registry.promote(version.id, actor="bench", reason="serve benchmark", force=True)
+        return version.id
+    finally:
+        store.db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`flywheel serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, home: Path, threads: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "FLYWHEEL_SERVE_TOKEN"}
+        command = [sys.executable, "-m", "flywheel", "--home", str(home), "serve", "--port", str(self.port)]
+        command += ["--threads", str(threads), "--log-level", "warning"]
+        self.proc = subprocess.Popen(command, cwd=_HERE.parent, env=env, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"flywheel serve exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"flywheel serve did not answer on {self.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def server_inference_ms(reply: httpx.Response) -> float:
+    """The policy's own time on the server, from `Server-Timing: inference;dur=<ms>`."""
+    return float(reply.headers["server-timing"].partition("dur=")[2])
+
+
+def compare_inprocess_and_server(
+    loaded: LoadedPolicy, client: httpx.Client, states: np.ndarray, n: int
+) -> dict[str, Any]:
+    """Interleaved: one in-process `act_chunk`, then the same observation as one `/act` request."""
+    runner = PolicyRunner(loaded, seed=0)
+    first = client.post("/act", json={"state": states[0].tolist(), "seed": 0})
+    first.raise_for_status()
+    same = float(np.abs(np.asarray(first.json()["actions"], np.float32) - runner.act_chunk({"state": states[0]})).max())
+    for i in range(20):  # warm-up
+        runner.act_chunk({"state": states[i % len(states)]})
+        client.post("/act", json={"state": states[i % len(states)].tolist()}).raise_for_status()
+    local, remote, beyond_inference, health = [], [], [], []
+    for i in range(n):
+        state = states[i % len(states)]
+        local.append(_timed(lambda s=state: runner.act_chunk({"state": s})))
+        body = {"state": state.tolist()}
+        start = time.perf_counter()
+        reply = client.post("/act", json=body).raise_for_status()
+        remote.append((time.perf_counter() - start) * 1000.0)
+        beyond_inference.append(remote[-1] - server_inference_ms(reply))
+        health.append(_timed(lambda: client.get("/health").raise_for_status()))
+    inprocess_p50, server_p50 = percentile(local, 50), percentile(remote, 50)
+    return {
+        "health_p50_ms_c1": percentile(health, 50),
+        "server_time_outside_inference_p50_ms": percentile(beyond_inference, 50),
+        "inprocess_p50_ms": inprocess_p50,
+        "inprocess_p95_ms": percentile(local, 95),
+        "server_p50_ms_c1": server_p50,
+        "server_p95_ms_c1": percentile(remote, 95),
+        "server_overhead_p50_ms": server_p50 - inprocess_p50,
+        "server_overhead_p10_ms": percentile(remote, 10) - percentile(local, 10),
+        "server_time_outside_inference_p10_ms": percentile(beyond_inference, 10),
+        "server_overhead_target_ms": OVERHEAD_TARGET_MS,
+        "server_overhead_target_met": server_p50 - inprocess_p50 < OVERHEAD_TARGET_MS,
+        "server_matches_inprocess_max_abs_diff": same,
+    }
+
+
+def concurrent_rps(url: str, states: np.ndarray, concurrency: int, seconds: float) -> dict[str, Any]:
+    """`concurrency` keep-alive clients in threads, each sending `/act` back to back for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    ready, go, deadline = threading.Barrier(concurrency + 1), threading.Event(), [0.0]
+
+    def worker(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            client.post("/act", json={"state": states[k].tolist()})  # connect and warm up before the clock starts
+            ready.wait()
+            go.wait()
+            i = k
+            while time.perf_counter() < deadline[0]:
+                body = {"state": states[i % len(states)].tolist()}
+                start = time.perf_counter()
+                errors[k] += client.post("/act", json=body).status_code != 200
+                latencies[k].append((time.perf_counter() - start) * 1000.0)
+                i += concurrency
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    start = time.perf_counter()
+    deadline[0] = start + seconds
+    go.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    flat = [ms for per in latencies for ms in per]
+    return {
+        f"server_rps_c{concurrency}": len(flat) / elapsed,
+        f"server_p50_ms_c{concurrency}": percentile(flat, 50),
+        f"server_p95_ms_c{concurrency}": percentile(flat, 95),
+        f"server_errors_c{concurrency}": sum(errors),
+    }
+
+
+def compare_onnx_and_torch(loaded: LoadedPolicy, path: Path, states: np.ndarray, n: int, threads: int) -> dict:
+    """Interleaved single-observation calls: ONNX Runtime session vs the PyTorch runner (same noise shape)."""
+    session = onnx_session(path, threads=threads)
+    runner = PolicyRunner(loaded, seed=0)
+    chunk = loaded.model_config.expert.chunk
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((len(states), 1, chunk, ACTION_DIM)).astype(np.float32)
+    for i in range(20):
+        session.run(None, {"state": states[i % len(states)][None], "noise": noise[i % len(states)]})
+        runner.act_chunk({"state": states[i % len(states)]})
+    ort_ms, torch_ms = [], []
+    for i in range(n):
+        feeds = {"state": states[i % len(states)][None], "noise": noise[i % len(states)]}
+        ort_ms.append(_timed(lambda f=feeds: session.run(None, f)))
+        torch_ms.append(_timed(lambda s=states[i % len(states)]: runner.act_chunk({"state": s})))
+    return {
+        "onnx_p50_ms": percentile(ort_ms, 50),
+        "onnx_p95_ms": percentile(ort_ms, 95),
+        "torch_p50_ms": percentile(torch_ms, 50),
+        "torch_p95_ms": percentile(torch_ms, 95),
+        "onnx_speedup_p50": percentile(torch_ms, 50) / percentile(ort_ms, 50),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-serve-") as tmp:
+        root = Path(tmp)
+        checkpoint, sha256, model = train_policy(root, args.train_steps, args.threads)
+        version = register_champion(root / "home", checkpoint, sha256)
+        loaded = load_policy(checkpoint, expected_sha256=sha256)
+        rng = np.random.default_rng(1)
+        norm = loaded.norm.state
+        states = (norm.shift + norm.scale * rng.standard_normal((64, STATE_DIM))).astype(np.float32)
+
+        server = ServerProcess(root / "home", args.threads)
+        try:
+            server.wait_ready()
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                served = client.get("/version").json()
+                c1 = compare_inprocess_and_server(loaded, client, states, args.requests)
+            c8 = concurrent_rps(server.url, states, 8, args.c8_seconds)
+        finally:
+            server.stop()
+
+        onnx_path = export_onnx(loaded, root / "policy.onnx")
+        parity = check_parity(loaded, onnx_path)
+        onnx = compare_onnx_and_torch(loaded, onnx_path, states, args.onnx_calls, args.threads)
+    return {
+        "bench": "serve",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "threads": args.threads,
+            "loadavg_1min_at_start": load_before,
+            "loadavg_1min_at_end": os.getloadavg()[0],
+        },
+        "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "policy": {
+            "version": version,
+            "model": model,
+            "state_dim": STATE_DIM,
+            "action_dim": ACTION_DIM,
+            "chunk": served["chunk_size"],
+            "num_steps": served["num_steps"],
+        },
+        **c1,
+        **c8,
+        **onnx,
+        "onnx_parity_max_abs_diff": parity.max_abs_diff,
+        "notes": (
+            "server = `flywheel serve` subprocess (uvicorn h11, one worker, sync /act in its thread pool); client = "
+            "httpx keep-alive in this process; c1 interleaves one in-process act_chunk and one /act call; the 2 CPU "
+            "cores are shared with the client and with other jobs (see loadavg), so c8 is CPU-bound"
+        ),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def summary(r: dict[str, Any]) -> str:
+    return (
+        f"serve: in-process p50 {r['inprocess_p50_ms']:.2f} ms | /act c1 p50 {r['server_p50_ms_c1']:.2f} ms "
+        f"p95 {r['server_p95_ms_c1']:.2f} ms (overhead p50 {r['server_overhead_p50_ms']:.2f} ms, target < "
+        f"{OVERHEAD_TARGET_MS:g}) | c8 {r['server_rps_c8']:.0f} req/s | ONNX p50 {r['onnx_p50_ms']:.2f} ms vs torch "
+        f"{r['torch_p50_ms']:.2f} ms ({r['onnx_speedup_p50']:.1f}x) | {r['seconds']:.0f} s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        result = run(args)
+    finally:
+        torch.set_num_threads(threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

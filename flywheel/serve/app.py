@@ -1,0 +1,124 @@
+"""The policy server as a FastAPI app: `/health`, `/version`, `/act`; built by `create_app` for uvicorn or tests.
+
+`/act` is stateless: it returns the whole action chunk and how many of its steps the policy would execute
+(`execute_steps`); receding-horizon execution (run those steps, then ask again) is the client's job.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from flywheel.serve.config import ServeConfig
+from flywheel.serve.middleware import BearerTokenMiddleware, BodyLimitMiddleware
+from flywheel.serve.reload import PolicyHolder, ReloadWatcher
+from flywheel.serve.schemas import (
+    MAX_SEED,
+    ActRequest,
+    ActResponse,
+    HealthResponse,
+    VersionResponse,
+    observation_from_request,
+)
+from flywheel.serve.source import PolicySource, ServedPolicy
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def version_of(served: ServedPolicy, holder: PolicyHolder, config: ServeConfig) -> VersionResponse:
+    return VersionResponse(
+        policy_version=served.version_id,
+        alias=served.alias,
+        sha256=served.sha256,
+        task=served.task,
+        obs_mode=served.obs_mode,
+        state_dim=served.state_dim,
+        action_dim=served.action_dim,
+        cameras=list(served.cameras),
+        image_shape=[*config.image_size, 3] if config.image_size and served.cameras else None,
+        chunk_size=served.chunk_size,
+        execute_steps=served.execute_steps,
+        num_steps=served.num_steps,
+        loaded_at=served.loaded_at.isoformat(),
+        reloads=holder.reloads,
+        reload_error=holder.reload_error,
+    )
+
+
+def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
+    """Load the policy `source` points at now (errors surface here, before any socket is bound) and build the app.
+
+    The alias watcher runs while the app's lifespan does (uvicorn, or `TestClient` used as a context manager).
+    """
+    holder = PolicyHolder(source, source.load(source.current_version()))
+    watcher = ReloadWatcher(holder, config.reload_interval_s) if source.alias and config.reload_interval_s else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+
+    app = FastAPI(
+        title="flywheel policy server",
+        summary="observation → action chunk from the registry's policy, hot-reloaded when its alias moves",
+        lifespan=lifespan,
+    )
+    app.state.holder = holder
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what, without echoing the input (it may be large, or NaN, which JSON cannot carry)."""
+        detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.get("/health")
+    async def health() -> HealthResponse:
+        """Liveness; needs no token."""
+        return HealthResponse(status="ok", policy_version=holder.current.version_id)
+
+    @app.get("/version")
+    async def version() -> VersionResponse:
+        """The served policy version, where it came from, and the observation it expects."""
+        return version_of(holder.current, holder, config)
+
+    @app.post("/act")
+    def act(request: ActRequest, response: Response) -> ActResponse:
+        """One observation → one action chunk (chunk_size × action_dim), from the policy current at arrival.
+
+        The `Server-Timing` header says how long the policy itself took (`inference;dur=<ms>`).
+        """
+        served = holder.current
+        obs = observation_from_request(request, served, config.image_size)
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED)
+        start = time.perf_counter()
+        actions = served.runner(seed).act_chunk(obs)
+        response.headers["server-timing"] = f"inference;dur={(time.perf_counter() - start) * 1000.0:.3f}"
+        if not np.isfinite(actions).all():
+            raise HTTPException(500, f"policy {served.version_id} produced non-finite actions for this observation")
+        return ActResponse(
+            actions=actions.tolist(),
+            chunk_size=served.chunk_size,
+            execute_steps=served.execute_steps,
+            action_dim=served.action_dim,
+            policy_version=served.version_id,
+            sha256=served.sha256,
+            seed=seed,
+        )
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    if config.token_required:
+        assert config.token is not None  # ServeConfig refuses a required token that is missing
+        app.add_middleware(BearerTokenMiddleware, token=config.token.get_secret_value(), open_paths=OPEN_PATHS)
+    return app

@@ -1,0 +1,76 @@
+"""Server settings: where to bind, who may call, how large a request may be, how often to look for a new champion."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from flywheel.errors import FlywheelError
+
+MIN_TOKEN_CHARS = 16
+
+
+class ServeError(FlywheelError):
+    """The policy server cannot start or serve as configured."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IP literals; any other name or address counts as reachable from outside."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeConfig(BaseModel):
+    """Validated settings of one policy server.
+
+    `require_token` defaults to "bound off loopback"; set it explicitly to demand the token on loopback too.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str = Field(default="champion", min_length=1, description="version id or alias to serve")
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=0, le=65_535)
+    token: SecretStr | None = Field(default=None, description="bearer token; required off loopback")
+    require_token: bool | None = Field(default=None, description="default: True when `host` is not loopback")
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30, description="larger requests get 413")
+    reload_interval_s: float = Field(default=2.0, ge=0.0, le=3600.0, description="alias poll period; 0 = off")
+    image_size: tuple[int, int] | None = Field(default=None, description="(height, width) every camera must have")
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not all(8 <= v <= 4096 for v in value):
+            raise ValueError(f"image_size (height, width) must lie in [8, 4096], got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _token_when_exposed(self) -> ServeConfig:
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the token must be at least {MIN_TOKEN_CHARS} characters")
+        if self.token_required and self.token is None:
+            where = f"bound to {self.host} (not loopback)" if not is_loopback(self.host) else "require_token is set"
+            raise ValueError(f"{where}: a bearer token is required; pass --token or set FLYWHEEL_SERVE_TOKEN")
+        return self
+
+    @property
+    def token_required(self) -> bool:
+        return (not is_loopback(self.host)) if self.require_token is None else self.require_token
+
+
+def serve_config(**values: object) -> ServeConfig:
+    """Build a `ServeConfig`, turning validation problems into one actionable `ServeError` line."""
+    try:
+        return ServeConfig(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ServeError(f"refusing to start the policy server: {problems}") from None
