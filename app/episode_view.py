@@ -1,0 +1,137 @@
+"""One episode on screen: header, frame scrubber over camera images (or the state), controller timeline,
+state and action plots. Shared by the Episodes and Review pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.charts import controller_timeline, series_chart
+from app.common import fmt_time
+from flywheel.errors import FlywheelError
+from flywheel.store import EpisodeFrames, EpisodeRecord, EpisodeStore
+
+DEFAULT_DIMS = 7  # one arm's joints
+
+
+def state_names(task: str, dim: int) -> list[str]:
+    """Readable names of the state vector (`qpos:left_arm_waist`, `box_pose:x`...), else `s0`, `s1`..."""
+    try:
+        from sim import state_layout
+        from sim.constants import JOINT_NAMES
+
+        layout = state_layout(task)
+    except Exception:  # unknown task (e.g. imported data): positional names
+        return [f"s{i}" for i in range(dim)]
+    names = [f"s{i}" for i in range(dim)]
+    pose = ("x", "y", "z", "qw", "qx", "qy", "qz")
+    for part, span in layout.items():
+        labels = JOINT_NAMES if part in ("qpos", "qvel") else pose
+        for offset, index in enumerate(range(span.start, min(span.stop, dim))):
+            names[index] = f"{part}:{labels[offset]}"
+    return names
+
+
+def action_names(dim: int) -> list[str]:
+    from sim.constants import JOINT_NAMES
+
+    return list(JOINT_NAMES) if dim == len(JOINT_NAMES) else [f"a{i}" for i in range(dim)]
+
+
+TAG_BADGES = {"demo": "green", "autonomous": "blue", "intervention": "orange"}
+REVIEW_BADGES = {"unreviewed": "gray", "accepted": "green", "rejected": "red"}
+
+
+def episode_header(record: EpisodeRecord) -> None:
+    st.subheader(f"Episode {record.id}")
+    policy = "no policy (demo)" if record.policy_version_id is None else f"policy v{record.policy_version_id}"
+    outcome = ":green[success]" if record.success else ":red[failure]"
+    st.markdown(
+        f":{TAG_BADGES.get(record.tag, 'gray')}-badge[{record.tag}] "
+        f":{REVIEW_BADGES.get(record.review_status, 'gray')}-badge[{record.review_status}] "
+        f"**{record.task}** · {policy} · {outcome} · {record.length} frames"
+    )
+    details = (
+        f"seed {record.env_seed} · iteration {'—' if record.iteration is None else record.iteration} · "
+        f"return {record.episode_return:.1f} · operator {record.operator or '—'} · {fmt_time(record.created_at)} UTC"
+    )
+    st.caption(details)
+    if record.error:
+        st.warning(f"The rollout ended with an error: {record.error}")
+
+
+def load_frames(store: EpisodeStore, record: EpisodeRecord) -> EpisodeFrames | None:
+    """The episode's frames (checksum verified), or None after an st.error saying what is wrong with the file."""
+    try:
+        return store.read_record_frames(record)
+    except FlywheelError as exc:
+        st.error(f"Cannot show the frames of episode {record.id}: {exc}")
+        return None
+
+
+def render_episode(store: EpisodeStore, record: EpisodeRecord, key: str) -> None:
+    """Header, then the frame viewer; a missing or corrupt file shows an error and the timeline only."""
+    episode_header(record)
+    frames = load_frames(store, record)
+    if frames is None:
+        if record.segments:
+            st.altair_chart(controller_timeline(record.segments, record.length), width="stretch")
+        return
+    _frame_viewer(record, frames, key)
+
+
+@st.fragment
+def _frame_viewer(record: EpisodeRecord, frames: EpisodeFrames, key: str) -> None:
+    """Scrubbing reruns only this fragment, not the whole page."""
+    last = len(frames) - 1
+    t = st.slider("Frame", 0, last, 0, key=f"{key}_frame") if last > 0 else 0
+    if frames.images:
+        cols = st.columns(len(frames.images))
+        for col, (camera, images) in zip(cols, sorted(frames.images.items()), strict=True):
+            col.image(images[t], caption=f"{camera} · frame {t}", width="stretch")
+    else:
+        st.caption("No camera images were recorded for this episode: showing the state at this frame.")
+        names = state_names(record.task, frames.state.shape[1])
+        st.dataframe(
+            pd.DataFrame({"value": frames.state[t]}, index=pd.Index(names, name="state")).T,
+            width="stretch",
+        )
+    controller = _controller_at(record, t)
+    reward = float(frames.reward[t])
+    st.caption(f"frame {t}: controller **{controller}**, reward {reward:.0f}")
+    st.altair_chart(controller_timeline(record.segments, record.length, cursor=t), width="stretch")
+    _plots(record, frames, key, t)
+
+
+def _controller_at(record: EpisodeRecord, t: int) -> str:
+    return next((s.controller for s in record.segments if s.start <= t < s.end), "?")
+
+
+def _plots(record: EpisodeRecord, frames: EpisodeFrames, key: str, t: int) -> None:
+    s_names = state_names(record.task, frames.state.shape[1])
+    a_names = action_names(frames.action.shape[1])
+    left, right = st.columns(2)
+    with left:
+        chosen = st.multiselect("State", s_names, default=s_names[:DEFAULT_DIMS], key=f"{key}_state_dims")
+        if chosen:
+            idx = [s_names.index(n) for n in chosen]
+            st.altair_chart(
+                series_chart(pd.DataFrame(frames.state[:, idx], columns=chosen), "state", t),
+                width="stretch",
+            )
+    with right:
+        chosen = st.multiselect("Action", a_names, default=a_names[:DEFAULT_DIMS], key=f"{key}_action_dims")
+        show_policy = st.toggle(
+            "Overlay the policy's proposal",
+            value=False,
+            key=f"{key}_policy_overlay",
+            disabled=not bool(frames.policy_action_valid.any()),
+        )
+        if chosen:
+            idx = [a_names.index(n) for n in chosen]
+            data = pd.DataFrame(frames.action[:, idx], columns=chosen)
+            if show_policy:
+                proposed = np.where(frames.policy_action_valid[:, None], frames.policy_action[:, idx], np.nan)
+                data = data.join(pd.DataFrame(proposed, columns=[f"{n} (policy)" for n in chosen]))
+            st.altair_chart(series_chart(data, "executed action", t), width="stretch")

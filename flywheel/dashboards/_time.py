@@ -1,0 +1,16 @@
+"""Timestamps from either backend as timezone-aware UTC (SQLite hands back naive datetimes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def age_seconds(value: datetime | None, now: datetime) -> float | None:
+    moment = as_utc(value)
+    return None if moment is None else max(0.0, (now - moment).total_seconds())

@@ -1,0 +1,98 @@
+"""Eval-gate history: every gated eval run, one row per gate verdict with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from flywheel.dashboards._time import as_utc
+from flywheel.store.db import Database
+from flywheel.store.models import EvalRun
+
+COLUMNS = [
+    "eval_run_id",
+    "policy_version_id",
+    "iteration",
+    "created_at",
+    "run_passed",
+    "success_rate",
+    "gate",
+    "passed",
+    "reason",
+]
+
+
+def gate_history(db: Database, task: str | None = None) -> pd.DataFrame:
+    """Oldest first. Runs stored only as a champion baseline (no gates) are left out."""
+    query = select(EvalRun).where(EvalRun.passed.is_not(None)).order_by(EvalRun.id)
+    if task is not None:
+        query = query.where(EvalRun.task == task)
+    rows = []
+    with db.read() as session:
+        for run in session.scalars(query):
+            for verdict in run.gates or []:
+                rows.append(
+                    (
+                        run.id,
+                        run.policy_version_id,
+                        run.iteration,
+                        as_utc(run.created_at),
+                        bool(run.passed),
+                        run.success_rate,
+                        str(verdict.get("gate", "?")),
+                        bool(verdict.get("passed")),
+                        str(verdict.get("reason", "")),
+                    )
+                )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+@dataclass(frozen=True)
+class EvalRunView:
+    """One eval run of a policy version with its gate verdicts and their evidence."""
+
+    id: int
+    created_at: datetime
+    iteration: int | None
+    episodes: int
+    successes: int
+    success_rate: float
+    ci_low: float
+    ci_high: float
+    mean_length: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    nan_actions: int
+    joint_limit_violations: int
+    passed: bool | None  # None: stored as a champion baseline, no gates applied
+    gates: list[dict[str, Any]]
+
+
+def eval_runs(db: Database, policy_version_id: int) -> list[EvalRunView]:
+    """Every eval run of one version, newest first."""
+    query = select(EvalRun).where(EvalRun.policy_version_id == policy_version_id).order_by(EvalRun.id.desc())
+    with db.read() as session:
+        return [
+            EvalRunView(
+                id=r.id,
+                created_at=as_utc(r.created_at),  # type: ignore[arg-type]
+                iteration=r.iteration,
+                episodes=r.episodes,
+                successes=r.successes,
+                success_rate=r.success_rate,
+                ci_low=r.ci_low,
+                ci_high=r.ci_high,
+                mean_length=r.mean_length,
+                latency_p50_ms=r.latency_p50_ms,
+                latency_p95_ms=r.latency_p95_ms,
+                nan_actions=r.nan_actions,
+                joint_limit_violations=r.joint_limit_violations,
+                passed=r.passed,
+                gates=[dict(g) for g in r.gates or []],
+            )
+            for r in session.scalars(query)
+        ]
