@@ -134,10 +134,10 @@ def require_operator(action: str) -> str | None:
 def password_gate() -> None:
     """When a console password is configured, stop the page until this session has entered it.
 
-    console.py calls it before any page, and every page calls it again (a no-op once signed in): Streamlit
-    runs the files of a folder named `pages/` next to the entry script on their own (legacy multipage mode)
-    until the entry script has called `st.navigation` once, so on a freshly started server a deep link such
-    as `/episodes` would otherwise skip console.py and its gate.
+    console.py calls it before any page, and every page calls it again (a no-op once signed in), so a page
+    file run on its own is gated too. The pages live in `app/views/`, not `app/pages/`: Streamlit would run a
+    folder named `pages/` next to the entry script as legacy multipage pages on a fresh server, and a deep link
+    such as `/episodes` would skip console.py.
     """
     expected = settings().console_password
     if not expected or st.session_state.get(_AUTHENTICATED):

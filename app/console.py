@@ -1,7 +1,7 @@
 """The operator console: `streamlit run app/console.py` (or `flywheel console`).
 
 Page config, the password gate (when FLYWHEEL_CONSOLE_PASSWORD is set), the operator's name in the sidebar,
-then the pages. The Teleop / Live page is listed when `app/pages/live.py` exists.
+then the pages. The Teleop / Live page is listed when `app/views/live.py` exists.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from app.common import get_store, operator_sidebar, password_gate, settings  # n
 from flywheel.errors import FlywheelError  # noqa: E402
 
 PAGES = (
-    ("pages/live.py", "Teleop / Live", ":material/sports_esports:"),
-    ("pages/episodes.py", "Episodes", ":material/movie:"),
-    ("pages/review.py", "Review & label", ":material/rate_review:"),
-    ("pages/dashboards.py", "Dashboards", ":material/monitoring:"),
-    ("pages/policies.py", "Policies", ":material/account_tree:"),
-    ("pages/jobs.py", "Jobs", ":material/schedule:"),
+    ("views/live.py", "Teleop / Live", ":material/sports_esports:"),
+    ("views/episodes.py", "Episodes", ":material/movie:"),
+    ("views/review.py", "Review & label", ":material/rate_review:"),
+    ("views/dashboards.py", "Dashboards", ":material/monitoring:"),
+    ("views/policies.py", "Policies", ":material/account_tree:"),
+    ("views/jobs.py", "Jobs", ":material/schedule:"),
 )
 
 

@@ -134,7 +134,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 
 def page(name: str, operator: str | None = "alice", **query: str) -> AppTest:
-    at = AppTest.from_file(str(APP / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(APP / "views" / f"{name}.py"), default_timeout=TIMEOUT)
     if operator is not None:
         at.session_state["operator"] = operator
     for key, value in query.items():
@@ -160,9 +160,8 @@ def test_console_shell_lists_pages_and_asks_who_is_operating(console: Console) -
     name = at.sidebar.text_input[0]
     assert (name.label, name.value) == ("Operator name", "")
     assert "Enter your name" in texts(at.sidebar.caption) and "sqlite" in texts(at.sidebar.caption)
-    # AppTest runs file pages under a `pages/` folder on their own after the first run (the shell is not
-    # re-run), so switching shows each page renders; identity is checked below with the helper itself.
-    for path, title in (("pages/review.py", "Review & label"), ("pages/jobs.py", "Jobs")):
+    # Switching shows each page renders under the shell; identity is checked below with the helper itself.
+    for path, title in (("views/review.py", "Review & label"), ("views/jobs.py", "Jobs")):
         at.switch_page(path).run()
         assert not at.exception and [t.value for t in at.title] == [title]
 
@@ -197,7 +196,7 @@ def test_password_gate(console: Console, monkeypatch: pytest.MonkeyPatch) -> Non
     at.text_input[0].input("s3cret")
     at.button[0].click().run()
     assert at.sidebar.text_input[0].label == "Operator name"
-    # A page reached on its own (Streamlit's legacy `pages/` mode on a fresh server) is gated too.
+    # A page file run on its own is gated too.
     direct = page("review")
     assert [t.value for t in direct.title] == ["flywheel console"] and not direct.dataframe
 

@@ -26,6 +26,7 @@ episodes_per_iteration: 2
 workers: 1
 max_steps: 120
 heartbeat_seconds: 1
+bootstrap_steps: null
 train:
   steps: 20
   critic_steps: 10

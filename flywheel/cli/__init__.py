@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from flywheel.cli import collect as collect_commands
+from flywheel.cli import console as console_commands
 from flywheel.cli import db as db_commands
 from flywheel.cli import episodes as episode_commands
 from flywheel.cli import interop as interop_commands
@@ -37,6 +38,7 @@ app.command("collect")(collect_commands.collect_command)
 app.command("train")(loop_commands.train)
 app.command("eval")(loop_commands.evaluate)
 app.command("run")(loop_commands.run)
+app.command("console")(console_commands.console)
 app.command("serve")(serve_commands.serve)
 
 

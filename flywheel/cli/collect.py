@@ -9,6 +9,7 @@ from rich.console import Console
 
 from flywheel.cli.context import state
 from flywheel.collect import CollectReport, CollectSpec, collect
+from flywheel.collect.attended import attended_config
 from flywheel.collect.seeds import collection_seeds, demo_seeds
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter
@@ -40,15 +41,18 @@ def collect_command(
     policy: str = typer.Option("champion", help="policy version id or alias"),
     episodes: int = typer.Option(10, min=1, help="number of episodes"),
     workers: int = typer.Option(1, min=1, help="worker processes"),
-    operator: str = typer.Option("simulated", help="simulated | none"),
+    operator: str = typer.Option("simulated", help="simulated | none | console (ask a person in the console)"),
+    console_timeout: float = typer.Option(
+        60.0, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
+    ),
     obs_mode: str | None = typer.Option(None, help="state | pixels (default: what the policy was trained on)"),
     use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
     iteration: int | None = typer.Option(None, help="record the episodes under this flywheel iteration"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
 ) -> None:
     """Roll out a policy; a simulated operator takes over when it fails (tags autonomous / intervention)."""
-    if operator not in ("simulated", "none"):
-        raise typer.BadParameter("use simulated or none", param_hint="--operator")
+    if operator not in ("simulated", "none", "console"):
+        raise typer.BadParameter("use simulated, none or console", param_hint="--operator")
     cli = state(ctx, home=home)
     store = cli.store()
     version = PolicyRegistry(store.db).resolve(policy)
@@ -66,6 +70,7 @@ def collect_command(
         policy_sha256=version.sha256,
         iteration=iteration,
         source_prefix=f"collect/policy-{version.id}",
+        attended=attended_config(cli.settings, console_timeout) if operator == "console" else None,
     )
     report = collect(store, spec, seeds, workers=workers, use_ray=use_ray)
     _summary(report, "episodes")

@@ -22,12 +22,22 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue after a crash (a plain re-run does the same)"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    operator: str | None = typer.Option(
+        None, "--operator", help="simulated | console: rollouts wait for a person in `flywheel console`"
+    ),
+    console_timeout: float | None = typer.Option(
+        None, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
+    ),
 ) -> None:
     """Seed demos if needed, then iterate collect → train → eval → promote until ITERATIONS are done."""
     from flywheel.scheduler import FlywheelLoop, PhaseContext, load_flywheel_config
 
     cli = state(ctx, home=home)
     cfg = load_flywheel_config(config)
+    if operator is not None and operator not in ("simulated", "console"):
+        raise typer.BadParameter("use simulated or console", param_hint="--operator")
+    overrides = {"operator_mode": operator, "console_timeout_seconds": console_timeout}
+    cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     console = Console()
     loop = FlywheelLoop(PhaseContext(cli.store(), cli.settings, cfg, progress=not quiet), console)
     done_before = loop.book.completed_iterations()

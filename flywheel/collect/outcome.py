@@ -12,7 +12,7 @@ from flywheel.store.tags import Tag
 @dataclass(frozen=True)
 class EpisodeOutcome:
     seed: int
-    frames: EpisodeFrames | None  # None only when the very first action was invalid
+    frames: EpisodeFrames | None  # None when the very first action was invalid, or stored by the console
     success: bool
     interventions: int = 0
     error: str | None = None
@@ -20,6 +20,7 @@ class EpisodeOutcome:
     segment_operators: dict[int, str] = field(default_factory=dict)
     act_latency_ms: tuple[float, ...] = ()
     joint_limit_violations: int = 0
+    stored_episode_id: int | None = None  # attended mode: a console operator already stored this episode
 
     def to_new_episode(self, spec: CollectSpec) -> NewEpisode:
         if self.frames is None:

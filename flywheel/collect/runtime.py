@@ -28,32 +28,49 @@ class WorkerRuntime:
         policy = self._load_policy(spec)
         self.policy = None if policy is None else TimedPolicy(policy)
         self.operator = self._make_operator(spec)
+        self.attendant = self._make_attendant(spec)
 
     @staticmethod
     def _load_policy(spec: CollectSpec) -> Any:
         if spec.operator == "expert":
             return None
+        import torch
+
         from flywheel.policy.runner import PolicyRunner
 
+        # Several workers share the cores: more intra-op threads per worker only oversubscribe them.
+        torch.set_num_threads(spec.policy_threads)
         return PolicyRunner.load(spec.policy_checkpoint, expected_sha256=spec.policy_sha256)  # type: ignore[arg-type]
 
     @staticmethod
     def _make_operator(spec: CollectSpec) -> Any:
         """The simulated operator; none for policy-only runs, and for demos (the expert drives throughout)."""
-        if spec.operator != "simulated":
+        if spec.operator not in ("simulated", "console"):
             return None
         from sim.operator import OperatorConfig, SimulatedOperator
 
         return SimulatedOperator(OperatorConfig(**spec.operator_config))
 
+    @staticmethod
+    def _make_attendant(spec: CollectSpec) -> Any:
+        """Console mode: asks a person at the simulated operator's first trigger (flywheel/collect/attended.py)."""
+        if spec.attended is None:
+            return None
+        from flywheel.collect.attended import Attendant
+
+        return Attendant(spec, spec.attended)
+
     def run(self, seed: int) -> EpisodeOutcome:
-        from sim.rollout import run_episode
+        from sim.rollout import EpisodeRunner
 
         if self.policy is not None:
             self.policy.latencies_ms.clear()
-        result = run_episode(
-            self.env, seed=seed, policy=self.policy, operator=self.operator, max_steps=self.spec.max_steps
-        )
+        runner = EpisodeRunner(self.env, seed, self.policy, self.operator, self.spec.max_steps)
+        if self.attendant is not None:
+            stored = self.attendant.attend(runner, seed)
+            if stored is not None:  # a console operator finished and stored it: report that one
+                return EpisodeOutcome(seed, None, stored.success, stored_episode_id=stored.episode_id)
+        result = runner.run()
         triggers = {s.start: s.trigger for s in result.segments if s.trigger}
         operators = {s.start: self.spec.operator_name for s in result.segments if s.controller.value != "policy"}
         return EpisodeOutcome(
@@ -63,10 +80,16 @@ class WorkerRuntime:
             error=result.error,
             triggers=triggers,
             segment_operators=operators,
+            act_latency_ms=tuple(self.policy.latencies_ms) if self.policy is not None else (),
+            joint_limit_violations=0
+            if result.frames is None
+            else count_joint_limit_violations(result.frames.action, self.env.action_space),
         )
 
     def close(self) -> None:
         self.env.close()
+        if self.attendant is not None:
+            self.attendant.close()
 
 
 class TimedPolicy:

@@ -48,12 +48,15 @@ def collect(
     with episode_progress(progress) as bar:
         task = bar.add_task(f"{spec.task} ({_label(spec)})", total=len(todo), successes=0, interventions=0)
         for outcome in pool.run(todo):
-            if outcome.frames is None:  # failed on its first action: nothing to keep
+            if outcome.frames is None and outcome.stored_episode_id is None:  # failed on its first action
                 report.errors += 1
                 report.empty_seeds.append(outcome.seed)
                 bar.update(task, advance=1)
                 continue
-            record = store.add(outcome.to_new_episode(spec))
+            if outcome.stored_episode_id is not None:  # attended: the console stored it under our source key
+                record = store.get(outcome.stored_episode_id, with_segments=False)
+            else:
+                record = store.add(outcome.to_new_episode(spec))
             report.episode_ids.append(record.id)
             report.successes += int(outcome.success)
             report.interventions += outcome.interventions

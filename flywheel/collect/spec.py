@@ -6,11 +6,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-OperatorMode = Literal["simulated", "none", "expert"]
+from flywheel.collect.attended import AttendedConfig
+
+OperatorMode = Literal["simulated", "none", "expert", "console"]
 
 
 class CollectSpec(BaseModel):
-    """One collection run. `operator="expert"` records expert demos (no policy)."""
+    """One collection run. `operator="expert"` records expert demos (no policy); `"console"` asks a person in the
+    console at the simulated operator's first trigger and falls back to it (`attended` says how long to wait)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,6 +30,8 @@ class CollectSpec(BaseModel):
     policy_sha256: str | None = None
     iteration: int | None = None
     source_prefix: str = Field(..., min_length=1, description="source keys are <prefix>/seed-<seed>")
+    attended: AttendedConfig | None = None
+    policy_threads: int = Field(1, ge=1, le=256, description="torch threads per worker (small policies: 1 is fastest)")
 
     @field_validator("task")
     @classmethod
@@ -43,6 +48,8 @@ class CollectSpec(BaseModel):
     def model_post_init(self, _context: Any) -> None:
         if self.operator != "expert" and self.policy_checkpoint is None:
             raise ValueError("collecting with a policy needs policy_checkpoint (use operator='expert' for demos)")
+        if (self.operator == "console") != (self.attended is not None):
+            raise ValueError("operator='console' needs attended settings (and only it takes them)")
 
     @classmethod
     def for_demos(cls, task: str, **settings: Any) -> CollectSpec:

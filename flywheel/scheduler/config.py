@@ -18,11 +18,12 @@ def default_train_config() -> TrainConfig:
     return TrainConfig(
         method="recap",
         steps=1000,
-        critic_steps=400,
+        critic_steps=500,
         batch_size=64,
         warmup_steps=50,
         checkpoint_every=250,
         log_every=50,
+        cpu_threads=1,
     )
 
 
@@ -33,11 +34,17 @@ class FlywheelConfig(BaseModel):
 
     task: str = "transfer_cube"
     obs_mode: str = Field("state", pattern="^(state|pixels)$")
-    demos: int = Field(30, ge=1, le=100_000, description="expert demos seeded when the store has none")
+    demos: int = Field(50, ge=1, le=100_000, description="expert demos seeded when the store has none")
+    bootstrap_steps: int | None = Field(
+        4000, ge=1, le=10_000_000, description="policy steps with no champion to warm-start from (None: train.steps)"
+    )
     episodes_per_iteration: int = Field(20, ge=1, le=10_000)
     workers: int = Field(2, ge=1, le=256)
     max_steps: int = Field(400, ge=1)
     operator: dict[str, Any] = Field(default_factory=dict, description="simulated operator settings")
+    operator_mode: str = Field("simulated", pattern="^(simulated|console)$", description="console: ask a person")
+    console_timeout_seconds: float = Field(60.0, gt=0, le=86_400, description="console mode: wait, then simulated")
+    console_claim_timeout_seconds: float = Field(30.0, gt=0, le=3_600, description="claim heartbeat older: fall back")
     train: TrainConfig = Field(default_factory=default_train_config)
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(episodes=50, workers=2))
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per job before the iteration fails")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.collect import CollectSpec, collect
+from flywheel.collect.attended import attended_config
 from flywheel.collect.seeds import collection_seeds
 from flywheel.config import Settings
 from flywheel.evaluate.runner import Evaluator
@@ -40,7 +41,7 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         task=cfg.task,
         obs_mode=cfg.obs_mode,
         max_steps=cfg.max_steps,
-        operator="simulated",  # type: ignore[arg-type]
+        operator=cfg.operator_mode,  # type: ignore[arg-type]
         operator_config=cfg.operator,
         operator_name="simulated-operator",
         policy_version_id=champion.id,
@@ -48,6 +49,9 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         policy_sha256=champion.sha256,
         iteration=iteration,
         source_prefix=f"iteration-{iteration}",
+        attended=attended_config(ctx.settings, cfg.console_timeout_seconds, cfg.console_claim_timeout_seconds)
+        if cfg.operator_mode == "console"
+        else None,
     )
     collect(
         ctx.store,
@@ -76,6 +80,7 @@ def iteration_data_summary(store: EpisodeStore, iteration: int) -> dict[str, Any
 def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
     """Train a candidate on all non-rejected data, warm-started from the champion; register it once."""
     from flywheel.train.data import load_training_episodes
+    from flywheel.train.registration import register_trained_candidate
     from flywheel.train.trainer import run_training
 
     cfg = ctx.config
@@ -83,16 +88,18 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
     champion_id = ctx.registry.alias(CHAMPION)
     init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
     episodes = load_training_episodes(ctx.store, cfg.task)
-    result = run_training(cfg.train, episodes, out_dir, init_from=init_from, progress=ctx.progress)
+    train_config = cfg.train
+    if init_from is None and cfg.bootstrap_steps is not None:
+        train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
+    result = run_training(train_config, episodes, out_dir, init_from=init_from, progress=ctx.progress)
     existing = _registered(ctx, iteration, str(result.checkpoint_dir))
     if existing is None:
-        version = ctx.registry.register_candidate(
+        version = register_trained_candidate(
+            ctx.registry,
             task=cfg.task,
-            checkpoint_uri=str(result.checkpoint_dir),
-            sha256=result.sha256,
-            config={**cfg.train.model_dump(mode="json"), "obs_mode": cfg.obs_mode},
-            data_fingerprint=result.data_fingerprint,
-            metrics=dict(result.metrics),
+            obs_mode=cfg.obs_mode,
+            config=train_config,
+            result=result,
             parent_id=champion_id,
             iteration=iteration,
         )

@@ -245,3 +245,45 @@ class SchedulerLock(Base):
     host: Mapped[str] = mapped_column(String(128))
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+TAKEOVER_STATES = ("pending", "claimed", "completed", "expired", "abandoned")
+
+
+class TakeoverRequest(Base):
+    """An attended-collection worker asking a console operator to take over (flywheel/collect/attended.py).
+
+    Holds what the console needs to rebuild the episode exactly (state mode is deterministic for a seed): the
+    env settings, the policy, and the actions executed before the takeover step, plus the state reached there.
+    """
+
+    __tablename__ = "takeover_request"
+    __table_args__ = (
+        CheckConstraint(_in("status", TAKEOVER_STATES), name="status"),
+        Index("ix_takeover_request_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    source_key: Mapped[str] = mapped_column(String(128), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    env_seed: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str | None] = mapped_column(String(128))
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
+    iteration: Mapped[int | None] = mapped_column(Integer)
+    env_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    policy_checkpoint: Mapped[str] = mapped_column(Text)
+    policy_sha256: Mapped[str | None] = mapped_column(String(64))
+    actions: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[list[Any]] = mapped_column(default=list)
+    worker: Mapped[str] = mapped_column(String(128))
+    deadline_at: Mapped[datetime] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episode.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

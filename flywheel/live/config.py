@@ -1,0 +1,74 @@
+"""Settings of live teleop sessions and what a rollout is started with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flywheel.errors import ConfigError, describe_validation_error
+
+ARM_AXES = ("x", "y", "z")
+ENV_PREFIX = "FLYWHEEL_LIVE_"
+
+
+class LiveConfig(BaseModel):
+    """How sessions behave: jog size, sim steps per command, render size, idle timeout, claim heartbeats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jog_step_m: float = Field(0.02, gt=0, le=0.05, description="end-effector move per jog press (metres)")
+    jog_sim_steps: int = Field(6, ge=1, le=100, description="sim steps advanced per jog press")
+    gripper_sim_steps: int = Field(10, ge=1, le=100, description="sim steps advanced per gripper press")
+    refresh_s: float = Field(0.25, ge=0.05, le=10, description="live-view refresh period (seconds)")
+    steps_per_tick: int = Field(12, ge=1, le=400, description="sim steps per refresh while playing (12 ≈ 50 Hz)")
+    image_size: tuple[int, int] = Field((240, 320), description="rendered frame (height, width)")
+    idle_timeout_s: float = Field(120.0, gt=0, description="save and release a session nobody touched this long")
+    claim_heartbeat_s: float = Field(2.0, gt=0, description="how often a claimed takeover request is kept alive")
+    reap_every_s: float = Field(1.0, gt=0, description="how often idle sessions are looked for")
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if min(size) < 16 or max(size) > 2048:
+            raise ValueError(f"image_size (height, width) must be within 16..2048, got {size}")
+        return size
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LiveConfig:
+        """Defaults overridden by `FLYWHEEL_LIVE_<FIELD>` variables, e.g. FLYWHEEL_LIVE_IDLE_TIMEOUT_S=300."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw:
+                values[name] = raw.lower().split("x") if name == "image_size" else raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {ENV_PREFIX}* setting: {describe_validation_error(exc)}") from None
+
+
+class RolloutSpec(BaseModel):
+    """A rollout the operator starts from the console. `policy` is a version id or alias; None = expert only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = "transfer_cube"
+    policy: str | None = "champion"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    camera: str = "top"
+    max_steps: int = Field(400, ge=1, le=10_000)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from sim.errors import UnknownTaskError
+        from sim.tasks import task_class
+
+        try:
+            task_class(task)
+        except UnknownTaskError as exc:
+            raise ValueError(str(exc)) from None
+        return task

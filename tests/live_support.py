@@ -1,0 +1,65 @@
+"""Helpers for the console tests: a tiny real policy for transfer_cube, trained in about a second.
+
+Two real expert episodes (short) and ten BC steps: the policy is bad on purpose (it stalls, so a simulated
+operator's no-progress trigger fires early), but it is a real checkpoint that workers and the console load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flywheel.registry import PolicyRecord, PolicyRegistry
+from flywheel.store import EpisodeStore
+from flywheel.train import run_training
+from flywheel.train.config import parse_config
+from flywheel.train.synthetic import ToyMeta
+
+TINY_MODEL = {
+    "encoder": {"hidden_dim": 32},
+    "expert": {"chunk": 8, "dim": 32, "layers": 1, "heads": 2},
+    "critic": {"hidden_dim": 32},
+    "inference": {"num_steps": 2, "execute_steps": 8},
+}
+
+
+def train_tiny_policy(out_dir: Path, task: str = "transfer_cube") -> tuple[Path, str]:
+    """(checkpoint dir, sha256) of a tiny BC policy trained on two short expert episodes of `task`."""
+    from sim import make_env, run_episode
+
+    env = make_env(task, max_steps=60)
+    episodes = []
+    for seed in range(2):
+        result = run_episode(env, seed)
+        assert result.frames is not None
+        episodes.append((ToyMeta(f"demo-{seed}", task, "demo", result.success), result.frames))
+    env.close()
+    cfg = parse_config(
+        {
+            "method": "bc",
+            "steps": 10,
+            "batch_size": 16,
+            "warmup_steps": 2,
+            "log_every": 10,
+            "wandb": False,
+            "cpu_threads": 1,
+            "model": TINY_MODEL,
+        }
+    )
+    result = run_training(cfg, episodes, out_dir, progress=False)
+    return Path(result.checkpoint_dir), result.sha256
+
+
+def register_policy(store: EpisodeStore, checkpoint: Path, sha256: str, promote: bool = True) -> PolicyRecord:
+    """Register the checkpoint as a candidate of transfer_cube (and make it champion)."""
+    registry = PolicyRegistry(store.db)
+    version = registry.register_candidate(
+        task="transfer_cube",
+        checkpoint_uri=str(checkpoint),
+        sha256=sha256,
+        config={"obs_mode": "state"},
+        data_fingerprint={},
+        metrics={},
+    )
+    if promote:
+        registry.promote(version.id, actor="test", reason="console tests", force=True)
+    return registry.get(version.id)
