@@ -1,10 +1,11 @@
 """BC vs AWR vs RECAP on identical data (transfer_cube, state mode, CPU).
 
 1. expert demos (seeds from the demo range) → BC on demos only → eval on held-out seeds;
-2. that policy collects autonomous + intervention episodes (simulated operator takes over on no progress);
+2. a weak policy (BC on the demos for only --weak-steps) collects autonomous episodes (many failures) and
+   episodes where the simulated operator takes over (interventions);
 3. BC, AWR and RECAP train on demos + collected data, same steps and seed → eval on the same held-out seeds.
 
-    python bench/learn.py [--demos 50] [--collect 30] [--steps 8000] [--critic-steps 2000] [--eval 50]
+    python bench/learn.py [--demos 50] [--collect 40] [--weak-steps 300] [--steps 3000] [--critic-steps 2000]
 
 Writes bench/results/learn.json and prints a one-line summary.
 """
@@ -19,18 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds
-from flywheel.evaluate.stats import wilson_interval
-from flywheel.policy.runner import PolicyRunner
-from flywheel.train import TrainConfig, TrainResult, parse_config, run_training
-from flywheel.train.data import TrainingEpisode
-
-# `python bench/learn.py` puts bench/ first on sys.path, where bench/sim.py would shadow the `sim` package.
+# Run as a script, bench/ is first on sys.path and bench/flywheel.py, bench/sim.py would shadow the packages.
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+
+from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds  # noqa: E402
+from flywheel.evaluate.stats import wilson_interval  # noqa: E402
+from flywheel.policy.runner import PolicyRunner  # noqa: E402
+from flywheel.train import TrainConfig, TrainResult, parse_config, run_training  # noqa: E402
+from flywheel.train.data import TrainingEpisode  # noqa: E402
 
 TASK = "transfer_cube"
 
@@ -97,11 +97,12 @@ def _evaluate(result: TrainResult, seeds: list[int]) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--demos", type=int, default=50)
-    ap.add_argument("--collect", type=int, default=30)
-    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--collect", type=int, default=40)
+    ap.add_argument("--weak-steps", type=int, default=300, help="training steps of the weak collecting policy")
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--critic-steps", type=int, default=2000)
     ap.add_argument("--eval", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bc-only", action="store_true", help="stop after BC on demos (quick check of the target)")
     ap.add_argument("--out", default="bench/results/learn.json")
     args = ap.parse_args()
@@ -126,7 +127,9 @@ def main() -> int:
         Path(args.out).write_text(json.dumps({**report, "args": vars(args)}, indent=2))
         print(f"learn: bc(demos only) {report['bc_demos_only_success']:.2f} over {args.eval} held-out seeds")
         return 0
-    runner = PolicyRunner.load(bc_demo.checkpoint_dir, expected_sha256=bc_demo.sha256)
+    weak = run_training(_config("bc", args.weak_steps, 0, args.threads), demos, work / "weak", progress=False)
+    report["weak_policy"] = _evaluate(weak, held_out[:10]) | {"steps": args.weak_steps}
+    runner = PolicyRunner.load(weak.checkpoint_dir, expected_sha256=weak.sha256)
     operator = SimulatedOperator(OperatorConfig(no_progress_steps=60, handback_after_steps=60))
     half = args.collect // 2
     seeds = collection_seeds(0, args.collect)

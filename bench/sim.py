@@ -20,6 +20,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -79,6 +80,44 @@ def physics_limit(steps: int) -> float:
     return _rate(steps, step)
 
 
+def collect_with_policy(episodes: int, workdir: Path) -> dict[str, float]:
+    """Env steps/s of the real collection worker (state mode) with a default-config policy acting.
+
+    The policy is trained for a few steps on three expert demos: its speed, not its skill, is measured here.
+    """
+    import torch
+
+    from flywheel.collect.runtime import WorkerRuntime
+    from flywheel.collect.spec import CollectSpec
+    from flywheel.train import parse_config, run_training
+    from flywheel.train.data import TrainingEpisode
+    from flywheel.train.synthetic import ToyMeta
+
+    torch.set_num_threads(1)
+    env = make_env("transfer_cube", obs_mode="state")
+    demos = [run_episode(env, seed) for seed in range(3)]
+    env.close()
+    data = [TrainingEpisode(ToyMeta(f"demo-{i}", "transfer_cube", "demo", True), d.frames) for i, d in enumerate(demos)]
+    config = parse_config({"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False})
+    trained = run_training(config, data, workdir / "policy", progress=False)
+    spec = CollectSpec(
+        task="transfer_cube",
+        operator="none",
+        policy_checkpoint=str(trained.checkpoint_dir),
+        policy_sha256=trained.sha256,
+        source_prefix="bench",
+    )
+    runtime = WorkerRuntime(spec)
+    runtime.run(0)  # warm-up
+    steps, start = 0, time.perf_counter()
+    for seed in range(1, episodes + 1):
+        outcome = runtime.run(seed)
+        steps += len(outcome.frames) if outcome.frames is not None else 0
+    elapsed = time.perf_counter() - start
+    runtime.close()
+    return {"collect_with_policy_steps_per_s": steps / elapsed, "collect_with_policy_episodes": episodes}
+
+
 def expert_rates(n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for task in ("transfer_cube", "insertion"):
@@ -102,6 +141,7 @@ def main() -> None:
     parser.add_argument("--gym-aloha-steps", type=int, default=20)
     parser.add_argument("--pixels-steps", type=int, default=400)
     parser.add_argument("--state-steps", type=int, default=3000)
+    parser.add_argument("--policy-episodes", type=int, default=5, help="episodes for collection with a policy")
     parser.add_argument("--experts", type=int, default=0, help="seeds per task for expert success (0: skip)")
     args = parser.parse_args()
 
@@ -111,6 +151,10 @@ def main() -> None:
         "state_steps_per_s": our_env("state", args.state_steps),
         "physics_limit_env_steps_per_s": physics_limit(args.state_steps),
     }
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-sim-") as tmp:
+        result.update(collect_with_policy(args.policy_episodes, Path(tmp)))
+    with_policy = result["collect_with_policy_steps_per_s"]
+    result["collect_with_policy_fraction_of_state"] = with_policy / result["state_steps_per_s"]
     result["pixels_speedup_vs_gym_aloha"] = result["pixels_steps_per_s"] / result["gym_aloha_pixels_steps_per_s"]
     result["state_fraction_of_physics_limit"] = result["state_steps_per_s"] / result["physics_limit_env_steps_per_s"]
     result["notes"] = "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA"
@@ -123,7 +167,8 @@ def main() -> None:
         f"sim: gym-aloha pixels {result['gym_aloha_pixels_steps_per_s']:.1f}/s | ours pixels "
         f"{result['pixels_steps_per_s']:.0f}/s ({result['pixels_speedup_vs_gym_aloha']:.0f}x) | state "
         f"{result['state_steps_per_s']:.0f}/s ({result['state_fraction_of_physics_limit']:.0%} of physics limit "
-        f"{result['physics_limit_env_steps_per_s']:.0f}/s)"
+        f"{result['physics_limit_env_steps_per_s']:.0f}/s) | collect with policy "
+        f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state)"
     )
     if args.experts:
         line += (

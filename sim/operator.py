@@ -25,10 +25,11 @@ class OperatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "sim-operator"
-    no_progress_steps: int | None = Field(default=80, ge=1)
+    no_progress_steps: int | None = Field(default=60, ge=1)
     action_distance: float | None = Field(default=None, gt=0)
     takeover_probability: float = Field(default=0.0, ge=0.0, le=1.0)
-    handback_after_steps: int = Field(default=60, ge=1)
+    # long enough for the expert to reach, grasp and lift from where the policy stalled (~100 steps)
+    handback_after_steps: int = Field(default=150, ge=1)
     handback_on_progress: bool = True
     min_policy_steps: int = Field(default=10, ge=0)  # grace period after start / hand-back
     max_takeovers: int | None = Field(default=None, ge=0)

@@ -24,9 +24,7 @@ P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
 def _add(store: EpisodeStore, frames: EpisodeFrames, **kw: object) -> int:
     policy = None if frames.tag is Tag.DEMO else _policy(store)
     return store.add(
-        NewEpisode(
-            task="transfer_cube", frames=frames, env_seed=7, success=True, policy_version_id=policy, **kw
-        )
+        NewEpisode(task="transfer_cube", frames=frames, env_seed=7, success=True, policy_version_id=policy, **kw)
     ).id  # type: ignore[arg-type]
 
 
@@ -162,11 +160,7 @@ def test_filters(store: EpisodeStore) -> None:
 
 def test_non_demo_needs_policy(store: EpisodeStore) -> None:
     with pytest.raises(StoreError, match="needs the policy version"):
-        store.add(
-            NewEpisode(
-                task="transfer_cube", frames=make_frames(controllers=[P] * 3), env_seed=0, success=False
-            )
-        )
+        store.add(NewEpisode(task="transfer_cube", frames=make_frames(controllers=[P] * 3), env_seed=0, success=False))
     assert store.count() == 0
     assert list(store.files.iter_uris()) == []
 
@@ -217,9 +211,7 @@ def _insert_many(home: str, db_url: str, worker: int, n: int) -> None:
     for i in range(n):
         frames = make_frames(length=5, controllers=[E] * 5, seed=i)
         store.add(
-            NewEpisode(
-                task="transfer_cube", frames=frames, env_seed=i, success=True, source_key=f"w{worker}/{i}"
-            )
+            NewEpisode(task="transfer_cube", frames=frames, env_seed=i, success=True, source_key=f"w{worker}/{i}")
         )
 
 
@@ -227,8 +219,7 @@ def test_concurrent_writers_lose_nothing(settings: Settings) -> None:
     EpisodeStore.open(settings).db.dispose()  # migrate once up front
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_insert_many, args=(str(settings.home), settings.db_url or "", w, 200))
-        for w in range(2)
+        ctx.Process(target=_insert_many, args=(str(settings.home), settings.db_url or "", w, 200)) for w in range(2)
     ]
     for p in procs:
         p.start()

@@ -102,8 +102,6 @@ def test_cli_db_and_episodes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown tag 'robot'" in bad.stderr
     missing = _cli("episodes", "show", "42", home=tmp_path)
     assert missing.returncode == 2 and "episode 42 does not exist" in missing.stderr
-    unreachable = _cli(
-        "episodes", "list", home=tmp_path, FLYWHEEL_DB_URL="postgresql+psycopg://x@127.0.0.1:1/db"
-    )
+    unreachable = _cli("episodes", "list", home=tmp_path, FLYWHEEL_DB_URL="postgresql+psycopg://x@127.0.0.1:1/db")
     assert unreachable.returncode == 2 and "cannot connect to database" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr

@@ -20,7 +20,11 @@ class GateConfig(BaseModel):
         0.10, ge=0.0, le=1.0, description="the paired 95% lower bound of (candidate − champion) must exceed −margin"
     )
     max_nan_actions: int = Field(0, ge=0, description="NaN/inf actions allowed")
-    latency_p95_budget_ms: float = Field(100.0, gt=0, description="inference latency p95 budget per act() call")
+    latency_p95_budget_ms: float = Field(
+        150.0,
+        gt=0,
+        description="act() p95 budget; a re-planned chunk must be ready before the 8 executed steps (160 ms at 50 Hz)",
+    )
     max_joint_limit_violations: int | None = Field(None, ge=0, description="None: recorded, not gated")
 
 

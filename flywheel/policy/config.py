@@ -55,7 +55,7 @@ class EncoderConfig(Strict):
 class ExpertConfig(Strict):
     """Flow-matching action expert: transformer blocks over an action chunk of `chunk` steps."""
 
-    chunk: int = Field(default=32, ge=1, le=256)
+    chunk: int = Field(default=20, ge=1, le=256)
     dim: int = Field(default=128, ge=16, le=4096)
     layers: int = Field(default=4, ge=1, le=32)
     heads: int = Field(default=4, ge=1, le=64)
@@ -84,7 +84,7 @@ class InferenceConfig(Strict):
 
     num_steps: int = Field(default=10, ge=1, le=1000)
     cfg_beta: float = Field(default=1.0, ge=0.0, le=20.0)
-    execute_steps: int = Field(default=16, ge=1, le=256)
+    execute_steps: int = Field(default=8, ge=1, le=256)
 
 
 class ModelConfig(Strict):
