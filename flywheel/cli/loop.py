@@ -81,6 +81,7 @@ def train(
     from flywheel.registry import PolicyRegistry
     from flywheel.train.config import TrainConfig, load_config
     from flywheel.train.data import load_training_episodes
+    from flywheel.train.registration import register_trained_candidate
     from flywheel.train.trainer import run_training
 
     cli = state(ctx, home=home)
@@ -93,14 +94,9 @@ def train(
     episodes = load_training_episodes(store, task)
     out_dir = out or cli.settings.checkpoints_root / f"manual-{len(registry.list_versions()) + 1:04d}"
     result = run_training(cfg, episodes, out_dir, init_from=parent.checkpoint_uri if parent else None)
-    version = registry.register_candidate(
-        task=task,
-        checkpoint_uri=str(result.checkpoint_dir),
-        sha256=result.sha256,
-        config={**cfg.model_dump(mode="json"), "obs_mode": "state"},
-        data_fingerprint=result.data_fingerprint,
-        metrics=dict(result.metrics),
-        parent_id=parent.id if parent else None,
+    obs_mode = "state" if cfg.model.encoder.vision == "none" else "pixels"
+    version = register_trained_candidate(
+        registry, task=task, obs_mode=obs_mode, config=cfg, result=result, parent_id=parent.id if parent else None
     )
     Console().print(
         f"registered candidate policy {version.id} ({result.checkpoint_dir}); "
@@ -120,7 +116,8 @@ def evaluate(
     from flywheel.evaluate.runner import EvalConfig, Evaluator
 
     cli = state(ctx, home=home)
-    result = Evaluator(cli.store(), EvalConfig(episodes=episodes, workers=workers)).evaluate(policy)
+    config = EvalConfig(episodes=episodes, workers=workers)
+    result = Evaluator(cli.store(), config, progress=not as_json).evaluate(policy)  # --json: stdout is JSON only
     if as_json:
         typer.echo(
             json.dumps(
