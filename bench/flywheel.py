@@ -1,7 +1,9 @@
 """Run the quickstart loop (`flywheel run --iterations N`, embedded defaults) and record its curve.
 
 Writes bench/results/flywheel.json (per-iteration champion success with 95% intervals, interventions per
-episode, episodes by tag, verdict; total wall seconds) and bench/results/flywheel.png, and prints one line.
+episode, episodes by tag, verdict; wall seconds, and the store's first-episode-to-last-iteration span, which
+stays right when a killed run is resumed on the same --home) and bench/results/flywheel.png after every
+iteration, and prints one line at the end.
 
     python bench/flywheel.py [--iterations 5] [--home DIR] [--config FILE]
 """
@@ -41,46 +43,71 @@ def main() -> None:
     home = args.home or Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
     settings = Settings(home=home)
     config = load_flywheel_config(args.config)
+    store = EpisodeStore.open(settings)
+    resumed = store.count() > 0
     start = time.perf_counter()
-    loop = FlywheelLoop(PhaseContext(EpisodeStore.open(settings), settings, config, progress=False), Console())
-    summaries = loop.run(args.iterations)
-    wall = time.perf_counter() - start
+    load_start = os.getloadavg()[0]
+    loop = FlywheelLoop(PhaseContext(store, settings, config, progress=False), Console())
 
-    rows = []
-    for s in summaries:
-        ci = s.get("champion_ci") or [None, None]
-        rows.append(
-            {
-                "iteration": s["iteration"],
-                "champion": s.get("champion"),
-                "champion_success": s.get("champion_success"),
-                "ci_low": ci[0],
-                "ci_high": ci[1],
-                "candidate_success": s["candidate_success"],
-                "interventions_per_episode": s.get("interventions_per_episode", 0.0),
-                "episodes_by_tag": s.get("episodes_by_tag", {}),
-                "collect_success_rate": s.get("collect_success_rate"),
-                "verdict": s["verdict"],
-            }
-        )
-    result = {
-        "iterations": rows,
-        "wall_seconds": wall,
-        "task": config.task,
-        "obs_mode": config.obs_mode,
-        "eval_episodes": config.eval.episodes,
-        "episodes_per_iteration": config.episodes_per_iteration,
-        "demos": config.demos,
-        "home": str(home),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "flywheel.json").write_text(json.dumps(result, indent=2))
-    _plot(rows, args.out / "flywheel.png")
+    def write(summaries: list[dict], complete: bool) -> dict:
+        rows = [_row(s) for s in summaries]
+        result = {
+            "iterations": rows,
+            "complete": complete,
+            "wall_seconds": time.perf_counter() - start,
+            "resumed": resumed,
+            "store_span_seconds": _store_span_seconds(store),
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg()[0],
+            "task": config.task,
+            "obs_mode": config.obs_mode,
+            "eval_episodes": config.eval.episodes,
+            "episodes_per_iteration": config.episodes_per_iteration,
+            "demos": config.demos,
+            "home": str(home),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "flywheel.json").write_text(json.dumps(result, indent=2))
+        _plot(rows, args.out / "flywheel.png")
+        return result
+
+    # written after every iteration, so an interrupted run still leaves its curve so far
+    summaries = loop.run(args.iterations, on_summary=lambda s: write(loop.book.summaries(), complete=False))
+    result = write(summaries, complete=True)
+    rows = result["iterations"]
     curve = " ".join(
         f"{r['iteration']}:{r['champion_success']:.0%}" if r["champion_success"] is not None else f"{r['iteration']}:-"
         for r in rows
     )
-    print(f"flywheel: champion success by iteration {curve}; wall {wall / 60:.1f} min")
+    print(f"flywheel: champion success by iteration {curve}; wall {result['wall_seconds'] / 60:.1f} min")
+
+
+def _row(s: dict) -> dict:
+    ci = s.get("champion_ci") or [None, None]
+    return {
+        "iteration": s["iteration"],
+        "champion": s.get("champion"),
+        "champion_success": s.get("champion_success"),
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "candidate_success": s["candidate_success"],
+        "interventions_per_episode": s.get("interventions_per_episode", 0.0),
+        "episodes_by_tag": s.get("episodes_by_tag", {}),
+        "collect_success_rate": s.get("collect_success_rate"),
+        "verdict": s["verdict"],
+    }
+
+
+def _store_span_seconds(store: object) -> float | None:
+    """First episode stored → last iteration finished: the run's length even across a kill and resume."""
+    from sqlalchemy import func, select
+
+    from flywheel.store.models import Episode, Iteration
+
+    with store.db.read() as session:  # type: ignore[attr-defined]
+        first = session.scalar(select(func.min(Episode.created_at)))
+        last = session.scalar(select(func.max(Iteration.finished_at)))
+    return (last - first).total_seconds() if first and last else None
 
 
 def _plot(rows: list[dict], path: Path) -> None:
