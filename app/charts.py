@@ -50,7 +50,8 @@ def controller_timeline(segments: Sequence[SegmentRecord], length: int, cursor: 
         chart = bars + alt.Chart(pd.DataFrame({"frame": [cursor]})).mark_rule(color="black", strokeWidth=2).encode(
             x="frame:Q"
         )
-    return chart.properties(height=40, title="controller timeline")
+    # the height is the plot area only; 40 px left Chromium nothing for the bars under the title and legend
+    return chart.properties(height=120, title="controller timeline")
 
 
 def series_chart(values: pd.DataFrame, title: str, cursor: int | None = None) -> alt.Chart:

@@ -33,7 +33,7 @@ def pages() -> list[st.Page]:
 
 
 def main() -> None:
-    st.set_page_config(page_title="flywheel console", page_icon=":material/cyclone:", layout="wide")
+    st.set_page_config(page_title="flywheel console", page_icon="🌀", layout="wide")
     try:
         settings()
     except FlywheelError as exc:
