@@ -7,7 +7,6 @@ command: home, database URL, directories, operator and password travel to it thr
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from rich.console import Console
 from flywheel.cli.context import state
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.netutil import is_loopback
 
 APP_PATH = Path(__file__).resolve().parents[2] / "app" / "console.py"
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
@@ -29,16 +29,6 @@ HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
 
 class ConsoleStartError(FlywheelError):
     """The console cannot start with these settings."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1); anything else is reachable from outside."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, settings: Settings) -> None:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from flywheel.errors import FlywheelError
+from flywheel.netutil import is_loopback
 
 MIN_TOKEN_CHARS = 16
 
 
 class ServeError(FlywheelError):
     """The policy server cannot start or serve as configured."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback IP literals; any other name or address counts as reachable from outside."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class ServeConfig(BaseModel):
