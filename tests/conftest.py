@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from flywheel.config import Settings
+from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeFrames, EpisodeStore
 from flywheel.store.tags import CONTROLLER_CODES, Controller
 from tests.pg_server import PostgresServer, find_postgres_bin
@@ -68,6 +69,22 @@ def postgres_settings(pg_server: PostgresServer, tmp_path: Path) -> Settings:
 def settings(request: pytest.FixtureRequest) -> Settings:
     """Run a test on both backends."""
     return request.getfixturevalue(f"{request.param}_settings")
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A tiny transfer_cube policy really trained on expert demos (checkpoint dir, sha256), once per module."""
+    from tests.live_support import train_tiny_policy
+
+    return train_tiny_policy(tmp_path_factory.mktemp("policy") / "run")
+
+
+@pytest.fixture
+def policy(store: EpisodeStore, tiny_policy: tuple[Path, str]) -> PolicyRecord:
+    """`tiny_policy` registered (and promoted to champion) in the test's `store`."""
+    from tests.live_support import register_policy
+
+    return register_policy(store, *tiny_policy)
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from flywheel.config import Settings
 from flywheel.live import LiveConfig, SessionManager
 from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeFilter, EpisodeStore
-from tests.live_support import register_policy, train_tiny_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
@@ -39,21 +38,11 @@ CONSOLE_MODE = ("--operator", "console", "--console-timeout", "1")
 OPERATOR = {"no_progress_steps": 15, "min_policy_steps": 5, "handback_after_steps": 30}
 
 
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return train_tiny_policy(tmp_path_factory.mktemp("policy") / "run")
-
-
 @pytest.fixture
 def store(sqlite_settings: Settings) -> Iterator[EpisodeStore]:
     opened = EpisodeStore.open(sqlite_settings)
     yield opened
     opened.db.dispose()
-
-
-@pytest.fixture
-def policy(store: EpisodeStore, tiny_policy: tuple[Path, str]) -> PolicyRecord:
-    return register_policy(store, *tiny_policy)
 
 
 def _spec(store: EpisodeStore, policy: PolicyRecord, **attended: float) -> CollectSpec:

@@ -18,14 +18,8 @@ from flywheel.collect.takeover_requests import TakeoverRequests
 from flywheel.config import Settings
 from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeStore
-from tests.live_support import register_policy, train_tiny_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return train_tiny_policy(tmp_path_factory.mktemp("policy") / "run")
 
 
 @pytest.fixture
@@ -37,11 +31,6 @@ def store(sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
     yield opened
     st.cache_resource.clear()  # closes the page's session manager (its reaper thread) and the app's store
     opened.db.dispose()
-
-
-@pytest.fixture
-def policy(store: EpisodeStore, tiny_policy: tuple[Path, str]) -> PolicyRecord:
-    return register_policy(store, *tiny_policy)
 
 
 def _console(operator: str = "alice") -> AppTest:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,12 +21,6 @@ from flywheel.live import (
 )
 from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeStore
-from tests.live_support import register_policy, train_tiny_policy
-
-
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return train_tiny_policy(tmp_path_factory.mktemp("policy") / "run")
 
 
 @pytest.fixture
@@ -35,11 +28,6 @@ def store(sqlite_settings: Settings) -> Iterator[EpisodeStore]:
     opened = EpisodeStore.open(sqlite_settings)
     yield opened
     opened.db.dispose()
-
-
-@pytest.fixture
-def policy(store: EpisodeStore, tiny_policy: tuple[Path, str]) -> PolicyRecord:
-    return register_policy(store, *tiny_policy)
 
 
 @pytest.fixture
