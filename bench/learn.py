@@ -17,7 +17,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, bench/ is first on sys.path and bench/flywheel.py, bench/sim.py would shadow the packages.
@@ -30,18 +29,9 @@ from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds  # n
 from flywheel.evaluate.stats import wilson_interval  # noqa: E402
 from flywheel.policy.runner import PolicyRunner  # noqa: E402
 from flywheel.train import TrainConfig, TrainResult, parse_config, run_training  # noqa: E402
-from flywheel.train.data import TrainingEpisode  # noqa: E402
+from flywheel.train.data import EpisodeInfo, TrainingEpisode  # noqa: E402
 
 TASK = "transfer_cube"
-
-
-@dataclass(frozen=True)
-class Meta:
-    id: str
-    task: str
-    tag: str
-    success: bool
-    review_status: str = "accepted"
 
 
 def _config(method: str, steps: int, critic_steps: int, threads: int) -> TrainConfig:
@@ -77,7 +67,8 @@ def _episodes(seeds: list[int], policy: object | None, operator: object | None, 
         res = run_episode(env, seed=seed, policy=policy, operator=operator)
         if res.frames is None:
             continue
-        out.append(TrainingEpisode(Meta(f"{prefix}-{seed}", TASK, res.frames.tag.value, bool(res.success)), res.frames))
+        meta = EpisodeInfo(f"{prefix}-{seed}", TASK, res.frames.tag.value, bool(res.success))
+        out.append(TrainingEpisode(meta, res.frames))
     env.close()
     return out
 

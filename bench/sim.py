@@ -90,14 +90,15 @@ def collect_with_policy(episodes: int, workdir: Path) -> dict[str, float]:
     from flywheel.collect.runtime import WorkerRuntime
     from flywheel.collect.spec import CollectSpec
     from flywheel.train import parse_config, run_training
-    from flywheel.train.data import TrainingEpisode
-    from flywheel.train.synthetic import ToyMeta
+    from flywheel.train.data import EpisodeInfo, TrainingEpisode
 
     torch.set_num_threads(1)
     env = make_env("transfer_cube", obs_mode="state")
     demos = [run_episode(env, seed) for seed in range(3)]
     env.close()
-    data = [TrainingEpisode(ToyMeta(f"demo-{i}", "transfer_cube", "demo", True), d.frames) for i, d in enumerate(demos)]
+    data = [
+        TrainingEpisode(EpisodeInfo(f"demo-{i}", "transfer_cube", "demo", True), d.frames) for i, d in enumerate(demos)
+    ]
     config = parse_config({"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False})
     trained = run_training(config, data, workdir / "policy", progress=False)
     spec = CollectSpec(

@@ -12,7 +12,7 @@ from flywheel.registry import PolicyRecord, PolicyRegistry
 from flywheel.store import EpisodeStore
 from flywheel.train import run_training
 from flywheel.train.config import parse_config
-from flywheel.train.synthetic import ToyMeta
+from flywheel.train.data import EpisodeInfo
 
 TINY_MODEL = {
     "encoder": {"hidden_dim": 32},
@@ -31,7 +31,7 @@ def train_tiny_policy(out_dir: Path, task: str = "transfer_cube") -> tuple[Path,
     for seed in range(2):
         result = run_episode(env, seed)
         assert result.frames is not None
-        episodes.append((ToyMeta(f"demo-{seed}", task, "demo", result.success), result.frames))
+        episodes.append((EpisodeInfo(f"demo-{seed}", task, "demo", result.success), result.frames))
     env.close()
     cfg = parse_config(
         {

@@ -23,6 +23,17 @@ class EpisodeMeta(Protocol):
 
 
 @dataclass(frozen=True)
+class EpisodeInfo:
+    """An `EpisodeMeta` for episodes held in memory rather than read from the store (fresh rollouts, toy data)."""
+
+    id: str
+    task: str
+    tag: str
+    success: bool
+    review_status: str = "accepted"
+
+
+@dataclass(frozen=True)
 class TrainingEpisode:
     meta: EpisodeMeta
     frames: EpisodeFrames

@@ -7,23 +7,13 @@ success = within 0.1 of the goal at the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from flywheel.store.frames import EpisodeFrames
 from flywheel.store.tags import CONTROLLER_CODES, Controller, derive_tag
+from flywheel.train.data import EpisodeInfo
 
 STEP = 0.15
-
-
-@dataclass(frozen=True)
-class ToyMeta:
-    id: str
-    task: str
-    tag: str
-    success: bool
-    review_status: str = "accepted"
 
 
 def expert_action(state: np.ndarray) -> np.ndarray:
@@ -42,7 +32,7 @@ def toy_episode(
     images: tuple[str, ...] = (),
     image_hw: tuple[int, int] = (16, 16),
     review_status: str = "accepted",
-) -> tuple[ToyMeta, EpisodeFrames]:
+) -> tuple[EpisodeInfo, EpisodeFrames]:
     """One episode; `controllers` per frame ("policy" frames take the bad action) or one name for all."""
     rng = np.random.default_rng(seed)
     ctrl = [controllers] * length if isinstance(controllers, str) else list(controllers)
@@ -72,5 +62,5 @@ def toy_episode(
         images=imgs,
     )
     success = bool(np.linalg.norm(goal - pos) < 0.1)
-    meta = ToyMeta(f"toy-{seed}", task, derive_tag(codes).value, success, review_status)
+    meta = EpisodeInfo(f"toy-{seed}", task, derive_tag(codes).value, success, review_status)
     return meta, frames
