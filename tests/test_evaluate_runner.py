@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flywheel.collect import CollectSpec, collect
-from flywheel.collect.seeds import demo_seeds
+from flywheel.collect.runtime import WorkerRuntime
+from flywheel.collect.seeds import demo_seeds, eval_seeds
 from flywheel.evaluate.gates import GateConfig
 from flywheel.evaluate.runner import EvalConfig, Evaluator
 from flywheel.registry import PolicyRegistry
@@ -60,3 +61,32 @@ def test_latency_evidence_is_measured_from_the_acting_policy(candidate) -> None:
 
     relaxed = _evaluate(store, policy_id, budget_ms=60_000)
     assert {v.gate: v.passed for v in relaxed.verdicts}["latency"]
+
+
+def test_an_eval_seed_gives_the_same_episode_whatever_ran_before(candidate) -> None:
+    """The policy's sampling noise follows the episode seed, so paired gate comparisons see the same noise."""
+
+    store, policy_id = candidate
+    version = PolicyRegistry(store.db).get(policy_id)
+    spec = CollectSpec(
+        task="transfer_cube",
+        obs_mode="state",
+        max_steps=30,
+        operator="none",
+        operator_name="eval",
+        policy_version_id=version.id,
+        policy_checkpoint=version.checkpoint_uri,
+        policy_sha256=version.sha256,
+        source_prefix="eval/test",
+    )
+    first, second = eval_seeds(2)
+    fresh = WorkerRuntime(spec)
+    used = WorkerRuntime(spec)
+    try:
+        used.run(second)  # a different history: the noise generator has moved on
+        a, b = fresh.run(first), used.run(first)
+    finally:
+        fresh.close()
+        used.close()
+    assert a.frames is not None and b.frames is not None
+    assert (a.frames.action == b.frames.action).all()

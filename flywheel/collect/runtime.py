@@ -66,6 +66,10 @@ class WorkerRuntime:
         if self.policy is not None:
             self.policy.latencies_ms.clear()
         runner = EpisodeRunner(self.env, seed, self.policy, self.operator, self.spec.max_steps)
+        if self.policy is not None:
+            # The sampling noise follows the episode seed, not the worker's history: an eval seed gives the same
+            # episode whichever worker runs it, so paired comparisons across policies see the same noise.
+            self.policy.reset(seed=seed)
         if self.attendant is not None:
             stored = self.attendant.attend(runner, seed)
             if stored is not None:  # a console operator finished and stored it: report that one
