@@ -9,6 +9,7 @@ import torch
 from flywheel.policy.config import ExpertConfig
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL, FlowMatchingExpert
 from flywheel.policy.recap import awr_weights, binarize_advantages, drop_indicator, source_weights
+from flywheel.train.dataset import pre_takeover_frames
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -24,6 +25,18 @@ def test_human_and_expert_frames_are_forced_positive() -> None:
     expected = [POSITIVE if a > eps else NEGATIVE for a in adv[:6]]
     assert labels.indicator[:6].tolist() == expected
     assert NEGATIVE in expected and POSITIVE in expected
+
+
+def test_policy_frames_just_before_a_takeover_are_forced_negative() -> None:
+    # policy 0-5, expert 6-8 (takeover at 6), policy 9-10, expert 11 (takeover at 11)
+    acting = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0], dtype=bool)
+    window = pre_takeover_frames(acting, 3)
+    assert np.flatnonzero(window).tolist() == [3, 4, 5, 9, 10]
+    assert not pre_takeover_frames(acting, 0).any()
+    adv = np.full(12, 10.0)  # every frame would be positive on its advantage alone
+    adv[0] = -1.0
+    labels = binarize_advantages(adv, np.zeros(12, int), ~acting, quantile=0.0, forced_negative=window)
+    assert labels.indicator.tolist() == [0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1]
 
 
 def test_thresholds_are_per_task() -> None:

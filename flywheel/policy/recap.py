@@ -24,10 +24,14 @@ class Labels:
 
 
 def binarize_advantages(
-    advantages: np.ndarray, task_ids: np.ndarray, forced_positive: np.ndarray, quantile: float
+    advantages: np.ndarray,
+    task_ids: np.ndarray,
+    forced_positive: np.ndarray,
+    quantile: float,
+    forced_negative: np.ndarray | None = None,
 ) -> Labels:
     """I = 1[A > ε_task] with ε_task the `quantile` of all of that task's advantages; human/expert frames
-    (`forced_positive`) are positive whatever their advantage.
+    (`forced_positive`) are positive and `forced_negative` frames negative whatever their advantage.
     """
     adv = np.asarray(advantages, dtype=np.float64)
     tasks = np.asarray(task_ids)
@@ -39,6 +43,8 @@ def binarize_advantages(
         eps = float(np.quantile(adv[sel], quantile))
         thresholds[int(task)] = eps
         indicator[sel & (adv > eps)] = POSITIVE
+    if forced_negative is not None:
+        indicator[np.asarray(forced_negative, dtype=bool)] = NEGATIVE
     indicator[forced] = POSITIVE
     return Labels(indicator=indicator, thresholds=thresholds)
 

@@ -37,6 +37,12 @@ class TrainConfig(Strict):
 
     advantage: Literal["q_minus_v", "nstep"] = "q_minus_v"
     advantage_quantile: float = Field(default=0.5, ge=0.0, le=1.0, description="ε = this quantile per task")
+    pre_takeover_negative_steps: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="policy frames this close before a takeover are labelled negative (the operator judged them)",
+    )
     indicator_dropout: float = Field(default=0.3, ge=0.0, le=1.0)
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 2.0}

@@ -37,6 +37,7 @@ class FrameTable:
     next_idx: torch.Tensor
     bootstrap: torch.Tensor
     forced_positive: np.ndarray
+    forced_negative: np.ndarray
     task_id: np.ndarray
     tag: np.ndarray
     episode_of: np.ndarray
@@ -72,10 +73,15 @@ def build_frame_table(
     gamma: float,
     reward: RewardConfig,
     cameras: list[str],
+    pre_takeover_steps: int = 0,
 ) -> FrameTable:
-    """Flatten episodes; action chunks past an episode's end repeat its last action and are masked."""
+    """Flatten episodes; action chunks past an episode's end repeat its last action and are masked.
+
+    `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
+    expert: the takeover is the operator's verdict that the policy was failing there.
+    """
     states, actions, chunk_idx, masks, rets, nexts, boots = [], [], [], [], [], [], []
-    forced, task_ids, tags, episode_of = [], [], [], []
+    forced, negative, task_ids, tags, episode_of = [], [], [], [], []
     tasks = sorted({e.meta.task for e in episodes})
     offset = 0
     policy_code = CONTROLLER_CODES[Controller.POLICY]
@@ -93,6 +99,7 @@ def build_frame_table(
         states.append(f.state)
         actions.append(f.action)
         forced.append(f.controller != policy_code)
+        negative.append(pre_takeover_frames(f.controller == policy_code, pre_takeover_steps))
         task_ids.append(np.full(t_len, tasks.index(ep.meta.task)))
         tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
         episode_of.append(np.full(t_len, ep_i))
@@ -109,9 +116,22 @@ def build_frame_table(
         next_idx=torch.from_numpy(np.concatenate(nexts)).long(),
         bootstrap=torch.from_numpy(np.concatenate(boots)),
         forced_positive=np.concatenate(forced),
+        forced_negative=np.concatenate(negative),
         task_id=np.concatenate(task_ids),
         tag=np.concatenate(tags),
         episode_of=np.concatenate(episode_of),
         tasks=tasks,
         images=images,
     )
+
+
+def pre_takeover_frames(policy_acting: np.ndarray, window: int) -> np.ndarray:
+    """Policy frames among the last `window` before each switch from the policy to another controller."""
+    acting = np.asarray(policy_acting, dtype=bool)
+    marked = np.zeros(acting.shape, dtype=bool)
+    if window <= 0:
+        return marked
+    for switch in np.flatnonzero(acting[:-1] & ~acting[1:]) + 1:
+        start = max(0, switch - window)
+        marked[start:switch] = acting[start:switch]
+    return marked

@@ -134,7 +134,13 @@ class Trainer:
         else:
             self.norm = NormStats.fit([e.frames.state for e in episodes], [e.frames.action for e in episodes], cfg.norm)
         self.table: FrameTable = build_frame_table(
-            episodes, self.norm, cfg.expert.chunk, cfg.critic.gamma, config.reward, list(self.spec.cameras)
+            episodes,
+            self.norm,
+            cfg.expert.chunk,
+            cfg.critic.gamma,
+            config.reward,
+            list(self.spec.cameras),
+            pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
         )
         self.tags = self.table.tag
         self.policy_opt = torch.optim.AdamW(
@@ -322,7 +328,11 @@ class Trainer:
                 stats["train/awr_weight_mean"] = float(w.mean())
             else:
                 labels = binarize_advantages(
-                    adv, self.table.task_id, self.table.forced_positive, cfg.advantage_quantile
+                    adv,
+                    self.table.task_id,
+                    self.table.forced_positive,
+                    cfg.advantage_quantile,
+                    self.table.forced_negative,
                 )
                 indicator, weight = labels.indicator, src
                 stats["train/positive_fraction"] = labels.positive_fraction
