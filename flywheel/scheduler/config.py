@@ -14,7 +14,13 @@ from flywheel.train.config import TrainConfig
 
 
 def default_train_config() -> TrainConfig:
-    """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode)."""
+    """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode).
+
+    Labelling is tuned on the loop's own data (simulated-operator interventions, warm start from the champion;
+    see bench/results/flywheel.json): the policy frames in the operator's no-progress window before a takeover are
+    negative, frames above the 70th percentile of the advantages positive, and intervention episodes weigh 0.5, because the expert's
+    recoveries from where a policy stalled are awkward motions that pulled candidates below the champion at 2.0.
+    """
     return TrainConfig(
         method="recap",
         steps=1000,
@@ -24,6 +30,9 @@ def default_train_config() -> TrainConfig:
         checkpoint_every=250,
         log_every=50,
         cpu_threads=1,
+        advantage_quantile=0.7,
+        pre_takeover_negative_steps=60,
+        source_weights={"demo": 1.0, "autonomous": 1.0, "intervention": 0.5},
     )
 
 
@@ -46,7 +55,7 @@ class FlywheelConfig(BaseModel):
     console_timeout_seconds: float = Field(60.0, gt=0, le=86_400, description="console mode: wait, then simulated")
     console_claim_timeout_seconds: float = Field(30.0, gt=0, le=3_600, description="claim heartbeat older: fall back")
     train: TrainConfig = Field(default_factory=default_train_config)
-    eval: EvalConfig = Field(default_factory=lambda: EvalConfig(episodes=50, workers=2))
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig(episodes=100, workers=2))
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per job before the iteration fails")
     heartbeat_seconds: float = Field(5.0, gt=0, le=600)
 
