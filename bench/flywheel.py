@@ -126,15 +126,19 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.05)
     ax2 = ax.twinx()
+    collected = [r for r in rows if sum(r["episodes_by_tag"].values())]  # iteration 0 trains on demos only
     ax2.plot(
-        [r["iteration"] for r in rows],
-        [r["interventions_per_episode"] for r in rows],
+        [r["iteration"] for r in collected],
+        [r["interventions_per_episode"] for r in collected],
         "s--",
         color="tab:red",
-        label="takeovers per episode",
+        label="takeovers per collected episode",
     )
     ax2.set_ylabel("takeovers per episode")
-    fig.legend(loc="lower right")
+    ax2.set_ylim(0, max([1.0] + [r["interventions_per_episode"] * 1.1 for r in collected]))
+    ax.set_xticks(its)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
