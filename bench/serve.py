@@ -21,6 +21,7 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import socket  # noqa: E402
@@ -307,12 +308,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **onnx,
         "onnx_parity_max_abs_diff": parity.max_abs_diff,
         "notes": (
-            "server = `flywheel serve` subprocess (uvicorn h11, one worker, sync /act in its thread pool); client = "
-            "httpx keep-alive in this process; c1 interleaves one in-process act_chunk and one /act call; the 2 CPU "
-            "cores are shared with the client and with other jobs (see loadavg), so c8 is CPU-bound"
+            f"server = `flywheel serve` subprocess (uvicorn {uvicorn_stack()}, one worker, async /act with "
+            "inference on one dedicated thread); client = httpx keep-alive in this process; c1 interleaves one "
+            "in-process act_chunk and one /act call; the 2 CPU cores are shared with the client and other jobs "
+            "(see loadavg), so c8 is CPU-bound"
         ),
         "seconds": time.perf_counter() - started,
     }
+
+
+def uvicorn_stack() -> str:
+    """What uvicorn's `auto` settings pick here: httptools and uvloop when installed, else h11 and asyncio."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http} + {loop}"
 
 
 def summary(r: dict[str, Any]) -> str:

@@ -16,10 +16,10 @@ from flywheel.train.config import TrainConfig
 def default_train_config() -> TrainConfig:
     """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode).
 
-    Labelling is tuned on the loop's own data (simulated-operator interventions, warm start from the champion;
-    see bench/results/flywheel.json): the policy frames in the operator's no-progress window before a takeover are
-    negative, frames above the 70th percentile of the advantages positive, and intervention episodes weigh 0.5, because the expert's
-    recoveries from where a policy stalled are awkward motions that pulled candidates below the champion at 2.0.
+    Labelling is tuned on the loop's own data (simulated-operator interventions, warm start from the champion):
+    the policy frames in the operator's no-progress window before a takeover are negative, frames above the 70th
+    percentile of the advantages are positive, and intervention episodes weigh 0.5. With the trainer's defaults
+    (median threshold, weight 2.0) the intervention episodes pulled every candidate below its champion.
     """
     return TrainConfig(
         method="recap",

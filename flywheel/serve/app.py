@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -25,6 +28,7 @@ from flywheel.serve.schemas import (
     ActResponse,
     HealthResponse,
     VersionResponse,
+    act_response_json,
     observation_from_request,
 )
 from flywheel.serve.source import PolicySource, ServedPolicy
@@ -52,6 +56,13 @@ def version_of(served: ServedPolicy, holder: PolicyHolder, config: ServeConfig) 
     )
 
 
+def timed_chunk(served: ServedPolicy, seed: int, obs: dict[str, Any]) -> tuple[np.ndarray, float]:
+    """The action chunk for `obs` and how long the policy took (ms)."""
+    start = time.perf_counter()
+    actions = served.runner(seed).act_chunk(obs)
+    return actions, (time.perf_counter() - start) * 1000.0
+
+
 def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
     """Load the policy `source` points at now (errors surface here, before any socket is bound) and build the app.
 
@@ -59,6 +70,10 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
     """
     holder = PolicyHolder(source, source.load(source.current_version()))
     watcher = ReloadWatcher(holder, config.reload_interval_s) if source.alias and config.reload_interval_s else None
+
+    # One inference thread: requests queue for it instead of running torch on many pool threads at once, and
+    # the hop is a plain executor handoff rather than the generic thread pool of a sync endpoint.
+    inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-act")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +84,7 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
         finally:
             if watcher is not None:
                 watcher.stop()
+            inference.shutdown(wait=True)
 
     app = FastAPI(
         title="flywheel policy server",
@@ -93,8 +109,8 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
         """The served policy version, where it came from, and the observation it expects."""
         return version_of(holder.current, holder, config)
 
-    @app.post("/act")
-    def act(request: ActRequest, response: Response) -> ActResponse:
+    @app.post("/act", response_model=ActResponse)
+    async def act(request: ActRequest) -> Response:
         """One observation → one action chunk (chunk_size × action_dim), from the policy current at arrival.
 
         The `Server-Timing` header says how long the policy itself took (`inference;dur=<ms>`).
@@ -102,19 +118,15 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
         served = holder.current
         obs = observation_from_request(request, served, config.image_size)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED)
-        start = time.perf_counter()
-        actions = served.runner(seed).act_chunk(obs)
-        response.headers["server-timing"] = f"inference;dur={(time.perf_counter() - start) * 1000.0:.3f}"
+        actions, inference_ms = await asyncio.get_running_loop().run_in_executor(
+            inference, timed_chunk, served, seed, obs
+        )
         if not np.isfinite(actions).all():
             raise HTTPException(500, f"policy {served.version_id} produced non-finite actions for this observation")
-        return ActResponse(
-            actions=actions.tolist(),
-            chunk_size=served.chunk_size,
-            execute_steps=served.execute_steps,
-            action_dim=served.action_dim,
-            policy_version=served.version_id,
-            sha256=served.sha256,
-            seed=seed,
+        return Response(
+            act_response_json(actions, served, seed),
+            media_type="application/json",
+            headers={"server-timing": f"inference;dur={inference_ms:.3f}"},
         )
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -60,6 +61,22 @@ class ActResponse(BaseModel):
     policy_version: int
     sha256: str
     seed: int
+
+
+def act_response_json(actions: np.ndarray, served: ServedPolicy, seed: int) -> bytes:
+    """The `ActResponse` body, encoded directly: the fields are built here from trusted values, so the per-request
+    pydantic round trip of a chunk of floats (the largest part of the server's own time) is skipped.
+    """
+    body = {
+        "actions": actions.tolist(),
+        "chunk_size": served.chunk_size,
+        "execute_steps": served.execute_steps,
+        "action_dim": served.action_dim,
+        "policy_version": served.version_id,
+        "sha256": served.sha256,
+        "seed": seed,
+    }
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 class VersionResponse(BaseModel):
