@@ -6,6 +6,7 @@
 3. BC, AWR and RECAP train on demos + collected data, same steps and seed → eval on the same held-out seeds.
 
     python bench/learn.py [--demos 50] [--collect 40] [--weak-steps 300] [--steps 3000] [--critic-steps 2000]
+                          [--bc-demo-steps N]
 
 Writes bench/results/learn.json and prints a one-line summary.
 """
@@ -90,7 +91,8 @@ def main() -> int:
     ap.add_argument("--demos", type=int, default=50)
     ap.add_argument("--collect", type=int, default=40)
     ap.add_argument("--weak-steps", type=int, default=300, help="training steps of the weak collecting policy")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=3000, help="steps of BC, AWR and RECAP on the mixed data")
+    ap.add_argument("--bc-demo-steps", type=int, default=None, help="steps of BC on the demos alone (default --steps)")
     ap.add_argument("--critic-steps", type=int, default=2000)
     ap.add_argument("--eval", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
@@ -103,7 +105,8 @@ def main() -> int:
     t0 = time.perf_counter()
     demos = _episodes(demo_seeds(args.demos), None, None, "demo")
     held_out = eval_seeds(args.eval)
-    bc_demo = run_training(_config("bc", args.steps, 0, args.threads), demos, work / "bc_demos", progress=False)
+    bc_steps = args.bc_demo_steps or args.steps
+    bc_demo = run_training(_config("bc", bc_steps, 0, args.threads), demos, work / "bc_demos", progress=False)
     report: dict[str, object] = {
         "task": TASK,
         "demos": len(demos),
