@@ -57,14 +57,14 @@ def measure(version: PolicyRecord, seeds: list[int], workers: int, operator: dic
         source_prefix=f"bench-takeovers/policy-{version.id}",
     )
     outcomes = list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
-    takeovers = sum(len(o.segment_operators) for o in outcomes)
+    takeovers = sum(o.interventions for o in outcomes)
     return {
         "policy_version": version.id,
         "iteration": version.iteration,
         "episodes": len(outcomes),
         "takeovers": takeovers,
         "takeovers_per_episode": takeovers / len(outcomes),
-        "episodes_with_takeover": sum(1 for o in outcomes if o.segment_operators),
+        "episodes_with_takeover": sum(1 for o in outcomes if o.interventions),
         "successes_with_operator": sum(1 for o in outcomes if o.success),
     }
 

@@ -14,13 +14,21 @@ class EpisodeOutcome:
     seed: int
     frames: EpisodeFrames | None  # None when the very first action was invalid, or stored by the console
     success: bool
-    interventions: int = 0
     error: str | None = None
     triggers: dict[int, str] = field(default_factory=dict)
     segment_operators: dict[int, str] = field(default_factory=dict)
     act_latency_ms: tuple[float, ...] = ()
     joint_limit_violations: int = 0
     stored_episode_id: int | None = None  # attended mode: a console operator already stored this episode
+
+    @property
+    def interventions(self) -> int:
+        """Takeovers: segments under a person or the expert inside a policy episode (as `takeover_count` counts
+        them in the store); 0 for demos, and for an episode a console operator stored.
+        """
+        if self.frames is None or self.frames.tag is not Tag.INTERVENTION:
+            return 0
+        return len(self.segment_operators)
 
     def to_new_episode(self, spec: CollectSpec) -> NewEpisode:
         if self.frames is None:
