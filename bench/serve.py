@@ -22,7 +22,6 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 
+from bench.report import run_and_report  # noqa: E402
 from flywheel.config import Settings  # noqa: E402
 from flywheel.policy.loading import LoadedPolicy, load_policy  # noqa: E402
 from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session  # noqa: E402
@@ -334,16 +334,7 @@ def summary(r: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        result = run(args)
-    finally:
-        torch.set_num_threads(threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(result))
-    return result
+    return run_and_report(run, summary, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import argparse
-import json
 import platform
 import re
 import sqlite3
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from sqlalchemy import event, insert, text
 
+from bench.report import run_and_report
 from flywheel.config import Settings
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeFrames, EpisodeRecord, EpisodeStore, NewEpisode
@@ -497,16 +497,7 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        result = run(args)
-    finally:
-        torch.set_num_threads(threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(result))
-    return result
+    return run_and_report(run, summary, parse_args(argv))
 
 
 if __name__ == "__main__":
