@@ -21,7 +21,9 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import argparse  # noqa: E402
+import http.client  # noqa: E402
 import importlib.util  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -150,32 +152,66 @@ def _timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def server_inference_ms(reply: httpx.Response) -> float:
+class LeanClient:
+    """A keep-alive HTTP/1.1 client on the standard library's `http.client`: the least client-side work per request,
+    so the measured time is the server's and the wire's. (httpx, measured alongside, adds about a millisecond.)
+    """
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {} if payload is None else {"Content-Type": "application/json"}
+        self.conn.request(method, path, body=payload, headers=headers)
+        reply = self.conn.getresponse()
+        data = reply.read()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, data
+
+    def act(self, state: np.ndarray, seed: int | None = None) -> tuple[dict[str, str], bytes]:
+        body: dict[str, Any] = {"state": state.tolist()}
+        if seed is not None:
+            body["seed"] = seed
+        status, headers, data = self.request("POST", "/act", body)
+        if status != 200:
+            raise RuntimeError(f"/act answered {status}: {data[:200]!r}")
+        return headers, data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def server_inference_ms(headers: Any) -> float:
     """The policy's own time on the server, from `Server-Timing: inference;dur=<ms>`."""
-    return float(reply.headers["server-timing"].partition("dur=")[2])
+    return float(headers["server-timing"].partition("dur=")[2])
 
 
 def compare_inprocess_and_server(
-    loaded: LoadedPolicy, client: httpx.Client, states: np.ndarray, n: int
+    loaded: LoadedPolicy, lean: LeanClient, client: httpx.Client, states: np.ndarray, n: int
 ) -> dict[str, Any]:
-    """Interleaved: one in-process `act_chunk`, then the same observation as one `/act` request."""
+    """Interleaved: one in-process `act_chunk`, then the same observation as `/act` through the lean client and
+    through httpx, then `/health`; background load hits all of them alike.
+    """
     runner = PolicyRunner(loaded, seed=0)
-    first = client.post("/act", json={"state": states[0].tolist(), "seed": 0})
-    first.raise_for_status()
-    same = float(np.abs(np.asarray(first.json()["actions"], np.float32) - runner.act_chunk({"state": states[0]})).max())
+    _, first = lean.act(states[0], seed=0)
+    local_chunk = runner.act_chunk({"state": states[0]})
+    same = float(np.abs(np.asarray(json.loads(first)["actions"], np.float32) - local_chunk).max())
     for i in range(20):  # warm-up
         runner.act_chunk({"state": states[i % len(states)]})
+        lean.act(states[i % len(states)])
         client.post("/act", json={"state": states[i % len(states)].tolist()}).raise_for_status()
-    local, remote, beyond_inference, health = [], [], [], []
+    local, remote, remote_httpx, beyond_inference, health = [], [], [], [], []
     for i in range(n):
         state = states[i % len(states)]
         local.append(_timed(lambda s=state: runner.act_chunk({"state": s})))
-        body = {"state": state.tolist()}
         start = time.perf_counter()
-        reply = client.post("/act", json=body).raise_for_status()
+        headers, data = lean.act(state)
+        json.loads(data)
         remote.append((time.perf_counter() - start) * 1000.0)
-        beyond_inference.append(remote[-1] - server_inference_ms(reply))
-        health.append(_timed(lambda: client.get("/health").raise_for_status()))
+        beyond_inference.append(remote[-1] - server_inference_ms(headers))
+        remote_httpx.append(_timed(lambda s=state: client.post("/act", json={"state": s.tolist()}).json()))
+        health.append(_timed(lambda: lean.request("GET", "/health")))
     inprocess_p50, server_p50 = percentile(local, 50), percentile(remote, 50)
     return {
         "health_p50_ms_c1": percentile(health, 50),
@@ -189,6 +225,8 @@ def compare_inprocess_and_server(
         "server_time_outside_inference_p10_ms": percentile(beyond_inference, 10),
         "server_overhead_target_ms": OVERHEAD_TARGET_MS,
         "server_overhead_target_met": server_p50 - inprocess_p50 < OVERHEAD_TARGET_MS,
+        "httpx_server_p50_ms_c1": percentile(remote_httpx, 50),
+        "httpx_server_overhead_p50_ms": percentile(remote_httpx, 50) - inprocess_p50,
         "server_matches_inprocess_max_abs_diff": same,
     }
 
@@ -200,17 +238,20 @@ def concurrent_rps(url: str, states: np.ndarray, concurrency: int, seconds: floa
     ready, go, deadline = threading.Barrier(concurrency + 1), threading.Event(), [0.0]
 
     def worker(k: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            client.post("/act", json={"state": states[k].tolist()})  # connect and warm up before the clock starts
+        client = LeanClient(url)
+        try:
+            client.act(states[k])  # connect and warm up before the clock starts
             ready.wait()
             go.wait()
             i = k
             while time.perf_counter() < deadline[0]:
-                body = {"state": states[i % len(states)].tolist()}
                 start = time.perf_counter()
-                errors[k] += client.post("/act", json=body).status_code != 200
+                status, _, _ = client.request("POST", "/act", {"state": states[i % len(states)].tolist()})
+                errors[k] += status != 200
                 latencies[k].append((time.perf_counter() - start) * 1000.0)
                 i += concurrency
+        finally:
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
     for t in threads:
@@ -271,9 +312,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = ServerProcess(root / "home", args.threads)
         try:
             server.wait_ready()
-            with httpx.Client(base_url=server.url, timeout=60) as client:
-                served = client.get("/version").json()
-                c1 = compare_inprocess_and_server(loaded, client, states, args.requests)
+            lean = LeanClient(server.url)
+            try:
+                with httpx.Client(base_url=server.url, timeout=60) as client:
+                    served = client.get("/version").json()
+                    c1 = compare_inprocess_and_server(loaded, lean, client, states, args.requests)
+            finally:
+                lean.close()
             c8 = concurrent_rps(server.url, states, 8, args.c8_seconds)
         finally:
             server.stop()
@@ -309,8 +354,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "onnx_parity_max_abs_diff": parity.max_abs_diff,
         "notes": (
             f"server = `flywheel serve` subprocess (uvicorn {uvicorn_stack()}, one worker, async /act with "
-            "inference on one dedicated thread); client = httpx keep-alive in this process; c1 interleaves one "
-            "in-process act_chunk and one /act call; the 2 CPU cores are shared with the client and other jobs "
+            "inference on one dedicated thread); clients in this process: a keep-alive http.client connection "
+            "(the server_* keys, c8 too) and httpx (httpx_* keys); c1 interleaves one in-process act_chunk, one "
+            "/act call per client and one /health; the 2 CPU cores are shared with the client and other jobs "
             "(see loadavg), so c8 is CPU-bound"
         ),
         "seconds": time.perf_counter() - started,
@@ -328,7 +374,8 @@ def summary(r: dict[str, Any]) -> str:
     return (
         f"serve: in-process p50 {r['inprocess_p50_ms']:.2f} ms | /act c1 p50 {r['server_p50_ms_c1']:.2f} ms "
         f"p95 {r['server_p95_ms_c1']:.2f} ms (overhead p50 {r['server_overhead_p50_ms']:.2f} ms, target < "
-        f"{OVERHEAD_TARGET_MS:g}) | c8 {r['server_rps_c8']:.0f} req/s | ONNX p50 {r['onnx_p50_ms']:.2f} ms vs torch "
+        f"{OVERHEAD_TARGET_MS:g}; {r['httpx_server_overhead_p50_ms']:.2f} ms with httpx) | "
+        f"c8 {r['server_rps_c8']:.0f} req/s | ONNX p50 {r['onnx_p50_ms']:.2f} ms vs torch "
         f"{r['torch_p50_ms']:.2f} ms ({r['onnx_speedup_p50']:.1f}x) | {r['seconds']:.0f} s"
     )
 
