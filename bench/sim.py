@@ -80,8 +80,9 @@ def physics_limit(steps: int) -> float:
     return _rate(steps, step)
 
 
-def collect_with_policy(episodes: int, workdir: Path) -> dict[str, float]:
-    """Env steps/s of the real collection worker (state mode) with a default-config policy acting.
+def collect_with_policy(episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float]:
+    """Env steps/s of the real collection worker (state mode) with a default-config policy acting: one episode at a
+    time, and `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does).
 
     The policy is trained for a few steps on three expert demos: its speed, not its skill, is measured here.
     """
@@ -101,22 +102,26 @@ def collect_with_policy(episodes: int, workdir: Path) -> dict[str, float]:
     ]
     config = parse_config({"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False})
     trained = run_training(config, data, workdir / "policy", progress=False)
-    spec = CollectSpec(
-        task="transfer_cube",
-        operator="none",
-        policy_checkpoint=str(trained.checkpoint_dir),
-        policy_sha256=trained.sha256,
-        source_prefix="bench",
-    )
-    runtime = WorkerRuntime(spec)
-    runtime.run(0)  # warm-up
-    steps, start = 0, time.perf_counter()
-    for seed in range(1, episodes + 1):
-        outcome = runtime.run(seed)
-        steps += len(outcome.frames) if outcome.frames is not None else 0
-    elapsed = time.perf_counter() - start
-    runtime.close()
-    return {"collect_with_policy_steps_per_s": steps / elapsed, "collect_with_policy_episodes": episodes}
+    out: dict[str, float] = {}
+    for key, envs, n in (("one_by_one", 1, episodes), ("lockstep", envs_per_worker, 2 * envs_per_worker)):
+        spec = CollectSpec(
+            task="transfer_cube",
+            operator="none",
+            policy_checkpoint=str(trained.checkpoint_dir),
+            policy_sha256=trained.sha256,
+            source_prefix="bench",
+            envs_per_worker=envs,
+        )
+        runtime = WorkerRuntime(spec)
+        list(runtime.run_many([0] * min(envs, 2)))  # warm-up (and the lockstep lanes' envs)
+        start = time.perf_counter()
+        steps = sum(len(o.frames) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None)
+        out[f"collect_with_policy_{key}_steps_per_s"] = steps / (time.perf_counter() - start)
+        out[f"collect_with_policy_{key}_episodes"] = n
+        runtime.close()
+    out["collect_with_policy_steps_per_s"] = out["collect_with_policy_lockstep_steps_per_s"]
+    out["collect_envs_per_worker"] = envs_per_worker
+    return out
 
 
 def expert_rates(n: int) -> dict[str, float]:
@@ -142,7 +147,8 @@ def main() -> None:
     parser.add_argument("--gym-aloha-steps", type=int, default=20)
     parser.add_argument("--pixels-steps", type=int, default=400)
     parser.add_argument("--state-steps", type=int, default=3000)
-    parser.add_argument("--policy-episodes", type=int, default=5, help="episodes for collection with a policy")
+    parser.add_argument("--policy-episodes", type=int, default=5, help="episodes for one-by-one collection")
+    parser.add_argument("--envs-per-worker", type=int, default=8, help="lockstep lanes (twice as many episodes)")
     parser.add_argument("--experts", type=int, default=0, help="seeds per task for expert success (0: skip)")
     args = parser.parse_args()
 
@@ -153,9 +159,12 @@ def main() -> None:
         "physics_limit_env_steps_per_s": physics_limit(args.state_steps),
     }
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-sim-") as tmp:
-        result.update(collect_with_policy(args.policy_episodes, Path(tmp)))
+        result.update(collect_with_policy(args.policy_episodes, args.envs_per_worker, Path(tmp)))
     with_policy = result["collect_with_policy_steps_per_s"]
     result["collect_with_policy_fraction_of_state"] = with_policy / result["state_steps_per_s"]
+    result["collect_one_by_one_fraction_of_state"] = (
+        result["collect_with_policy_one_by_one_steps_per_s"] / result["state_steps_per_s"]
+    )
     result["pixels_speedup_vs_gym_aloha"] = result["pixels_steps_per_s"] / result["gym_aloha_pixels_steps_per_s"]
     result["state_fraction_of_physics_limit"] = result["state_steps_per_s"] / result["physics_limit_env_steps_per_s"]
     result["notes"] = "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA"
@@ -169,7 +178,8 @@ def main() -> None:
         f"{result['pixels_steps_per_s']:.0f}/s ({result['pixels_speedup_vs_gym_aloha']:.0f}x) | state "
         f"{result['state_steps_per_s']:.0f}/s ({result['state_fraction_of_physics_limit']:.0%} of physics limit "
         f"{result['physics_limit_env_steps_per_s']:.0f}/s) | collect with policy "
-        f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state)"
+        f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state; one by one "
+        f"{result['collect_one_by_one_fraction_of_state']:.0%})"
     )
     if args.experts:
         line += (

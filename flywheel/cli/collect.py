@@ -41,6 +41,9 @@ def collect_command(
     policy: str = typer.Option("champion", help="policy version id or alias"),
     episodes: int = typer.Option(10, min=1, help="number of episodes"),
     workers: int = typer.Option(1, min=1, help="worker processes"),
+    envs_per_worker: int = typer.Option(
+        8, min=1, max=64, help="episodes each worker steps in lockstep, re-planning them in one batched policy pass"
+    ),
     operator: str = typer.Option("simulated", help="simulated | none | console (ask a person in the console)"),
     console_timeout: float = typer.Option(
         60.0, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
@@ -70,6 +73,7 @@ def collect_command(
         policy_sha256=version.sha256,
         iteration=iteration,
         source_prefix=f"collect/policy-{version.id}",
+        envs_per_worker=envs_per_worker,
         attended=attended_config(cli.settings, console_timeout) if operator == "console" else None,
     )
     report = collect(store, spec, seeds, workers=workers, use_ray=use_ray)

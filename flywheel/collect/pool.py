@@ -1,8 +1,10 @@
-"""Local worker processes: a dispatcher hands one seed at a time to each worker and replaces dead ones.
+"""Local worker processes: a dispatcher hands each worker a job of seeds and replaces dead workers.
 
-Each worker talks to the dispatcher over its own pipe, so a worker killed mid-write can only break its own
-channel. A worker that dies mid-episode loses only that episode (nothing of it reaches the store); its seed
-goes back into the queue and a fresh worker takes its place, so the count of stored episodes stays right.
+A job holds one seed, or up to `envs_per_worker` seeds that the worker steps in lockstep; the worker reports each
+episode as it ends and asks for the next job when the last one is done. Each worker talks to the dispatcher over
+its own pipe, so a worker killed mid-write can only break its own channel. A worker that dies mid-job loses only
+its unfinished episodes (nothing of them reaches the store); their seeds go back into the queue and a fresh worker
+takes its place, so the count of stored episodes stays right.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import multiprocessing as mp
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
@@ -37,13 +39,17 @@ def _worker_main(spec: CollectSpec, conn: Connection) -> None:
         return
     conn.send(("ready", None, None))
     while True:
-        seed = conn.recv()
-        if seed is None:
+        job: list[int] | None = conn.recv()
+        if job is None:
             break
+        unfinished = list(job)
         try:
-            conn.send(("done", seed, runtime.run(seed)))
+            for outcome in runtime.run_many(job):
+                unfinished.remove(outcome.seed)
+                conn.send(("done", outcome.seed, outcome))
         except Exception:
-            conn.send(("failed", seed, traceback.format_exc(limit=5)))
+            conn.send(("failed", unfinished, traceback.format_exc(limit=5)))
+        conn.send(("idle", None, None))
     runtime.close()
 
 
@@ -51,7 +57,7 @@ def _worker_main(spec: CollectSpec, conn: Connection) -> None:
 class _Worker:
     process: BaseProcess
     conn: Connection
-    seed: int | None = None
+    seeds: list[int] = field(default_factory=list)  # the current job's episodes not reported yet
     stopping: bool = False
 
 
@@ -95,24 +101,31 @@ class ProcessPool:
                     if kind == "fatal":
                         raise CollectionError(f"collection worker could not start: {payload}")
                     if kind == "failed":
-                        raise CollectionError(f"episode with seed {seed} crashed in its worker:\n{payload}")
+                        raise CollectionError(f"episode with seed(s) {seed} crashed in its worker:\n{payload}")
                     if kind == "done":
                         remaining -= 1
-                        worker.seed = None
+                        worker.seeds.remove(seed)
                         yield payload
-                    self._assign(worker, pending, on_start)
+                    else:  # "ready" or "idle": the worker wants a job
+                        self._assign(worker, pending, on_start)
                 for worker in [w for w in self._pool if not w.process.is_alive() and w.conn not in ready]:
                     if not worker.conn.poll():  # pending messages are read first
                         self._lost(worker, pending)
         finally:
             self.shutdown()
 
+    def job_size(self, pending: int) -> int:
+        """Seeds for the next job: up to `envs_per_worker`, but spread the tail over the live workers."""
+        share = -(-pending // max(1, len(self._pool)))
+        return max(1, min(self.spec.envs_per_worker, share))
+
     def _assign(self, worker: _Worker, pending: deque[int], on_start: Callable[[int], None] | None) -> None:
-        worker.seed = pending.popleft() if pending else None
-        worker.stopping = worker.seed is None
-        worker.conn.send(worker.seed)
-        if worker.seed is not None and on_start is not None:
-            on_start(worker.seed)
+        worker.seeds = [pending.popleft() for _ in range(min(len(pending), self.job_size(len(pending))))]
+        worker.stopping = not worker.seeds
+        worker.conn.send(worker.seeds or None)
+        if on_start is not None:
+            for seed in worker.seeds:
+                on_start(seed)
 
     def _lost(self, worker: _Worker, pending: deque[int]) -> None:
         """A worker's channel closed: if it was not told to stop, re-queue its seed and replace it."""
@@ -123,9 +136,8 @@ class ProcessPool:
         worker.process.join(timeout=5)
         if worker.stopping:
             return
-        if worker.seed is not None:
-            self.discarded.append(worker.seed)
-            pending.appendleft(worker.seed)  # re-collect it: the count of stored episodes stays right
+        self.discarded.extend(worker.seeds)
+        pending.extendleft(reversed(worker.seeds))  # re-collect them: the count of stored episodes stays right
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise CollectionError(

@@ -12,7 +12,8 @@ from flywheel.collect.spec import CollectSpec
 
 
 class RayPool:
-    """Runs seeds on `workers` Ray actors; a dead actor's in-flight seed is re-collected on a new actor."""
+    """Runs jobs of seeds on `workers` Ray actors (up to `envs_per_worker` per job, stepped in lockstep); a dead
+    actor's job is re-collected on a new actor."""
 
     def __init__(self, spec: CollectSpec, workers: int, max_restarts: int = 4, address: str | None = None) -> None:
         try:
@@ -39,14 +40,16 @@ class RayPool:
         ray = self._ray
         pending = deque(seeds)
         actors = [self._actor_cls.remote(self.spec) for _ in range(min(self.workers, len(pending)))]
-        in_flight: dict[Any, tuple[Any, int]] = {}
+        in_flight: dict[Any, tuple[Any, list[int]]] = {}
 
         def submit(actor: Any) -> None:
             if pending:
-                seed = pending.popleft()
-                in_flight[actor.run.remote(seed)] = (actor, seed)
+                size = max(1, min(self.spec.envs_per_worker, -(-len(pending) // len(actors))))
+                job = [pending.popleft() for _ in range(min(size, len(pending)))]
+                in_flight[actor.run_many.remote(job)] = (actor, job)
                 if on_start is not None:
-                    on_start(seed)
+                    for seed in job:
+                        on_start(seed)
 
         for actor in actors:
             submit(actor)
@@ -54,20 +57,21 @@ class RayPool:
             while in_flight:
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 ref = ready[0]
-                actor, seed = in_flight.pop(ref)
+                actor, job = in_flight.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    self.discarded.append(seed)
-                    pending.appendleft(seed)
+                    self.discarded.extend(job)
+                    pending.extendleft(reversed(job))
                     self.restarts += 1
                     if self.restarts > self.max_restarts:
                         raise CollectionError(f"Ray collection actors died {self.restarts} times; giving up") from None
-                    submit(self._actor_cls.remote(self.spec))
+                    actors.append(self._actor_cls.remote(self.spec))
+                    submit(actors[-1])
                     continue
                 except ray.exceptions.RayTaskError as exc:
-                    raise CollectionError(f"episode with seed {seed} crashed in its Ray actor: {exc}") from None
-                yield outcome
+                    raise CollectionError(f"episode with seed(s) {job} crashed in its Ray actor: {exc}") from None
+                yield from outcomes
                 submit(actor)
         finally:
             for actor in actors:
@@ -80,8 +84,8 @@ class _CollectActor:
 
         self.runtime = WorkerRuntime(spec)
 
-    def run(self, seed: int) -> EpisodeOutcome:
-        return self.runtime.run(seed)
+    def run_many(self, seeds: list[int]) -> list[EpisodeOutcome]:
+        return list(self.runtime.run_many(seeds))
 
     def pid(self) -> int:
         import os

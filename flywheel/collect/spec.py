@@ -32,6 +32,12 @@ class CollectSpec(BaseModel):
     source_prefix: str = Field(..., min_length=1, description="source keys are <prefix>/seed-<seed>")
     attended: AttendedConfig | None = None
     policy_threads: int = Field(1, ge=1, le=256, description="torch threads per worker (small policies: 1 is fastest)")
+    envs_per_worker: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="episodes a worker steps in lockstep, re-planning their policies in one batched forward pass",
+    )
 
     @field_validator("task")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,21 +87,65 @@ class PolicyRunner:
         }
         return s, images
 
+    def _noise(self) -> torch.Tensor:
+        """The next (1, H, A) sampling noise from this runner's generator."""
+        return torch.randn((1, self.chunk_size, self.loaded.spec.action_dim), generator=self._gen)
+
     def act_chunk(self, obs: dict) -> np.ndarray:
         """A fresh (H, A) chunk of actions in environment units."""
         state, images = self._obs_tensors(obs)
-        spec = self.loaded.spec
-        noise = torch.randn((1, self.chunk_size, spec.action_dim), generator=self._gen).to(self.device)
         chunk = self.loaded.policy.sample_chunk(
-            state, images, noise, self.num_steps, indicator=self.indicator, cfg_beta=self.cfg_beta
+            state,
+            images,
+            self._noise().to(self.device),
+            self.num_steps,
+            indicator=self.indicator,
+            cfg_beta=self.cfg_beta,
         )
         return self.loaded.norm.action.denormalize(chunk[0].float().cpu()).numpy().astype(np.float32)
 
+    @property
+    def needs_chunk(self) -> bool:
+        """Whether the next `act` re-plans (no chunk yet, or its executed part is used up)."""
+        return self._chunk is None or self._cursor >= self.execute_steps
+
     def act(self, obs: dict) -> np.ndarray:
         """The next action (A,), re-planning when the executed part of the current chunk is used up."""
-        if self._chunk is None or self._cursor >= self.execute_steps:
-            self._chunk = self.act_chunk(obs)
-            self._cursor = 0
+        if self.needs_chunk:
+            self._start_chunk(self.act_chunk(obs))
+        assert self._chunk is not None
         action = self._chunk[self._cursor]
         self._cursor += 1
         return action.copy()
+
+    def _start_chunk(self, chunk: np.ndarray) -> None:
+        self._chunk = chunk
+        self._cursor = 0
+
+
+def plan_chunks(runners: Sequence[PolicyRunner], observations: Sequence[dict]) -> None:
+    """Re-plan several runners of one policy in a single batched forward pass (vectorised collection).
+
+    Each runner draws its noise from its own generator, exactly as `act_chunk` would, and starts executing its new
+    chunk at its next `act`; the rows differ from one-by-one sampling only by floating-point rounding.
+    """
+    if len(runners) != len(observations):
+        raise ValueError(f"plan_chunks: {len(runners)} runners but {len(observations)} observations")
+    if not runners:
+        return
+    lead = runners[0]
+    settings = (lead.loaded, lead.num_steps, lead.cfg_beta, lead.indicator, lead.device)
+    if any((r.loaded, r.num_steps, r.cfg_beta, r.indicator, r.device) != settings for r in runners):
+        raise ValueError("plan_chunks: the runners must share one loaded policy and its sampling settings")
+    tensors = [r._obs_tensors(obs) for r, obs in zip(runners, observations, strict=True)]
+    state = torch.cat([s for s, _ in tensors])
+    images = None
+    if tensors[0][1] is not None:
+        images = {cam: torch.cat([imgs[cam] for _, imgs in tensors]) for cam in tensors[0][1]}  # type: ignore[index]
+    noise = torch.cat([r._noise() for r in runners]).to(lead.device)
+    chunks = lead.loaded.policy.sample_chunk(
+        state, images, noise, lead.num_steps, indicator=lead.indicator, cfg_beta=lead.cfg_beta
+    )
+    actions = lead.loaded.norm.action.denormalize(chunks.float().cpu()).numpy().astype(np.float32)
+    for runner, chunk in zip(runners, actions, strict=True):
+        runner._start_chunk(chunk)

@@ -49,6 +49,7 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         policy_sha256=champion.sha256,
         iteration=iteration,
         source_prefix=f"iteration-{iteration}",
+        envs_per_worker=cfg.envs_per_worker,
         attended=attended_config(ctx.settings, cfg.console_timeout_seconds, cfg.console_claim_timeout_seconds)
         if cfg.operator_mode == "console"
         else None,
