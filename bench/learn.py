@@ -124,7 +124,7 @@ def main() -> int:
     weak = run_training(_config("bc", args.weak_steps, 0, args.threads), demos, work / "weak", progress=False)
     report["weak_policy"] = _evaluate(weak, held_out[:10]) | {"steps": args.weak_steps}
     runner = PolicyRunner.load(weak.checkpoint_dir, expected_sha256=weak.sha256)
-    operator = SimulatedOperator(OperatorConfig(no_progress_steps=60, handback_after_steps=60))
+    operator = SimulatedOperator(OperatorConfig())  # the loop's operator: hands back on progress or after 150 steps
     half = args.collect // 2
     seeds = collection_seeds(0, args.collect)
     collected = _episodes(seeds[:half], runner, None, "auto") + _episodes(seeds[half:], runner, operator, "int")
