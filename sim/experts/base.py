@@ -81,10 +81,14 @@ class ClosedLoopExpert(ABC):
             motion.sync(env.data)
         self.status = ExpertStatus(phase=self.infer_phase(env))
         # Arms left in odd configurations (e.g. by a bad policy) first return to the home posture in joint
-        # space, so the IK starts from the usual branch; an arm holding an object is never sent home, and an arm
-        # merely part-way along the usual motion carries on from where it is, as it would in a demo.
+        # space, so the IK starts from the usual branch; an arm holding an object is never sent home.
         self._settle = {}
-        self._recovering = {arm for arm in ARMS if not self.arm_busy(env, arm) and self._off_branch(env, arm)}
+        self._recovering = {
+            arm
+            for arm in ARMS
+            if not self.arm_busy(env, arm)
+            and float(np.max(np.abs(self.motion[arm].q - self._home_q(arm)))) > self.recover_threshold
+        }
 
     def resync(self, env: AlohaSimEnv) -> None:
         """Re-anchor the arm setpoints on the measured state, keeping the phase (for shadow proposals)."""
@@ -110,19 +114,6 @@ class ClosedLoopExpert(ABC):
 
     def _home_q(self, arm: str) -> np.ndarray:
         return START_ARM_QPOS[:6] if arm == "left" else START_ARM_QPOS[8:14]
-
-    def _off_branch(self, env: AlohaSimEnv, arm: str) -> bool:
-        """True if the arm is far from home in a posture the usual IK branch does not give for its own TCP pose.
-
-        IK for the arm's current TCP pose, started from the home posture, lands on the usual branch; if that
-        solution is the arm's posture, the demo motion can carry on from here without a detour home.
-        """
-        q = self.motion[arm].q
-        home = self._home_q(arm)
-        if float(np.max(np.abs(q - home))) <= self.recover_threshold:
-            return False
-        usual = self.kin.solve(arm, self.kin.tcp_pose(env.data, arm), home)
-        return not usual.reached or float(np.max(np.abs(usual.q - q))) > self.recover_threshold
 
     def arm_busy(self, env: AlohaSimEnv, arm: str) -> bool:
         """True if `arm` holds a task object (then it must not be sent home)."""
