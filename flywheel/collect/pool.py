@@ -114,13 +114,9 @@ class ProcessPool:
         finally:
             self.shutdown()
 
-    def job_size(self, pending: int) -> int:
-        """Seeds for the next job: up to `envs_per_worker`, but spread the tail over the live workers."""
-        share = -(-pending // max(1, len(self._pool)))
-        return max(1, min(self.spec.envs_per_worker, share))
-
     def _assign(self, worker: _Worker, pending: deque[int], on_start: Callable[[int], None] | None) -> None:
-        worker.seeds = [pending.popleft() for _ in range(min(len(pending), self.job_size(len(pending))))]
+        size = self.spec.job_size(len(pending), len(self._pool)) if pending else 0
+        worker.seeds = [pending.popleft() for _ in range(size)]
         worker.stopping = not worker.seeds
         worker.conn.send(worker.seeds or None)
         if on_start is not None:
@@ -128,7 +124,7 @@ class ProcessPool:
                 on_start(seed)
 
     def _lost(self, worker: _Worker, pending: deque[int]) -> None:
-        """A worker's channel closed: if it was not told to stop, re-queue its seed and replace it."""
+        """A worker's channel closed: if it was not told to stop, re-queue its unfinished seeds and replace it."""
         if worker not in self._pool:
             return
         self._pool.remove(worker)

@@ -44,8 +44,7 @@ class RayPool:
 
         def submit(actor: Any) -> None:
             if pending:
-                size = max(1, min(self.spec.envs_per_worker, -(-len(pending) // len(actors))))
-                job = [pending.popleft() for _ in range(min(size, len(pending)))]
+                job = [pending.popleft() for _ in range(self.spec.job_size(len(pending), len(actors)))]
                 in_flight[actor.run_many.remote(job)] = (actor, job)
                 if on_start is not None:
                     for seed in job:

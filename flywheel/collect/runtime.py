@@ -116,30 +116,29 @@ class WorkerRuntime:
             return
         yield from self._run_lockstep(deque(seeds))
 
-    def _slot(self, index: int) -> _Slot:
+    def _lanes(self, width: int) -> list[_Slot]:
+        """The first `width` lanes, built on first use and reused by later jobs (lane 0 uses `self.env`)."""
         from flywheel.policy.runner import PolicyRunner
 
-        while len(self._slots) <= index:
-            assert self.policy is not None
+        assert self.policy is not None
+        while len(self._slots) < width:
             env = self.env if not self._slots else self._make_env()
             self._slots.append(_Slot(env, PolicyRunner(self.policy.policy.loaded), self._make_operator(self.spec)))
-        return self._slots[index]
+        return self._slots[:width]
 
     def _run_lockstep(self, pending: deque[int]) -> Iterator[EpisodeOutcome]:
         from flywheel.policy.runner import plan_chunks
         from sim.rollout import EpisodeRunner
 
-        width = min(self.spec.envs_per_worker, len(pending))
-        free = list(range(width))
+        free = self._lanes(min(self.spec.envs_per_worker, len(pending)))
         active: list[_Active] = []
         while pending or active:
             while pending and free:
-                index = free.pop()
-                slot = self._slot(index)
+                slot = free.pop()
                 seed = pending.popleft()
                 runner = EpisodeRunner(slot.env, seed, slot.policy, slot.operator, self.spec.max_steps)
                 slot.policy.reset(seed=seed)  # the noise follows the episode seed, as in `run`
-                active.append(_Active(seed, index, slot, runner))
+                active.append(_Active(seed, slot, runner))
             replan = [a for a in active if a.slot.policy.needs_chunk]
             if replan:
                 start = time.perf_counter()
@@ -151,7 +150,7 @@ class WorkerRuntime:
                 a.runner.step()
                 if a.runner.done:
                     active.remove(a)
-                    free.append(a.index)
+                    free.append(a.slot)
                     yield self._outcome(a.seed, a.runner.result(), a.latencies_ms)
 
     def close(self) -> None:
@@ -174,10 +173,9 @@ class _Slot:
 
 @dataclass
 class _Active:
-    """An episode running in slot `index`; `latencies_ms` are the batched re-plans it waited for."""
+    """An episode running in a lane; `latencies_ms` are the batched re-plans it waited for."""
 
     seed: int
-    index: int
     slot: _Slot
     runner: Any
     latencies_ms: list[float] = field(default_factory=list)

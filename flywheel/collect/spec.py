@@ -62,5 +62,10 @@ class CollectSpec(BaseModel):
         """Expert demos of `task`: one source-key prefix per task, so every caller dedupes against the same keys."""
         return cls(task=task, operator="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
 
+    def job_size(self, pending: int, workers: int) -> int:
+        """Seeds for a worker's next job: up to `envs_per_worker`, but the tail spread over the `workers`."""
+        share = -(-pending // max(1, workers))
+        return max(1, min(self.envs_per_worker, share, pending))
+
     def source_key(self, seed: int) -> str:
         return f"{self.source_prefix}/seed-{seed}"
