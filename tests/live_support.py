@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flywheel.collect import CollectSpec
 from flywheel.registry import PolicyRecord, PolicyRegistry
 from flywheel.store import EpisodeStore
 from flywheel.train import run_training
@@ -63,3 +64,28 @@ def register_policy(store: EpisodeStore, checkpoint: Path, sha256: str, promote:
     if promote:
         registry.promote(version.id, actor="test", reason="console tests", force=True)
     return registry.get(version.id)
+
+
+def random_takeover_spec(
+    policy: PolicyRecord, iteration: int, max_steps: int, probability: float, min_policy_steps: int, handback: int
+) -> CollectSpec:
+    """An iteration's collection spec whose simulated operator takes over at random (and hands back after
+    `handback` steps), so even a few short episodes carry takeovers.
+    """
+    return CollectSpec(
+        task=policy.task,
+        max_steps=max_steps,
+        operator="simulated",
+        operator_config={
+            "no_progress_steps": None,
+            "takeover_probability": probability,
+            "min_policy_steps": min_policy_steps,
+            "handback_after_steps": handback,
+            "handback_on_progress": False,
+        },
+        policy_version_id=policy.id,
+        policy_checkpoint=policy.checkpoint_uri,
+        policy_sha256=policy.sha256,
+        iteration=iteration,
+        source_prefix=f"iteration-{iteration}",
+    )

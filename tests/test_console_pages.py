@@ -48,6 +48,7 @@ def _fill(settings: Settings) -> Console:
     from flywheel.scheduler.lock import acquire_lock
     from flywheel.train import load_training_episodes, run_training
     from flywheel.train.config import parse_config
+    from tests.live_support import random_takeover_spec
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -86,24 +87,7 @@ def _fill(settings: Settings) -> Console:
             policy.id, iteration=0
         )
         registry.promote(policy.id, actor="ci", reason="first policy")
-        operator = {
-            "no_progress_steps": None,
-            "takeover_probability": 0.1,
-            "min_policy_steps": 5,
-            "handback_after_steps": 15,
-            "handback_on_progress": False,
-        }
-        spec = CollectSpec(
-            task="transfer_cube",
-            max_steps=60,
-            operator="simulated",
-            operator_config=operator,
-            policy_version_id=policy.id,
-            policy_checkpoint=policy.checkpoint_uri,
-            policy_sha256=policy.sha256,
-            iteration=1,
-            source_prefix="iteration-1",
-        )
+        spec = random_takeover_spec(policy, 1, max_steps=60, probability=0.1, min_policy_steps=5, handback=15)
         report = collect(store, spec, collection_seeds(1, 2), workers=1, progress=False)
         book = JobBook(store.db)
         book.ensure_iteration(1, "transfer_cube", max_attempts=3)

@@ -13,6 +13,7 @@ from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeStore
 from flywheel.train import load_training_episodes, parse_config, run_training
 from flywheel.train.registration import register_trained_candidate
+from tests.live_support import random_takeover_spec
 
 TINY = {
     "method": "bc",
@@ -96,24 +97,7 @@ def test_collection_reports_the_takeovers_it_stores(candidate) -> None:
     """The report (and progress bar) count takeovers as the store does: expert segments in policy episodes."""
     store, policy_id = candidate
     version = PolicyRegistry(store.db).get(policy_id)
-    operator = {
-        "no_progress_steps": None,
-        "takeover_probability": 0.2,
-        "min_policy_steps": 2,
-        "handback_after_steps": 5,
-        "handback_on_progress": False,
-    }
-    spec = CollectSpec(
-        task="transfer_cube",
-        max_steps=40,
-        operator="simulated",
-        operator_config=operator,
-        policy_version_id=version.id,
-        policy_checkpoint=version.checkpoint_uri,
-        policy_sha256=version.sha256,
-        iteration=1,
-        source_prefix="iteration-1",
-    )
+    spec = random_takeover_spec(version, 1, max_steps=40, probability=0.2, min_policy_steps=2, handback=5)
     report = collect(store, spec, collection_seeds(1, 2), workers=1, progress=False)
     assert report.interventions > 0
     assert report.interventions == store.takeover_count(EpisodeFilter(iteration=1))
