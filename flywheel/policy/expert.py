@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from flywheel.policy.blocks import BlockStack
 from flywheel.policy.config import ExpertConfig
 
 NEGATIVE, POSITIVE, UNCONDITIONAL = 0, 1, 2
@@ -38,16 +39,7 @@ class FlowMatchingExpert(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.indicator = nn.Embedding(3, d)
         self.ctx_norm = nn.LayerNorm(d)
-        layer = nn.TransformerEncoderLayer(
-            d_model=d,
-            nhead=cfg.heads,
-            dim_feedforward=int(d * cfg.mlp_ratio),
-            dropout=cfg.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.blocks = BlockStack(d, cfg.heads, cfg.mlp_ratio, cfg.layers, cfg.dropout)
         self.out_norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, action_dim)
 

@@ -17,8 +17,7 @@ import copy
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,16 +152,6 @@ def input_names(cameras: list[str]) -> list[str]:
     return ["state", "noise", *(f"image_{c}" for c in cameras)]
 
 
-@contextmanager
-def _transformer_fastpath_off() -> Iterator[None]:
-    before = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(before)
-
-
 def export_onnx(loaded: LoadedPolicy, out: Path, image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> Path:
     """Write the inference graph of `loaded` to `out` (atomically) and validate it with `onnx.checker`."""
     import onnx
@@ -180,7 +169,7 @@ def export_onnx(loaded: LoadedPolicy, out: Path, image_size: tuple[int, int] = D
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        with _transformer_fastpath_off(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message=r".*legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
