@@ -77,3 +77,40 @@ def test_lockstep_job_survives_a_dead_worker(tiny_policy: tuple[Path, str]) -> N
             os.kill(killed, signal.SIGKILL)
     assert sorted(o.seed for o in outcomes) == seeds  # every seed exactly once, the dead job's ones re-collected
     assert pool.restarts == 1 and len(pool.discarded) <= 3
+
+
+def test_a_lane_freed_mid_chunk_joins_the_next_full_re_plan(
+    tiny_policy: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flywheel.policy.runner as runner_module
+    import sim.rollout as rollout_module
+
+    short_seed, seeds = 11, [11, 12, 13, 14]
+    batch_sizes: list[int] = []
+    real_plan, real_runner = runner_module.plan_chunks, rollout_module.EpisodeRunner
+
+    def recording_plan(runners: list, observations: list) -> None:
+        batch_sizes.append(len(runners))
+        real_plan(runners, observations)
+
+    class ShortFirstEpisode(real_runner):  # type: ignore[misc, valid-type]
+        """Ends `short_seed` after 13 steps, mid-chunk, as an early success or failure would."""
+
+        def __init__(self, env, seed, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(env, seed, *args, **kwargs)
+            if seed == short_seed:
+                self.max_steps = 13
+
+    monkeypatch.setattr(runner_module, "plan_chunks", recording_plan)
+    monkeypatch.setattr(rollout_module, "EpisodeRunner", ShortFirstEpisode)
+    runtime = WorkerRuntime(_spec(tiny_policy, envs=3, operator="none", max_steps=40))
+    try:
+        outcomes = {o.seed: o for o in runtime.run_many(seeds)}
+    finally:
+        runtime.close()
+    assert sorted(outcomes) == seeds
+    assert len(outcomes[short_seed].frames) == 13 and len(outcomes[14].frames) == 40  # type: ignore[arg-type]
+    # Seed 14 waited for the other two lanes' next re-plan instead of re-planning alone: every batch is full
+    # until the two long episodes end, then the last lane re-plans by itself.
+    first_single = batch_sizes.index(1)
+    assert first_single >= 4 and batch_sizes == [3] * first_single + [1] * (len(batch_sizes) - first_single)

@@ -133,7 +133,11 @@ class WorkerRuntime:
         free = self._lanes(min(self.spec.envs_per_worker, len(pending)))
         active: list[_Active] = []
         while pending or active:
-            while pending and free:
+            # A free lane starts its next episode when the running ones re-plan, so that every re-plan is one
+            # full batch rather than lanes drifting out of phase into many small ones (at most `execute_steps`
+            # idle steps per lane and episode).
+            in_phase = not active or any(a.slot.policy.needs_chunk for a in active)
+            while pending and free and in_phase:
                 slot = free.pop()
                 seed = pending.popleft()
                 runner = EpisodeRunner(slot.env, seed, slot.policy, slot.operator, self.spec.max_steps)
