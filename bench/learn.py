@@ -52,7 +52,7 @@ def _config(method: str, steps: int, critic_steps: int, threads: int) -> TrainCo
                 "encoder": {"hidden_dim": 256, "state_layers": 2},
                 "expert": {"chunk": 20, "dim": 128, "layers": 4, "heads": 4},
                 "critic": {"hidden_dim": 256},
-                "inference": {"num_steps": 10, "execute_steps": 8},
+                "inference": {"num_steps": 4, "execute_steps": 8},
             },
         }
     )

@@ -80,9 +80,13 @@ class CriticConfig(Strict):
 
 
 class InferenceConfig(Strict):
-    """Sampling: K Euler steps, classifier-free guidance β, receding horizon."""
+    """Sampling: K Euler steps, classifier-free guidance β, receding horizon.
 
-    num_steps: int = Field(default=10, ge=1, le=1000)
+    K = 4 by default: a transfer_cube BC policy succeeded in 84% of 50 held-out episodes with 4 steps as with 10
+    (80% with 3, 60% with 2, 8% with 1), at 40% of the inference cost.
+    """
+
+    num_steps: int = Field(default=4, ge=1, le=1000)
     cfg_beta: float = Field(default=1.0, ge=0.0, le=20.0)
     execute_steps: int = Field(default=8, ge=1, le=256)
 
