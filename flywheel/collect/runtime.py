@@ -133,17 +133,18 @@ class WorkerRuntime:
         free = self._lanes(min(self.spec.envs_per_worker, len(pending)))
         active: list[_Active] = []
         while pending or active:
+            replan = [a for a in active if a.slot.policy.needs_chunk]
             # A free lane starts its next episode when the running ones re-plan, so that every re-plan is one
             # full batch rather than lanes drifting out of phase into many small ones (at most `execute_steps`
             # idle steps per lane and episode).
-            in_phase = not active or any(a.slot.policy.needs_chunk for a in active)
-            while pending and free and in_phase:
+            while pending and free and (replan or not active):
                 slot = free.pop()
                 seed = pending.popleft()
                 runner = EpisodeRunner(slot.env, seed, slot.policy, slot.operator, self.spec.max_steps)
                 slot.policy.reset(seed=seed)  # the noise follows the episode seed, as in `run`
-                active.append(_Active(seed, slot, runner))
-            replan = [a for a in active if a.slot.policy.needs_chunk]
+                started = _Active(seed, slot, runner)
+                active.append(started)
+                replan.append(started)  # a fresh runner always needs its first chunk
             if replan:
                 start = time.perf_counter()
                 plan_chunks([a.slot.policy for a in replan], [a.runner.obs for a in replan])
