@@ -98,7 +98,10 @@ class ModelConfig(Strict):
     expert: ExpertConfig = ExpertConfig()
     critic: CriticConfig = CriticConfig()
     inference: InferenceConfig = InferenceConfig()
-    norm: Literal["mean_std", "min_max"] = "mean_std"
+    norm: Literal["mean_std", "min_max", "quantile"] = "mean_std"
+    state_clip: float = Field(
+        default=5.0, gt=0.0, le=1e6, description="normalised states are clamped to ±this (robust to outlier states)"
+    )
 
     @model_validator(mode="after")
     def _horizon_fits(self) -> ModelConfig:

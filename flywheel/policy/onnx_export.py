@@ -14,6 +14,7 @@ pooling becomes an exact fixed-size matrix product (the exporter only handles ev
 from __future__ import annotations
 
 import copy
+import math
 import os
 import uuid
 import warnings
@@ -139,9 +140,12 @@ class InferenceGraph(nn.Module):
             ("action_scale", norm.action.scale),
         ):
             self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=np.float32).copy()))
+        self.state_clip = float(norm.state.clip)
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
         s = (state - self.state_shift) / self.state_scale
+        if math.isfinite(self.state_clip):
+            s = s.clamp(-self.state_clip, self.state_clip)
         pixels = {c: img.permute(0, 3, 1, 2).float() for c, img in zip(self.cameras, images, strict=True)} or None
         st = self.settings
         chunk = self.policy.sample_chunk(s, pixels, noise, st.num_steps, indicator=st.indicator, cfg_beta=st.cfg_beta)

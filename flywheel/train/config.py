@@ -43,6 +43,11 @@ class TrainConfig(Strict):
         le=100_000,
         description="policy frames this close before a takeover are labelled negative (the operator judged them)",
     )
+    norm_frames: Literal["demos", "controlled", "all"] = Field(
+        default="demos",
+        description="fit normalisation on demo episodes, expert/human-controlled frames or every frame "
+        "(falling back in that order when a dataset has none); see flywheel.train.norm_fit",
+    )
     indicator_dropout: float = Field(default=0.3, ge=0.0, le=1.0)
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 2.0}

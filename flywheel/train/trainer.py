@@ -40,6 +40,7 @@ from flywheel.train.dataset import Batch, FrameTable, build_frame_table
 from flywheel.train.distributed import DistContext, setup_distributed, shard_fsdp, unwrap, wrap_ddp
 from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.logger import MetricsLogger, Progress
+from flywheel.train.norm_fit import fit_norm_stats
 from flywheel.train.objectives import CriticObjective, PolicyObjective
 from flywheel.train.state_io import load_optimizer_state, optimizer_state
 
@@ -132,7 +133,7 @@ class Trainer:
             if self.critic is not None and (Path(init_from) / "critic.safetensors").is_file():
                 self.critic.load_state_dict(load_critic(init_from, loaded, self.ctx.device).state_dict())
         else:
-            self.norm = NormStats.fit([e.frames.state for e in episodes], [e.frames.action for e in episodes], cfg.norm)
+            self.norm = fit_norm_stats(episodes, cfg.norm, config.norm_frames, cfg.state_clip)
         self.table: FrameTable = build_frame_table(
             episodes,
             self.norm,
