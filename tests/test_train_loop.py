@@ -205,3 +205,16 @@ def test_metrics_logged_offline_to_wandb_and_jsonl(tmp_path: Path, monkeypatch: 
     ):
         assert name in keys, name
     assert any((tmp_path / "r" / "wandb").glob("offline-run-*"))
+
+
+def test_loss_weights_set_emphasis_not_step_size(tmp_path: Path) -> None:
+    """Scaling every source weight by 3 changes nothing: the loss is a weighted mean over the dataset's weights."""
+    eps = [toy_episode(i, length=12) for i in range(2)] + [toy_episode(5, "policy", length=12)]
+    runs = {}
+    for scale in (1.0, 3.0):
+        weights = {"demo": scale, "autonomous": scale, "intervention": scale}
+        cfg = _cfg(method="bc", steps=20, source_weights=weights)
+        runs[scale] = run_training(cfg, eps, tmp_path / f"w{scale}", progress=False)
+    assert runs[3.0].metrics["train/policy_loss"] == pytest.approx(runs[1.0].metrics["train/policy_loss"], rel=1e-4)
+    a, b = (read_tensors(runs[s].checkpoint_dir, "policy") for s in (1.0, 3.0))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

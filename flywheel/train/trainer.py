@@ -65,6 +65,12 @@ class _Labels:
     weight: torch.Tensor  # (N,) float: source weight × AWR weight
     stats: dict[str, float]
 
+    @property
+    def mean_weight(self) -> float:
+        """Mean weight over the dataset: the policy loss divides by it, so weights shift emphasis between
+        frames without changing the effective learning rate (AWR's exp(βA) or zeroed sources would)."""
+        return max(float(self.weight.double().mean()), 1e-12)
+
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
@@ -269,7 +275,7 @@ class Trainer:
                 per_sample = self.policy_obj(
                     batch, ind.to(self.ctx.device), part["noise"].to(self.ctx.device), part["t"].to(self.ctx.device)
                 )
-                loss = (per_sample.float() * weight).sum() / local_b
+                loss = (per_sample.float() * weight).sum() / (local_b * self.labels.mean_weight)
             if not self.ctx.all_finite(loss):
                 raise self._diverged("policy", step, m, idx)
             with contextlib.nullcontext() if sync else self.policy_obj.no_sync():
