@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flywheel.policy.normalize import NormKind
+
 
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, values are validated on assignment."""
@@ -98,7 +100,7 @@ class ModelConfig(Strict):
     expert: ExpertConfig = ExpertConfig()
     critic: CriticConfig = CriticConfig()
     inference: InferenceConfig = InferenceConfig()
-    norm: Literal["mean_std", "min_max", "quantile"] = "mean_std"
+    norm: NormKind = "mean_std"
     state_clip: float = Field(
         default=5.0, gt=0.0, le=1e6, description="normalised states are clamped to ±this (robust to outlier states)"
     )

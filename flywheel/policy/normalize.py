@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 NormKind = Literal["mean_std", "min_max", "quantile"]
-NORM_KINDS: tuple[str, ...] = ("mean_std", "min_max", "quantile")
+NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 QUANTILE_RANGE = (0.01, 0.99)
 _EPS = 1e-6
 

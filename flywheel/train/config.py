@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.policy.config import ModelConfig, Strict
 from flywheel.policy.rewards import RewardConfig
+from flywheel.train.norm_fit import NormFrames
 
 TAGS = ("demo", "autonomous", "intervention")
 
@@ -43,7 +44,7 @@ class TrainConfig(Strict):
         le=100_000,
         description="policy frames this close before a takeover are labelled negative (the operator judged them)",
     )
-    norm_frames: Literal["demos", "controlled", "all"] = Field(
+    norm_frames: NormFrames = Field(
         default="demos",
         description="fit normalisation on demo episodes, expert/human-controlled frames or every frame "
         "(falling back in that order when a dataset has none); see flywheel.train.norm_fit",

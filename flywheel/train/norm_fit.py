@@ -14,28 +14,24 @@ when a dataset has none; states outside the fitted range are clamped by the stat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from flywheel.policy.normalize import NormKind, NormStats
 from flywheel.store.tags import CONTROLLER_CODES, Controller, Tag
-from flywheel.train.data import TrainingEpisode
+from flywheel.train.data import TrainingEpisode, _text
 
 NormFrames = Literal["demos", "controlled", "all"]
 _POLICY_CODE = CONTROLLER_CODES[Controller.POLICY]
 
 
-def _tag(episode: TrainingEpisode) -> str:
-    return str(getattr(episode.meta.tag, "value", episode.meta.tag))
-
-
 def norm_frame_masks(episodes: Sequence[TrainingEpisode], frames: NormFrames) -> list[np.ndarray]:
     """Per-episode boolean masks of the frames to fit on: the first non-empty choice of `frames` and its fallbacks."""
-    order: list[NormFrames] = ["demos", "controlled", "all"]
+    order: tuple[NormFrames, ...] = get_args(NormFrames)  # preference order
     for choice in order[order.index(frames) :]:
         if choice == "demos":
-            masks = [np.full(len(e.frames), _tag(e) == Tag.DEMO.value) for e in episodes]
+            masks = [np.full(len(e.frames), _text(e.meta.tag) == Tag.DEMO.value) for e in episodes]
         elif choice == "controlled":
             masks = [np.asarray(e.frames.controller) != _POLICY_CODE for e in episodes]
         else:

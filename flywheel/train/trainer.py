@@ -8,6 +8,7 @@ checkpoint therefore replays exactly the steps an uninterrupted run would, for a
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -65,7 +66,7 @@ class _Labels:
     weight: torch.Tensor  # (N,) float: source weight × AWR weight
     stats: dict[str, float]
 
-    @property
+    @functools.cached_property
     def mean_weight(self) -> float:
         """Mean weight over the dataset: the policy loss divides by it, so weights shift emphasis between
         frames without changing the effective learning rate (AWR's exp(βA) or zeroed sources would)."""
