@@ -267,3 +267,37 @@ def test_take_over_save_label_and_see_the_dashboard_change(
         f"live view: {fps:.1f} frames/s ({frames} frames) · take over → frame under human control: "
         f"{took_over_ms:.0f} ms (in the browser)"
     )
+
+
+def test_console_shutdown_mid_takeover_saves_the_open_session(
+    console: ConsoleProcess, browser_page: Page, store: EpisodeStore
+) -> None:
+    """SIGTERM to `flywheel console` while an operator drives: the episode is stored up to that step, nothing lost."""
+    page = browser_page
+    before = {e.id for e in store.list_episodes()}
+    page.goto(console.url)
+    expect(button(page, "live_start")).to_be_visible()
+    settle(page)
+    name = page.get_by_role("textbox", name="Operator name")
+    name.fill(OPERATOR)
+    name.press("Enter")
+    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Enter your name")
+    go_to(page, "Teleop / Live")
+    install_probe(page)
+    button(page, "live_start").click()
+    header = markdown_line(page, r"^Step \d+ / \d+ · controller")
+    expect(header).to_contain_text("controller policy")
+    wait_for_frames(page, 4)
+    button(page, "live_take_over").click()
+    expect(header).to_contain_text(f"controller human · operator {OPERATOR}")
+    step = int(re.match(r"Step (\d+)", header.inner_text())[1])  # type: ignore[index]
+    button(page, "live_jog_left_z_plus").click()
+    expect(header).to_contain_text(f"Step {step + LiveConfig.from_env().jog_sim_steps} / ")
+
+    console.stop()  # SIGTERM, as a service manager or Ctrl-C would
+
+    new = [e for e in store.list_episodes() if e.id not in before]
+    assert len(new) == 1, f"the open session was not saved at shutdown: {console.output()}"
+    record = store.get(new[0].id)
+    assert record.tag == "intervention" and record.operator == OPERATOR
+    assert [s.controller for s in record.segments][-1] == "human"

@@ -8,6 +8,7 @@ and keyboard shortcuts (Streamlit's `shortcut=`; they do not fire while typing i
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,7 +61,10 @@ CONTROLLER_BADGES = {"policy": ":blue[policy]", "human": ":orange[human]", "expe
 
 @st.cache_resource(show_spinner=False, on_release=lambda manager: manager.close())
 def _manager(settings_json: str) -> SessionManager:
-    return SessionManager(get_store(), LiveConfig.from_env())
+    manager = SessionManager(get_store(), LiveConfig.from_env())
+    # Streamlit stops on SIGTERM/Ctrl-C without releasing cached resources: save the open sessions on the way out.
+    atexit.register(manager.close)
+    return manager
 
 
 def get_manager() -> SessionManager:

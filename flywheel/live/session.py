@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import numpy as np
 from flywheel.collect.takeover_requests import ClaimLostError, TakeoverRequests
 from flywheel.live.config import ARM_AXES, LiveConfig
 from flywheel.live.errors import LiveSessionError, NotInControlError, ReplayMismatchError, SessionOverError
+from flywheel.live.owner_thread import OwnerThread
 from flywheel.store import EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.store.tags import Controller as ControllerKind
 from flywheel.store.tags import Tag
@@ -112,7 +112,7 @@ class LiveSession:
         self.last_seen = time.monotonic()
         self._lock = threading.Lock()
         self._closed = False
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"flywheel-live-{session_id[:8]}")
+        self._thread = OwnerThread(f"flywheel-live-{session_id[:8]}")
         self._stage = 0
         self._return = 0.0
         self._success = False
@@ -124,8 +124,8 @@ class LiveSession:
         try:
             self._call(self._build)
         except BaseException:
-            self._thread.submit(self._release).result()
-            self._thread.shutdown(wait=True)
+            self._thread.call(self._release)
+            self._thread.stop()
             raise
         self.touch()
 
@@ -135,7 +135,7 @@ class LiveSession:
             if self._closed:
                 raise SessionOverError(f"live session {self.id[:8]} is over; start a new rollout")
             self.touch()
-            return self._thread.submit(fn, *args).result()
+            return self._thread.call(fn, *args)
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()
@@ -446,6 +446,6 @@ class LiveSession:
                 return
             self._closed = True
             try:
-                self._thread.submit(self._release).result()
+                self._thread.call(self._release)
             finally:
-                self._thread.shutdown(wait=True)
+                self._thread.stop()
