@@ -88,7 +88,7 @@ class AlohaSimEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
-    def __init__(self, config: EnvConfig) -> None:
+    def __init__(self, config: EnvConfig, renderer: CameraRenderer | None = None) -> None:
         super().__init__()
         self.config = config
         cls = task_class(config.task)
@@ -100,9 +100,10 @@ class AlohaSimEnv(gym.Env):
         self.step_count = 0
         self._hold = 0
         self._renderer: CameraRenderer | None = None
+        self._owns_renderer = renderer is None
         if config.obs_mode == "pixels":
             h, w = config.image_size
-            self._renderer = CameraRenderer(self.model, config.cameras, h, w, config.render_effects)
+            self._renderer = renderer or CameraRenderer(self.model, config.cameras, h, w, config.render_effects)
 
         lo = np.empty(ACTION_DIM, dtype=np.float32)
         hi = np.empty(ACTION_DIM, dtype=np.float32)
@@ -173,9 +174,17 @@ class AlohaSimEnv(gym.Env):
             return None
         return self._renderer.render(self.data)[self.config.cameras[0]]
 
+    def sibling(self) -> AlohaSimEnv:
+        """Another env of the same config that renders through this one's renderer (one GL context for all the
+        lockstep lanes of a worker: llvmpipe renders about 10% slower when it switches between contexts).
+
+        Both must be used from one thread; the sibling never closes the shared renderer, so close it first."""
+        return AlohaSimEnv(self.config, renderer=self._renderer)
+
     def close(self) -> None:
         if self._renderer is not None:
-            self._renderer.close()
+            if self._owns_renderer:
+                self._renderer.close()
             self._renderer = None
 
     # ------------------------------------------------------------------ helpers

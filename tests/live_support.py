@@ -23,11 +23,12 @@ TINY_MODEL = {
 }
 
 
-def train_tiny_policy(out_dir: Path, task: str = "transfer_cube") -> tuple[Path, str]:
-    """(checkpoint dir, sha256) of a tiny BC policy trained on two short expert episodes of `task`."""
+def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool = False) -> tuple[Path, str]:
+    """(checkpoint dir, sha256) of a tiny BC policy trained on two short expert episodes of `task` (with `pixels`:
+    on the default 96x128 'top' camera too, through a small CNN)."""
     from sim import make_env, run_episode
 
-    env = make_env(task, max_steps=60)
+    env = make_env(task, obs_mode="pixels" if pixels else "state", max_steps=60)
     episodes = []
     for seed in range(2):
         result = run_episode(env, seed)
@@ -43,7 +44,8 @@ def train_tiny_policy(out_dir: Path, task: str = "transfer_cube") -> tuple[Path,
             "log_every": 10,
             "wandb": False,
             "cpu_threads": 1,
-            "model": TINY_MODEL,
+            "model": TINY_MODEL
+            | ({"encoder": {"hidden_dim": 32, "vision": "cnn", "cnn_channels": 8}} if pixels else {}),
         }
     )
     result = run_training(cfg, episodes, out_dir, progress=False)

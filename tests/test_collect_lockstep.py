@@ -66,6 +66,37 @@ def test_lockstep_worker_runs_every_seed_like_the_one_by_one_worker(tiny_policy:
         assert a.frames.tag.value in ("autonomous", "intervention")
 
 
+def test_pixel_lanes_render_through_one_renderer(tmp_path: Path) -> None:
+    from tests.live_support import train_tiny_policy
+
+    checkpoint, sha256 = train_tiny_policy(tmp_path / "pixels", pixels=True)
+    spec = CollectSpec(
+        task="transfer_cube",
+        obs_mode="pixels",
+        operator="none",
+        policy_checkpoint=str(checkpoint),
+        policy_sha256=sha256,
+        max_steps=12,
+        source_prefix="lockstep-pixels",
+        envs_per_worker=3,
+    )
+    runtime = WorkerRuntime(spec)
+    try:
+        runtime.prepare_lanes()
+        outcomes = {o.seed: o for o in runtime.run_many([1, 2, 3, 4])}
+        assert len({id(slot.env._renderer) for slot in runtime._slots}) == 1
+        assert runtime.policy_seconds > 0
+    finally:
+        runtime.close()
+    assert sorted(outcomes) == [1, 2, 3, 4]
+    for outcome in outcomes.values():
+        assert outcome.error is None and outcome.frames is not None
+        images = outcome.frames.images["top"]
+        assert images.shape == (12, 96, 128, 3) and images.std() > 0
+    # Different seeds place the cube differently: each lane rendered its own scene.
+    assert not np.array_equal(outcomes[1].frames.images["top"][0], outcomes[2].frames.images["top"][0])
+
+
 def test_lockstep_job_survives_a_dead_worker(tiny_policy: tuple[Path, str]) -> None:
     pool = ProcessPool(_spec(tiny_policy, envs=3, operator="none", max_steps=60), workers=2)
     seeds = list(range(100, 108))

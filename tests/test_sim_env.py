@@ -77,6 +77,31 @@ def test_pixels_mode_renders_each_camera() -> None:
         env.close()
 
 
+def test_sibling_env_shares_the_renderer_and_renders_its_own_state() -> None:
+    """Lockstep lanes render through one renderer: each sibling still sees its own scene, as a separate env would."""
+    owner = make_env("transfer_cube", obs_mode="pixels", image_size=(48, 64))
+    sibling = owner.sibling()
+    alone = make_env("transfer_cube", obs_mode="pixels", image_size=(48, 64))
+    try:
+        assert sibling._renderer is owner._renderer
+        owner.reset(seed=1)
+        sibling.reset(seed=2)
+        alone.reset(seed=2)
+        for env in (owner, sibling, alone):
+            env.step(home_action())
+        np.testing.assert_array_equal(
+            sibling.step(home_action())[0]["images"]["top"], alone.step(home_action())[0]["images"]["top"]
+        )
+        assert not np.array_equal(
+            owner.step(home_action())[0]["images"]["top"], alone.step(home_action())[0]["images"]["top"]
+        )
+        sibling.close()  # leaves the shared renderer to its owner
+        assert owner.step(home_action())[0]["images"]["top"].std() > 0
+    finally:
+        for env in (sibling, owner, alone):
+            env.close()
+
+
 def test_truncates_at_max_steps() -> None:
     env = make_env("transfer_cube", max_steps=5)
     env.reset(seed=0)

@@ -26,18 +26,18 @@ class WorkerRuntime:
         from sim import make_env
 
         self.spec = spec
-        self._make_env = lambda: make_env(
+        self.env = make_env(
             spec.task,
             obs_mode=spec.obs_mode,
             cameras=spec.cameras,
             image_size=spec.image_size,
             max_steps=spec.max_steps,
         )
-        self.env = self._make_env()
         policy = self._load_policy(spec)
         self.policy = None if policy is None else TimedPolicy(policy)
         self.operator = self._make_operator(spec)
         self.attendant = self._make_attendant(spec)
+        self.policy_seconds = 0.0  # wall time spent in policy inference, all episodes (the bench's breakdown)
         self._slots: list[_Slot] = []
 
     @staticmethod
@@ -85,7 +85,9 @@ class WorkerRuntime:
             if stored is not None:  # a console operator finished and stored it: report that one
                 return EpisodeOutcome(seed, None, stored.success, stored_episode_id=stored.episode_id)
         result = runner.run()
-        return self._outcome(seed, result, self.policy.latencies_ms if self.policy is not None else [])
+        latencies = self.policy.latencies_ms if self.policy is not None else []
+        self.policy_seconds += sum(latencies) / 1000.0
+        return self._outcome(seed, result, latencies)
 
     def _outcome(self, seed: int, result: Any, latencies_ms: Sequence[float]) -> EpisodeOutcome:
         triggers = {s.start: s.trigger for s in result.segments if s.trigger}
@@ -116,13 +118,18 @@ class WorkerRuntime:
             return
         yield from self._run_lockstep(deque(seeds))
 
+    def prepare_lanes(self) -> None:
+        """Build every lockstep lane now (its env and operator) instead of on first use."""
+        if self.vectorised:
+            self._lanes(self.spec.envs_per_worker)
+
     def _lanes(self, width: int) -> list[_Slot]:
         """The first `width` lanes, built on first use and reused by later jobs (lane 0 uses `self.env`)."""
         from flywheel.policy.runner import PolicyRunner
 
         assert self.policy is not None
         while len(self._slots) < width:
-            env = self.env if not self._slots else self._make_env()
+            env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
             self._slots.append(_Slot(env, PolicyRunner(self.policy.policy.loaded), self._make_operator(self.spec)))
         return self._slots[:width]
 
@@ -149,6 +156,7 @@ class WorkerRuntime:
                 start = time.perf_counter()
                 plan_chunks([a.slot.policy for a in replan], [a.runner.obs for a in replan])
                 waited_ms = (time.perf_counter() - start) * 1000.0
+                self.policy_seconds += waited_ms / 1000.0
                 for a in replan:
                     a.latencies_ms.append(waited_ms)
             for a in list(active):
