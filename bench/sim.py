@@ -1,6 +1,8 @@
 """Simulation throughput (and optionally expert success): writes bench/results/sim.json, prints one line.
 
 Per core: one process, single-threaded MuJoCo, Mesa's llvmpipe limited to one thread (LP_NUM_THREADS=1).
+Collection with a policy is measured in `state` and `pixels` mode, against the bare env stepping the home pose
+and against the bare env replaying the collected episodes' actions (the same motions, without policy or recording).
     python bench/sim.py                 # throughput only (~1 min)
     python bench/sim.py --experts 100   # plus expert success over 100 seeds per task and takeover rate
 """
@@ -27,7 +29,7 @@ from collections.abc import Callable  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim import EpisodeRunner, RandomWalkPolicy, make_env, run_episode  # noqa: E402
+from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode  # noqa: E402
 from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "sim.json"
@@ -80,48 +82,79 @@ def physics_limit(steps: int) -> float:
     return _rate(steps, step)
 
 
-def collect_with_policy(episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float]:
-    """Env steps/s of the real collection worker (state mode) with a default-config policy acting: one episode at a
-    time, and `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does).
-
-    The policy is trained for a few steps on three expert demos: its speed, not its skill, is measured here.
-    """
-    import torch
-
-    from flywheel.collect.runtime import WorkerRuntime
-    from flywheel.collect.spec import CollectSpec
+def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
+    """A default-config policy (plus a small CNN for `pixels`) trained for a few steps on three expert demos: its
+    speed, not its skill, is measured. Returns (checkpoint dir, sha256)."""
     from flywheel.train import parse_config, run_training
     from flywheel.train.data import EpisodeInfo, TrainingEpisode
 
-    torch.set_num_threads(1)
-    env = make_env("transfer_cube", obs_mode="state")
+    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=(96, 128))  # type: ignore[arg-type]
     demos = [run_episode(env, seed) for seed in range(3)]
     env.close()
     data = [
         TrainingEpisode(EpisodeInfo(f"demo-{i}", "transfer_cube", "demo", True), d.frames) for i, d in enumerate(demos)
     ]
-    config = parse_config({"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False})
-    trained = run_training(config, data, workdir / "policy", progress=False)
+    overrides: dict = {"model": {"encoder": {"vision": "cnn"}}} if obs_mode == "pixels" else {}
+    config = parse_config(
+        {"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False, **overrides}
+    )
+    trained = run_training(config, data, workdir / f"policy-{obs_mode}", progress=False)
+    return str(trained.checkpoint_dir), trained.sha256
+
+
+def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float]:
+    """Env steps/s of the real collection worker with a default-config policy acting: one episode at a time, and
+    `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does), plus the share
+    of the lockstep run's wall time spent in policy inference.
+    """
+    import torch
+
+    from flywheel.collect.runtime import WorkerRuntime
+    from flywheel.collect.spec import CollectSpec
+
+    torch.set_num_threads(1)
+    checkpoint, sha256 = _bench_policy(obs_mode, workdir)
+    prefix = "collect_with_policy" if obs_mode == "state" else "collect_pixels_with_policy"
     out: dict[str, float] = {}
     for key, envs, n in (("one_by_one", 1, episodes), ("lockstep", envs_per_worker, 2 * envs_per_worker)):
         spec = CollectSpec(
             task="transfer_cube",
+            obs_mode=obs_mode,  # type: ignore[arg-type]
+            image_size=(96, 128),
             operator="none",
-            policy_checkpoint=str(trained.checkpoint_dir),
-            policy_sha256=trained.sha256,
+            policy_checkpoint=checkpoint,
+            policy_sha256=sha256,
             source_prefix="bench",
             envs_per_worker=envs,
         )
         runtime = WorkerRuntime(spec)
-        list(runtime.run_many([0] * min(envs, 2)))  # warm-up (and the lockstep lanes' envs)
+        runtime.prepare_lanes()  # every lane's env is built before the clock starts
+        list(runtime.run_many([0] * min(envs, 2)))  # warm-up
+        runtime.policy_seconds = 0.0
         start = time.perf_counter()
-        steps = sum(len(o.frames) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None)
-        out[f"collect_with_policy_{key}_steps_per_s"] = steps / (time.perf_counter() - start)
-        out[f"collect_with_policy_{key}_episodes"] = n
+        episodes = [(o.seed, o.frames.action) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None]
+        wall = time.perf_counter() - start
+        steps = sum(len(actions) for _, actions in episodes)
+        out[f"{prefix}_{key}_steps_per_s"] = steps / wall
+        out[f"{prefix}_{key}_episodes"] = n
+        out[f"{prefix}_{key}_policy_share"] = runtime.policy_seconds / wall
+        if key == "lockstep":
+            out[f"{prefix}_replay_steps_per_s"] = _replay_rate(runtime.env, episodes)
         runtime.close()
-    out["collect_with_policy_steps_per_s"] = out["collect_with_policy_lockstep_steps_per_s"]
-    out["collect_envs_per_worker"] = envs_per_worker
+    out[f"{prefix}_steps_per_s"] = out[f"{prefix}_lockstep_steps_per_s"]
     return out
+
+
+def _replay_rate(env: AlohaSimEnv, episodes: list[tuple[int, np.ndarray]]) -> float:
+    """Env steps/s of the bare env replaying the collected episodes' actions from their seeds: the env's own cost
+    for the same motions (with pixels, arms raised towards the camera cost the renderer more than the home pose)."""
+    steps = sum(len(actions) for _, actions in episodes)
+    start = time.perf_counter()
+    for seed, actions in episodes:
+        env.reset(seed=seed)
+        for action in actions:
+            env.step(action)
+    return steps / (time.perf_counter() - start)
 
 
 def expert_rates(n: int) -> dict[str, float]:
@@ -159,15 +192,27 @@ def main() -> None:
         "physics_limit_env_steps_per_s": physics_limit(args.state_steps),
     }
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-sim-") as tmp:
-        result.update(collect_with_policy(args.policy_episodes, args.envs_per_worker, Path(tmp)))
+        for mode in ("state", "pixels"):
+            result.update(collect_with_policy(mode, args.policy_episodes, args.envs_per_worker, Path(tmp)))
+    result["collect_envs_per_worker"] = args.envs_per_worker
     with_policy = result["collect_with_policy_steps_per_s"]
     result["collect_with_policy_fraction_of_state"] = with_policy / result["state_steps_per_s"]
     result["collect_one_by_one_fraction_of_state"] = (
         result["collect_with_policy_one_by_one_steps_per_s"] / result["state_steps_per_s"]
     )
+    result["collect_pixels_with_policy_fraction_of_pixels"] = (
+        result["collect_pixels_with_policy_steps_per_s"] / result["pixels_steps_per_s"]
+    )
+    for prefix in ("collect_with_policy", "collect_pixels_with_policy"):
+        result[f"{prefix}_fraction_of_replay"] = (
+            result[f"{prefix}_steps_per_s"] / result[f"{prefix}_replay_steps_per_s"]
+        )
     result["pixels_speedup_vs_gym_aloha"] = result["pixels_steps_per_s"] / result["gym_aloha_pixels_steps_per_s"]
     result["state_fraction_of_physics_limit"] = result["state_steps_per_s"] / result["physics_limit_env_steps_per_s"]
-    result["notes"] = "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA"
+    result["notes"] = (
+        "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA; collection = "
+        "transfer_cube, a default-config policy (a small CNN added for pixels), no operator, lanes built before timing"
+    )
     if args.experts:
         result.update(expert_rates(args.experts))
         result["expert_seeds"] = args.experts
@@ -178,8 +223,13 @@ def main() -> None:
         f"{result['pixels_steps_per_s']:.0f}/s ({result['pixels_speedup_vs_gym_aloha']:.0f}x) | state "
         f"{result['state_steps_per_s']:.0f}/s ({result['state_fraction_of_physics_limit']:.0%} of physics limit "
         f"{result['physics_limit_env_steps_per_s']:.0f}/s) | collect with policy "
-        f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state; one by one "
-        f"{result['collect_one_by_one_fraction_of_state']:.0%})"
+        f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state, "
+        f"{result['collect_with_policy_fraction_of_replay']:.0%} of replaying its episodes; one by one "
+        f"{result['collect_one_by_one_fraction_of_state']:.0%}; policy "
+        f"{result['collect_with_policy_lockstep_policy_share']:.0%} of the time) | pixels collect with policy "
+        f"{result['collect_pixels_with_policy_steps_per_s']:.0f}/s "
+        f"({result['collect_pixels_with_policy_fraction_of_pixels']:.0%} of pixels, "
+        f"{result['collect_pixels_with_policy_fraction_of_replay']:.0%} of replaying its episodes)"
     )
     if args.experts:
         line += (
