@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,13 @@ def test_state_policy_parity(state_policy: TrainResult, tmp_path: Path, torch_on
         assert np.abs(other - expected).max() > 1e-3
         negative = _sample(loaded, state, _runner_noise(seed), NEGATIVE)
         assert np.abs(negative - got).max() > 1e-3
+    # an outlier state (50 standard deviations out) is clamped to ±state_clip in the graph, as in PyTorch
+    assert math.isfinite(loaded.norm.state.clip)
+    norm = loaded.norm.state
+    outlier = (norm.shift + 50.0 * norm.scale)[None].astype(np.float32)
+    expected = PolicyRunner(loaded, seed=0).act_chunk({"state": outlier[0]})
+    got = session.run(None, {"state": outlier, "noise": _runner_noise(0)})[0][0]
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def _sample(loaded: LoadedPolicy, state: np.ndarray, noise: np.ndarray, indicator: int) -> np.ndarray:

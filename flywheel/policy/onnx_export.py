@@ -14,7 +14,6 @@ pooling becomes an exact fixed-size matrix product (the exporter only handles ev
 from __future__ import annotations
 
 import copy
-import math
 import os
 import uuid
 import warnings
@@ -132,24 +131,14 @@ class InferenceGraph(nn.Module):
         self.settings = settings
         if self.cameras:
             _fix_adaptive_pools(self.policy, loaded.spec.state_dim, image_size)
-        norm = loaded.norm
-        for name, array in (
-            ("state_shift", norm.state.shift),
-            ("state_scale", norm.state.scale),
-            ("action_shift", norm.action.shift),
-            ("action_scale", norm.action.scale),
-        ):
-            self.register_buffer(name, torch.from_numpy(np.asarray(array, dtype=np.float32).copy()))
-        self.state_clip = float(norm.state.clip)
+        self.norm = loaded.norm  # the same normalisers as PyTorch inference; traced into graph constants
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
-        s = (state - self.state_shift) / self.state_scale
-        if math.isfinite(self.state_clip):
-            s = s.clamp(-self.state_clip, self.state_clip)
+        s = self.norm.state.normalize(state)
         pixels = {c: img.permute(0, 3, 1, 2).float() for c, img in zip(self.cameras, images, strict=True)} or None
         st = self.settings
         chunk = self.policy.sample_chunk(s, pixels, noise, st.num_steps, indicator=st.indicator, cfg_beta=st.cfg_beta)
-        return chunk * self.action_scale + self.action_shift
+        return self.norm.action.denormalize(chunk)
 
 
 def input_names(cameras: list[str]) -> list[str]:
