@@ -59,7 +59,12 @@ GRIPPER_KEYS = {"left": ("Z", "X"), "right": ("N", "M")}  # (open, close)
 CONTROLLER_BADGES = {"policy": ":blue[policy]", "human": ":orange[human]", "expert": ":violet[expert]"}
 
 
-@st.cache_resource(show_spinner=False, on_release=lambda manager: manager.close())
+def _release(manager: SessionManager) -> None:
+    atexit.unregister(manager.close)
+    manager.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release)
 def _manager(settings_json: str) -> SessionManager:
     manager = SessionManager(get_store(), LiveConfig.from_env())
     # Streamlit stops on SIGTERM/Ctrl-C without releasing cached resources: save the open sessions on the way out.
