@@ -299,5 +299,6 @@ def test_console_shutdown_mid_takeover_saves_the_open_session(
     new = [e for e in store.list_episodes() if e.id not in before]
     assert len(new) == 1, f"the open session was not saved at shutdown: {console.output()}"
     record = store.get(new[0].id)
-    assert record.tag == "intervention" and record.operator == OPERATOR
+    assert record.tag == "intervention" and record.operator == OPERATOR and not record.success
+    assert record.error is not None and "the console shut down" in record.error
     assert [s.controller for s in record.segments][-1] == "human"

@@ -120,6 +120,27 @@ def test_idle_session_is_saved_up_to_that_point_and_released(store: EpisodeStore
         manager.get(session.id)
 
 
+def test_close_saves_open_sessions_and_refuses_new_ones(store: EpisodeStore, policy: PolicyRecord) -> None:
+    """Console shutdown: what an operator was driving is stored with the reason; a rollout started late is refused."""
+    manager = SessionManager(store, LiveConfig(), background=False)
+    session = manager.start(RolloutSpec(policy="champion", seed=6), operator="erin")
+    session.advance(10)
+    session.take_over()
+    session.jog("left", "z", 1)
+    manager.close()
+    ended = manager.ended(session.id)
+    assert ended is not None and session.closed
+    stored = store.get(ended.episode_id or -1)
+    length = 10 + LiveConfig().jog_sim_steps
+    assert (stored.length, stored.tag, stored.success, stored.operator) == (length, "intervention", False, "erin")
+    assert stored.error == f"live session ended early (the console shut down): saved up to step {length}"
+    before = store.count()
+    with pytest.raises(LiveSessionError, match="shutting down"):
+        manager.start(RolloutSpec(policy="champion", seed=7), operator="erin")
+    assert store.count() == before  # nothing was driven in it, so nothing to keep
+    manager.close()  # idempotent
+
+
 def test_expert_only_rollout_taken_over_is_a_demo(manager: SessionManager, store: EpisodeStore) -> None:
     session = manager.start(RolloutSpec(policy=None, seed=2, camera="angle"), operator="dan")
     session.advance(15)

@@ -52,6 +52,7 @@ class SessionManager:
         self._ended: OrderedDict[str, EndedSession] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._closed = False
         self._reaper: threading.Thread | None = None
         if background:
             self._reaper = threading.Thread(target=self._reap_loop, name="flywheel-live-reaper", daemon=True)
@@ -139,8 +140,11 @@ class SessionManager:
 
     def _open(self, session: LiveSession) -> LiveSession:
         with self._lock:
-            self._sessions[session.id] = session
-        return session
+            if not self._closed:
+                self._sessions[session.id] = session
+                return session
+        self._expire(session, "the console shut down")  # opened while closing: saved like the others
+        raise LiveSessionError("the console is shutting down; start the rollout again once it is back")
 
     # ------------------------------------------------------------------ lookup
     def get(self, session_id: str, touch: bool = True) -> LiveSession:
@@ -212,7 +216,7 @@ class SessionManager:
 
     def _expire(self, session: LiveSession, why: str) -> EndedSession:
         try:
-            record = session.finish(timed_out=True)
+            record = session.finish(interrupted=why)
         except ClaimLostError as exc:
             self._end(session, "claim_lost", None, str(exc))
             return self.ended(session.id)  # type: ignore[return-value]
@@ -236,6 +240,7 @@ class SessionManager:
         if self._reaper is not None:
             self._reaper.join(timeout=10)
         with self._lock:
+            self._closed = True  # sessions opened from now on are saved at once (see `_open`)
             live = list(self._sessions.values())
         for session in live:
             if not session.closed:

@@ -24,23 +24,26 @@ class OwnerThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopped = False
+        self._gate = threading.Lock()  # no job can be queued behind the stop marker
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._stopped:
-            raise RuntimeError(f"{self._thread.name} is stopped")
         if threading.current_thread() is self._thread:
             return fn(*args)  # already on the owned thread: queueing would wait on itself
         future: Future = Future()
-        self._jobs.put((future, fn, args))
+        with self._gate:
+            if self._stopped:
+                raise RuntimeError(f"{self._thread.name} is stopped")
+            self._jobs.put((future, fn, args))
         return future.result()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        self._jobs.put(None)
+        with self._gate:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._jobs.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=timeout_s)
 

@@ -124,8 +124,10 @@ class LiveSession:
         try:
             self._call(self._build)
         except BaseException:
-            self._thread.call(self._release)
-            self._thread.stop()
+            try:
+                self._thread.call(self._release)
+            finally:
+                self._thread.stop()
             raise
         self.touch()
 
@@ -380,10 +382,11 @@ class LiveSession:
         return not self.claim_lost
 
     # ------------------------------------------------------------------ ending
-    def finish(self, timed_out: bool = False) -> EpisodeRecord | None:
+    def finish(self, interrupted: str | None = None) -> EpisodeRecord | None:
         """Store the episode so far (None if it has no frame) and release the session; idempotent.
 
-        `timed_out`: the operator went away — saved up to here with success False. For a claimed takeover
+        `interrupted`: why the session ended without the operator finishing it (idle past the timeout, the console
+        shut down) — saved up to here with success False and the reason as the episode's error. For a claimed takeover
         request the episode goes under the worker's source key and the request is completed with it.
         """
 
@@ -395,7 +398,7 @@ class LiveSession:
                     f"takeover request {self.claim.request_id} was given up by its worker (no heartbeat in time): "
                     "the simulated operator finished that episode, this takeover is not saved"
                 )
-            new = self._new_episode(timed_out)
+            new = self._new_episode(interrupted)
             if new is None:
                 return None
             record = self.store.add(new)
@@ -410,20 +413,20 @@ class LiveSession:
             if self.saved is not None or self.claim_lost:
                 self.close()
 
-    def _new_episode(self, timed_out: bool) -> NewEpisode | None:
+    def _new_episode(self, interrupted: str | None) -> NewEpisode | None:
         result = self.runner.result()
         if result.frames is None:
             return None
         tag = result.frames.tag
         named = [s.operator for s in result.segments if s.controller is not ControllerKind.POLICY and s.operator]
         error = result.error
-        if timed_out:
-            error = f"operator session idle past {self.config.idle_timeout_s:g} s: saved up to step {result.length}"
+        if interrupted is not None:
+            error = f"live session ended early ({interrupted}): saved up to step {result.length}"
         return NewEpisode(
             task=self.setup.task,
             frames=result.frames,
             env_seed=self.setup.seed,
-            success=bool(result.success) and not timed_out,
+            success=bool(result.success) and interrupted is None,
             policy_version_id=None if tag is Tag.DEMO else self.setup.policy_version_id,
             iteration=self.setup.iteration,
             operator=named[0] if named else None,
