@@ -132,14 +132,14 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
         list(runtime.run_many([0] * min(envs, 2)))  # warm-up
         runtime.policy_seconds = 0.0
         start = time.perf_counter()
-        episodes = [(o.seed, o.frames.action) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None]
+        collected = [(o.seed, o.frames.action) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None]
         wall = time.perf_counter() - start
-        steps = sum(len(actions) for _, actions in episodes)
+        steps = sum(len(actions) for _, actions in collected)
         out[f"{prefix}_{key}_steps_per_s"] = steps / wall
         out[f"{prefix}_{key}_episodes"] = n
         out[f"{prefix}_{key}_policy_share"] = runtime.policy_seconds / wall
         if key == "lockstep":
-            out[f"{prefix}_replay_steps_per_s"] = _replay_rate(runtime.env, episodes)
+            out[f"{prefix}_replay_steps_per_s"] = _replay_rate(runtime.env, collected)
         runtime.close()
     out[f"{prefix}_steps_per_s"] = out[f"{prefix}_lockstep_steps_per_s"]
     return out

@@ -178,7 +178,9 @@ class AlohaSimEnv(gym.Env):
         """Another env of the same config that renders through this one's renderer (one GL context for all the
         lockstep lanes of a worker: llvmpipe renders about 10% slower when it switches between contexts).
 
-        Both must be used from one thread; the sibling never closes the shared renderer, so close it first."""
+        Use both from one thread and close siblings before their owner (a sibling never closes the renderer). The
+        renderer draws the sibling's state with the owner's model: fine while envs of one config never change their
+        models (no per-env colours, lights or cameras)."""
         return AlohaSimEnv(self.config, renderer=self._renderer)
 
     def close(self) -> None:
