@@ -51,8 +51,7 @@ class SessionManager:
         self._sessions: dict[str, LiveSession] = {}
         self._ended: OrderedDict[str, EndedSession] = OrderedDict()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._closed = False
+        self._stop = threading.Event()  # set by `close()`: the reaper stops and no session opens any more
         self._reaper: threading.Thread | None = None
         if background:
             self._reaper = threading.Thread(target=self._reap_loop, name="flywheel-live-reaper", daemon=True)
@@ -140,7 +139,7 @@ class SessionManager:
 
     def _open(self, session: LiveSession) -> LiveSession:
         with self._lock:
-            if not self._closed:
+            if not self._stop.is_set():  # `close()` sets it before it takes this lock to list the open sessions
                 self._sessions[session.id] = session
                 return session
         self._expire(session, "the console shut down")  # opened while closing: saved like the others
@@ -240,7 +239,6 @@ class SessionManager:
         if self._reaper is not None:
             self._reaper.join(timeout=10)
         with self._lock:
-            self._closed = True  # sessions opened from now on are saved at once (see `_open`)
             live = list(self._sessions.values())
         for session in live:
             if not session.closed:
