@@ -45,7 +45,7 @@ def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool =
             "wandb": False,
             "cpu_threads": 1,
             "model": TINY_MODEL
-            | ({"encoder": {"hidden_dim": 32, "vision": "cnn", "cnn_channels": 8}} if pixels else {}),
+            | ({"encoder": TINY_MODEL["encoder"] | {"vision": "cnn", "cnn_channels": 8}} if pixels else {}),
         }
     )
     result = run_training(cfg, episodes, out_dir, progress=False)

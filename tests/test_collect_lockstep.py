@@ -14,10 +14,13 @@ from flywheel.collect.runtime import WorkerRuntime
 from flywheel.policy.runner import PolicyRunner, plan_chunks
 
 
-def _spec(policy: tuple[Path, str], envs: int, operator: str = "simulated", max_steps: int = 120) -> CollectSpec:
+def _spec(
+    policy: tuple[Path, str], envs: int, operator: str = "simulated", max_steps: int = 120, obs_mode: str = "state"
+) -> CollectSpec:
     checkpoint, sha256 = policy
     return CollectSpec(
         task="transfer_cube",
+        obs_mode=obs_mode,  # type: ignore[arg-type]
         operator=operator,  # type: ignore[arg-type]
         operator_config={"no_progress_steps": 25, "handback_after_steps": 20},
         policy_checkpoint=str(checkpoint),
@@ -69,18 +72,8 @@ def test_lockstep_worker_runs_every_seed_like_the_one_by_one_worker(tiny_policy:
 def test_pixel_lanes_render_through_one_renderer(tmp_path: Path) -> None:
     from tests.live_support import train_tiny_policy
 
-    checkpoint, sha256 = train_tiny_policy(tmp_path / "pixels", pixels=True)
-    spec = CollectSpec(
-        task="transfer_cube",
-        obs_mode="pixels",
-        operator="none",
-        policy_checkpoint=str(checkpoint),
-        policy_sha256=sha256,
-        max_steps=12,
-        source_prefix="lockstep-pixels",
-        envs_per_worker=3,
-    )
-    runtime = WorkerRuntime(spec)
+    pixel_policy = train_tiny_policy(tmp_path / "pixels", pixels=True)
+    runtime = WorkerRuntime(_spec(pixel_policy, envs=3, operator="none", max_steps=12, obs_mode="pixels"))
     try:
         runtime.prepare_lanes()
         outcomes = {o.seed: o for o in runtime.run_many([1, 2, 3, 4])}

@@ -143,6 +143,17 @@ def shots(tmp_path: Path) -> Path:
     return Path(os.environ.get("FLYWHEEL_SCREENSHOTS_DIR") or tmp_path / "screenshots")
 
 
+def _sign_in(page: Page, url: str) -> None:
+    """Open the console and enter the operator's name in the sidebar."""
+    page.goto(url)
+    expect(button(page, "live_start")).to_be_visible()
+    settle(page)  # type once the first run is over, or that run's end resets the field
+    name = page.get_by_role("textbox", name="Operator name")
+    name.fill(OPERATOR)
+    name.press("Enter")
+    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Enter your name")
+
+
 def test_take_over_save_label_and_see_the_dashboard_change(
     console: ConsoleProcess, browser_page: Page, store: EpisodeStore, shots: Path
 ) -> None:
@@ -152,13 +163,7 @@ def test_take_over_save_label_and_see_the_dashboard_change(
     champion = PolicyRegistry(store.db).alias(CHAMPION)
     assert champion is not None, "the loop's bootstrap should have promoted a champion"
 
-    page.goto(console.url)
-    expect(button(page, "live_start")).to_be_visible()
-    settle(page)  # type once the first run is over, or that run's end resets the field
-    name = page.get_by_role("textbox", name="Operator name")
-    name.fill(OPERATOR)
-    name.press("Enter")
-    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Enter your name")
+    _sign_in(page, console.url)
 
     go_to(page, "Dashboards", "dashboards")
     reviewed = store.count() - store.count(EpisodeFilter(review_status="unreviewed"))
@@ -275,13 +280,7 @@ def test_console_shutdown_mid_takeover_saves_the_open_session(
     """SIGTERM to `flywheel console` while an operator drives: the episode is stored up to that step, nothing lost."""
     page = browser_page
     before = {e.id for e in store.list_episodes()}
-    page.goto(console.url)
-    expect(button(page, "live_start")).to_be_visible()
-    settle(page)
-    name = page.get_by_role("textbox", name="Operator name")
-    name.fill(OPERATOR)
-    name.press("Enter")
-    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Enter your name")
+    _sign_in(page, console.url)
     go_to(page, "Teleop / Live")
     install_probe(page)
     button(page, "live_start").click()
