@@ -42,13 +42,16 @@ def collect_command(
     episodes: int = typer.Option(10, min=1, help="number of episodes"),
     workers: int = typer.Option(1, min=1, help="worker processes"),
     envs_per_worker: int = typer.Option(
-        8, min=1, max=64, help="episodes each worker steps in lockstep, re-planning them in one batched policy pass"
+        32, min=1, max=64, help="episodes each worker steps in lockstep, re-planning them in one batched policy pass"
     ),
     operator: str = typer.Option("simulated", help="simulated | none | console (ask a person in the console)"),
     console_timeout: float = typer.Option(
         60.0, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
     ),
     obs_mode: str | None = typer.Option(None, help="state | pixels (default: what the policy was trained on)"),
+    precision: str | None = typer.Option(
+        None, help="policy arithmetic: auto | fp32 | bf16 (default: the checkpoint's inference.precision)"
+    ),
     use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
     iteration: int | None = typer.Option(None, help="record the episodes under this flywheel iteration"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
@@ -56,6 +59,8 @@ def collect_command(
     """Roll out a policy; a simulated operator takes over when it fails (tags autonomous / intervention)."""
     if operator not in ("simulated", "none", "console"):
         raise typer.BadParameter("use simulated, none or console", param_hint="--operator")
+    if precision not in (None, "auto", "fp32", "bf16"):
+        raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
     cli = state(ctx, home=home)
     store = cli.store()
     version = PolicyRegistry(store.db).resolve(policy)
@@ -74,6 +79,7 @@ def collect_command(
         iteration=iteration,
         source_prefix=f"collect/policy-{version.id}",
         envs_per_worker=envs_per_worker,
+        precision=precision,  # type: ignore[arg-type]
         attended=attended_config(cli.settings, console_timeout) if operator == "console" else None,
     )
     report = collect(store, spec, seeds, workers=workers, use_ray=use_ray)

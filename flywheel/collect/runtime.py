@@ -50,7 +50,11 @@ class WorkerRuntime:
 
         # Several workers share the cores: more intra-op threads per worker only oversubscribe them.
         torch.set_num_threads(spec.policy_threads)
-        return PolicyRunner.load(spec.policy_checkpoint, expected_sha256=spec.policy_sha256)  # type: ignore[arg-type]
+        return PolicyRunner.load(
+            spec.policy_checkpoint,  # type: ignore[arg-type]
+            expected_sha256=spec.policy_sha256,
+            precision=spec.precision,
+        )
 
     @staticmethod
     def _make_operator(spec: CollectSpec) -> Any:
@@ -130,7 +134,8 @@ class WorkerRuntime:
         assert self.policy is not None
         while len(self._slots) < width:
             env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
-            self._slots.append(_Slot(env, PolicyRunner(self.policy.policy.loaded), self._make_operator(self.spec)))
+            runner = PolicyRunner(self.policy.policy.loaded, precision=self.spec.precision)
+            self._slots.append(_Slot(env, runner, self._make_operator(self.spec)))
         return self._slots[:width]
 
     def _run_lockstep(self, pending: deque[int]) -> Iterator[EpisodeOutcome]:

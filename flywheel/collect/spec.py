@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from flywheel.collect.attended import AttendedConfig
 
 OperatorMode = Literal["simulated", "none", "expert", "console"]
+PolicyPrecision = Literal["auto", "fp32", "bf16"]
+"""`flywheel.policy.config.Precision`, spelled out: importing the policy package would load torch wherever a spec
+is built (the console, the scheduler)."""
 
 
 class CollectSpec(BaseModel):
@@ -37,6 +40,9 @@ class CollectSpec(BaseModel):
         ge=1,
         le=64,
         description="episodes a worker steps in lockstep, re-planning their policies in one batched forward pass",
+    )
+    precision: PolicyPrecision | None = Field(
+        None, description="policy arithmetic (auto | fp32 | bf16); None: the checkpoint's inference.precision"
     )
 
     @field_validator("task")

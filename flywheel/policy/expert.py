@@ -7,6 +7,7 @@ Convention (rectified flow): x_t = (1 - t)·ε + t·a, target velocity v = a - �
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -15,6 +16,9 @@ from flywheel.policy.blocks import BlockStack
 from flywheel.policy.config import ExpertConfig
 
 NEGATIVE, POSITIVE, UNCONDITIONAL = 0, 1, 2
+
+Blocks = Callable[[torch.Tensor], torch.Tensor]
+"""The transformer stack as a function of the token sequence (B, T, dim) → (B, T, dim)."""
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -43,12 +47,22 @@ class FlowMatchingExpert(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, action_dim)
 
-    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, indicator: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """x_t (B, H, A), t (B,), indicator (B,) in {0, 1, 2}, ctx (B, N, dim) → velocity (B, H, A)."""
+    def velocity(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        indicator: torch.Tensor,
+        ctx: torch.Tensor,
+        blocks: Blocks | None = None,
+    ) -> torch.Tensor:
+        """x_t (B, H, A), t (B,), indicator (B,) in {0, 1, 2}, ctx (B, N, dim) → velocity (B, H, A).
+
+        `blocks` replaces `self.blocks` with an equivalent inference form of them (e.g. packed bf16 weights).
+        """
         cond = self.time_mlp(time_embedding(t, self.cfg.dim)) + self.indicator(indicator)
         acts = self.action_in(x_t) + self.pos[:, : x_t.shape[1]] + cond[:, None]
         seq = torch.cat([self.ctx_norm(ctx), cond[:, None], acts], dim=1)
-        hidden = self.blocks(seq)[:, -x_t.shape[1] :]
+        hidden = (blocks or self.blocks)(seq)[:, -x_t.shape[1] :]
         return self.out(self.out_norm(hidden))
 
     def flow_loss(
@@ -73,6 +87,7 @@ class FlowMatchingExpert(nn.Module):
         num_steps: int,
         indicator: int = POSITIVE,
         cfg_beta: float | None = None,
+        blocks: Blocks | None = None,
     ) -> torch.Tensor:
         """K Euler steps from `noise` (B, H, A). With `cfg_beta`, velocity = v_u + β(v_c - v_u)."""
         batch = ctx.shape[0]
@@ -86,9 +101,9 @@ class FlowMatchingExpert(nn.Module):
         for k in range(num_steps):
             t = torch.full((batch,), k * dt, device=ctx.device)
             if guided:
-                v_c, v_u = self.velocity(torch.cat([x, x]), torch.cat([t, t]), ind2, ctx2).chunk(2)
+                v_c, v_u = self.velocity(torch.cat([x, x]), torch.cat([t, t]), ind2, ctx2, blocks).chunk(2)
                 v = v_u + cfg_beta * (v_c - v_u)
             else:
-                v = self.velocity(x, t, cond, ctx)
+                v = self.velocity(x, t, cond, ctx, blocks)
             x = x + dt * v
         return x

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from flywheel.policy.config import ModelConfig
 from flywheel.policy.critic import IqlCritic
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
+from flywheel.policy.packed_bf16 import PackedBlockStack
 
 
 @dataclass
@@ -30,6 +31,14 @@ class LoadedPolicy:
     spec: PolicySpec
     meta: dict[str, Any]
     sha256: str
+    _packed_blocks: PackedBlockStack | None = field(default=None, init=False, repr=False, compare=False)
+
+    def packed_blocks(self) -> PackedBlockStack:
+        """The expert's transformer stack with bf16 weights packed for oneDNN, built once and shared by every
+        runner of this checkpoint (the lanes of a lockstep worker)."""
+        if self._packed_blocks is None:
+            self._packed_blocks = PackedBlockStack(self.policy.expert.blocks)
+        return self._packed_blocks
 
 
 def model_document(cfg: ModelConfig, spec: PolicySpec, meta: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from torch import nn
 from flywheel.policy.backbones import build_backbone
 from flywheel.policy.config import ModelConfig
 from flywheel.policy.encoders import ObservationEncoder
-from flywheel.policy.expert import POSITIVE, FlowMatchingExpert
+from flywheel.policy.expert import POSITIVE, Blocks, FlowMatchingExpert
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,12 @@ class FlywheelPolicy(nn.Module):
         num_steps: int | None = None,
         indicator: int = POSITIVE,
         cfg_beta: float | None = None,
+        blocks: Blocks | None = None,
     ) -> torch.Tensor:
-        """Normalised action chunk (B, H, A); `cfg_beta=None` samples conditionally without guidance."""
+        """Normalised action chunk (B, H, A); `cfg_beta=None` samples conditionally without guidance.
+
+        `blocks`: an inference form of the expert's transformer stack to sample with (see `packed_bf16`).
+        """
         ctx = self.context(state, images)
         steps = num_steps or self.cfg.inference.num_steps
-        return self.expert.sample(ctx, noise, steps, indicator=indicator, cfg_beta=cfg_beta)
+        return self.expert.sample(ctx, noise, steps, indicator=indicator, cfg_beta=cfg_beta, blocks=blocks)

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flywheel.policy.config import Precision
 from flywheel.policy.expert import POSITIVE
 from flywheel.policy.loading import LoadedPolicy, load_policy
+from flywheel.policy.packed_bf16 import resolve_precision
 
 
 class PolicyRunner:
@@ -26,6 +28,7 @@ class PolicyRunner:
         num_steps: int | None = None,
         cfg_beta: float | None = None,
         execute_steps: int | None = None,
+        precision: Precision | None = None,
     ) -> None:
         inf = loaded.model_config.inference
         self.loaded = loaded
@@ -37,6 +40,7 @@ class PolicyRunner:
         self.cfg_beta = beta if conditioned and beta != 1.0 else None
         self.indicator = POSITIVE if conditioned else 2
         self.execute_steps = min(execute_steps or inf.execute_steps, loaded.model_config.expert.chunk)
+        self.precision: Precision = precision or inf.precision
         self.seed = seed
         self._gen = torch.Generator().manual_seed(seed)
         self._chunk: np.ndarray | None = None
@@ -68,41 +72,57 @@ class PolicyRunner:
         if seed is not None:
             self._gen = torch.Generator().manual_seed(seed)
 
-    def _obs_tensors(self, obs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def _observation_arrays(self, obs: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The validated raw state (S,) and the camera images (H, W, 3) this policy reads from `obs`."""
         spec = self.loaded.spec
         state = np.asarray(obs["state"], dtype=np.float32).reshape(-1)
         if state.shape[0] != spec.state_dim:
             raise ValueError(f"policy expects a state of size {spec.state_dim}, got {state.shape[0]}")
-        s = self.loaded.norm.state.normalize(torch.from_numpy(state)[None]).to(self.device)
         cams = self.loaded.policy.encoder.cameras
-        if not cams:
-            return s, None
-        given = obs.get("images") or {}
+        given = (obs.get("images") or {}) if cams else {}
         missing = [c for c in cams if c not in given]
         if missing:
             raise ValueError(f"policy needs camera images {missing}")
+        return state, {c: given[c] for c in cams}
+
+    def _batch_tensors(
+        self, arrays: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Normalised states (B, S) and float images (B, 3, H, W) for a batch of observation arrays."""
+        states = torch.from_numpy(np.stack([state for state, _ in arrays]))
+        normalised = self.loaded.norm.state.normalize(states).to(self.device)
+        cams = self.loaded.policy.encoder.cameras
+        if not cams:
+            return normalised, None
         images = {
-            c: torch.from_numpy(np.ascontiguousarray(given[c]))[None].permute(0, 3, 1, 2).float().to(self.device)
+            c: torch.from_numpy(np.stack([imgs[c] for _, imgs in arrays])).permute(0, 3, 1, 2).float().to(self.device)
             for c in cams
         }
-        return s, images
+        return normalised, images
 
     def _noise(self) -> torch.Tensor:
         """The next (1, H, A) sampling noise from this runner's generator."""
         return torch.randn((1, self.chunk_size, self.loaded.spec.action_dim), generator=self._gen)
 
+    def sample(self, state: torch.Tensor, images: dict[str, torch.Tensor] | None, noise: torch.Tensor) -> torch.Tensor:
+        """Normalised chunks (B, H, A) from normalised inputs, in the precision this runner resolves for B rows."""
+        blocks, autocast = None, False
+        if resolve_precision(self.precision, self.device, rows=state.shape[0]) == "bf16":
+            if self.device.type == "cpu":
+                blocks = self.loaded.packed_blocks()
+            else:
+                autocast = True
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+            chunks = self.loaded.policy.sample_chunk(
+                state, images, noise, self.num_steps, indicator=self.indicator, cfg_beta=self.cfg_beta, blocks=blocks
+            )
+        return chunks.float()
+
     def act_chunk(self, obs: dict) -> np.ndarray:
         """A fresh (H, A) chunk of actions in environment units."""
-        state, images = self._obs_tensors(obs)
-        chunk = self.loaded.policy.sample_chunk(
-            state,
-            images,
-            self._noise().to(self.device),
-            self.num_steps,
-            indicator=self.indicator,
-            cfg_beta=self.cfg_beta,
-        )
-        return self.loaded.norm.action.denormalize(chunk[0].float().cpu()).numpy().astype(np.float32)
+        state, images = self._batch_tensors([self._observation_arrays(obs)])
+        chunk = self.sample(state, images, self._noise().to(self.device))
+        return self.loaded.norm.action.denormalize(chunk[0].cpu()).numpy().astype(np.float32)
 
     @property
     def needs_chunk(self) -> bool:
@@ -127,25 +147,20 @@ def plan_chunks(runners: Sequence[PolicyRunner], observations: Sequence[dict]) -
     """Re-plan several runners of one policy in a single batched forward pass (vectorised collection).
 
     Each runner draws its noise from its own generator, exactly as `act_chunk` would, and starts executing its new
-    chunk at its next `act`; the rows differ from one-by-one sampling only by floating-point rounding.
+    chunk at its next `act`; the rows differ from one-by-one sampling only by rounding (bf16 rounding when the
+    runners' precision resolves to bf16 for the batch and fp32 for one row, see `InferenceConfig.precision`).
     """
     if len(runners) != len(observations):
         raise ValueError(f"plan_chunks: {len(runners)} runners but {len(observations)} observations")
     if not runners:
         return
     lead = runners[0]
-    settings = (lead.loaded, lead.num_steps, lead.cfg_beta, lead.indicator, lead.device)
-    if any((r.loaded, r.num_steps, r.cfg_beta, r.indicator, r.device) != settings for r in runners):
+    settings = (lead.loaded, lead.num_steps, lead.cfg_beta, lead.indicator, lead.device, lead.precision)
+    if any((r.loaded, r.num_steps, r.cfg_beta, r.indicator, r.device, r.precision) != settings for r in runners):
         raise ValueError("plan_chunks: the runners must share one loaded policy and its sampling settings")
-    tensors = [r._obs_tensors(obs) for r, obs in zip(runners, observations, strict=True)]
-    state = torch.cat([s for s, _ in tensors])
-    images = None
-    if tensors[0][1] is not None:
-        images = {cam: torch.cat([imgs[cam] for _, imgs in tensors]) for cam in tensors[0][1]}  # type: ignore[index]
+    state, images = lead._batch_tensors([r._observation_arrays(o) for r, o in zip(runners, observations, strict=True)])
     noise = torch.cat([r._noise() for r in runners]).to(lead.device)
-    chunks = lead.loaded.policy.sample_chunk(
-        state, images, noise, lead.num_steps, indicator=lead.indicator, cfg_beta=lead.cfg_beta
-    )
-    actions = lead.loaded.norm.action.denormalize(chunks.float().cpu()).numpy().astype(np.float32)
+    chunks = lead.sample(state, images, noise)
+    actions = lead.loaded.norm.action.denormalize(chunks.cpu()).numpy().astype(np.float32)
     for runner, chunk in zip(runners, actions, strict=True):
         runner._start_chunk(chunk)

@@ -1,0 +1,93 @@
+"""bf16 inference of the action expert: packed oneDNN weights, fp32 residual stream, the `auto` precision rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+
+from flywheel.collect.spec import PolicyPrecision
+from flywheel.policy.blocks import BlockStack
+from flywheel.policy.config import Precision
+from flywheel.policy.packed_bf16 import BF16_MIN_ROWS, PackedBlockStack, onednn_packing_available, resolve_precision
+from flywheel.policy.runner import PolicyRunner, plan_chunks
+
+PACKINGS = [
+    pytest.param(True, marks=pytest.mark.skipif(not onednn_packing_available(), reason="no oneDNN weight packing")),
+    False,
+]
+
+
+@pytest.mark.parametrize("pack", PACKINGS)
+def test_packed_stack_matches_the_fp32_blocks_up_to_bf16_rounding(pack: bool) -> None:
+    torch.manual_seed(0)
+    stack = BlockStack(64, heads=4, mlp_ratio=4.0, layers=3, dropout=0.0).eval()
+    for p in stack.parameters():
+        p.data.normal_(0.0, 0.1)
+    packed = PackedBlockStack(stack, pack=pack)
+    assert packed.packed is pack
+    for batch in (1, 5, 33):  # one packed weight serves every batch size
+        x = torch.randn(batch, 22, 64)
+        with torch.no_grad():
+            reference = stack(x)
+        out = packed(x)
+        assert out.dtype == torch.float32 and out.shape == x.shape
+        error = (out - reference).abs().max().item()
+        assert 0.0 < error < 0.05 * reference.abs().max().item()  # rounded like bf16, not fp32, and no more
+
+
+def test_auto_precision_is_bf16_only_for_batches_on_native_bf16_cpus() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu, rows=BF16_MIN_ROWS, native_bf16=True) == "bf16"
+    assert resolve_precision("auto", cpu, rows=BF16_MIN_ROWS - 1, native_bf16=True) == "fp32"
+    assert resolve_precision("auto", cpu, rows=64, native_bf16=False) == "fp32"
+    assert resolve_precision("auto", gpu, rows=64, native_bf16=True) == "fp32"
+    assert resolve_precision("bf16", cpu, rows=1, native_bf16=False) == "bf16"
+    assert resolve_precision("fp32", cpu, rows=64, native_bf16=True) == "fp32"
+    assert get_args(PolicyPrecision) == get_args(Precision)  # the collect spec spells out the same choices
+
+
+def test_bf16_batched_re_plan_stays_close_to_fp32(tiny_policy: tuple[Path, str]) -> None:
+    loaded = PolicyRunner.load(tiny_policy[0]).loaded
+    rng = np.random.default_rng(0)
+    observations = [{"state": rng.standard_normal(loaded.spec.state_dim).astype(np.float32)} for _ in range(6)]
+    bf16 = [PolicyRunner(loaded, seed=s, precision="bf16") for s in range(6)]
+    fp32 = [PolicyRunner(loaded, seed=s, precision="fp32") for s in range(6)]
+    plan_chunks(bf16, observations)
+    plan_chunks(fp32, observations)
+    assert loaded._packed_blocks is not None  # built once, shared by the runners of this checkpoint
+    scale = loaded.norm.action.denormalize(torch.ones(1, loaded.spec.action_dim)).abs().max().item()
+    for a, b, obs in zip(bf16, fp32, observations, strict=True):
+        np.testing.assert_allclose(a.act(obs), b.act(obs), atol=0.02 * scale)
+    with pytest.raises(ValueError, match="share one loaded policy"):
+        plan_chunks([bf16[0], fp32[0]], observations[:2])
+
+
+def test_lockstep_collection_re_plans_in_bf16(tiny_policy: tuple[Path, str]) -> None:
+    from flywheel.collect.runtime import WorkerRuntime
+    from flywheel.collect.spec import CollectSpec
+
+    checkpoint, sha256 = tiny_policy
+    spec = CollectSpec(
+        task="transfer_cube",
+        operator="none",
+        policy_checkpoint=str(checkpoint),
+        policy_sha256=sha256,
+        max_steps=30,
+        source_prefix="bf16",
+        envs_per_worker=4,
+        precision="bf16",
+    )
+    runtime = WorkerRuntime(spec)
+    try:
+        outcomes = {o.seed: o for o in runtime.run_many([1, 2, 3, 4, 5])}
+        assert runtime.policy is not None and runtime.policy.policy.loaded._packed_blocks is not None
+    finally:
+        runtime.close()
+    assert sorted(outcomes) == [1, 2, 3, 4, 5]
+    for outcome in outcomes.values():
+        assert outcome.error is None and outcome.frames is not None and len(outcome.frames) == 30
+        assert np.isfinite(outcome.frames.action).all()
