@@ -102,7 +102,7 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     return str(trained.checkpoint_dir), trained.sha256
 
 
-def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float]:
+def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float | str]:
     """Env steps/s of the real collection worker with a default-config policy acting: one episode at a time, and
     `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does), plus the share
     of the lockstep run's wall time spent in policy inference.
@@ -111,12 +111,16 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
 
     from flywheel.collect.runtime import WorkerRuntime
     from flywheel.collect.spec import CollectSpec
+    from flywheel.policy.packed_bf16 import resolve_precision
 
     torch.set_num_threads(1)
     checkpoint, sha256 = _bench_policy(obs_mode, workdir)
     prefix = "collect_with_policy" if obs_mode == "state" else "collect_pixels_with_policy"
-    out: dict[str, float] = {}
-    for key, envs, n in (("one_by_one", 1, episodes), ("lockstep", envs_per_worker, 2 * envs_per_worker)):
+    out: dict[str, float | str] = {}
+    runs = [("one_by_one", 1, episodes, None), ("lockstep", envs_per_worker, 2 * envs_per_worker, None)]
+    if obs_mode == "state":  # what the default precision buys, in the same run
+        runs.append(("lockstep_fp32", envs_per_worker, 2 * envs_per_worker, "fp32"))
+    for key, envs, n, precision in runs:
         spec = CollectSpec(
             task="transfer_cube",
             obs_mode=obs_mode,  # type: ignore[arg-type]
@@ -126,6 +130,7 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
             policy_sha256=sha256,
             source_prefix="bench",
             envs_per_worker=envs,
+            precision=precision,
         )
         runtime = WorkerRuntime(spec)
         runtime.prepare_lanes()  # every lane's env is built before the clock starts
@@ -142,6 +147,8 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
             out[f"{prefix}_replay_steps_per_s"] = _replay_rate(runtime.env, collected)
         runtime.close()
     out[f"{prefix}_steps_per_s"] = out[f"{prefix}_lockstep_steps_per_s"]
+    lanes_precision = resolve_precision("auto", torch.device("cpu"), rows=envs_per_worker)
+    out[f"{prefix}_lockstep_precision"] = lanes_precision
     return out
 
 
@@ -181,7 +188,7 @@ def main() -> None:
     parser.add_argument("--pixels-steps", type=int, default=400)
     parser.add_argument("--state-steps", type=int, default=3000)
     parser.add_argument("--policy-episodes", type=int, default=5, help="episodes for one-by-one collection")
-    parser.add_argument("--envs-per-worker", type=int, default=8, help="lockstep lanes (twice as many episodes)")
+    parser.add_argument("--envs-per-worker", type=int, default=32, help="lockstep lanes (twice as many episodes)")
     parser.add_argument("--experts", type=int, default=0, help="seeds per task for expert success (0: skip)")
     args = parser.parse_args()
 
@@ -196,6 +203,8 @@ def main() -> None:
             result.update(collect_with_policy(mode, args.policy_episodes, args.envs_per_worker, Path(tmp)))
     result["collect_envs_per_worker"] = args.envs_per_worker
     with_policy = result["collect_with_policy_steps_per_s"]
+    fp32_lanes = result["collect_with_policy_lockstep_fp32_steps_per_s"]
+    result["collect_with_policy_lockstep_speedup_vs_fp32"] = with_policy / fp32_lanes
     result["collect_with_policy_fraction_of_state"] = with_policy / result["state_steps_per_s"]
     result["collect_one_by_one_fraction_of_state"] = (
         result["collect_with_policy_one_by_one_steps_per_s"] / result["state_steps_per_s"]
@@ -211,7 +220,8 @@ def main() -> None:
     result["state_fraction_of_physics_limit"] = result["state_steps_per_s"] / result["physics_limit_env_steps_per_s"]
     result["notes"] = (
         "per core: 1 process, LP_NUM_THREADS=1; pixels = one 96x128 'top' camera, no shadows/MSAA; collection = "
-        "transfer_cube, a default-config policy (a small CNN added for pixels), no operator, lanes built before timing"
+        "transfer_cube, a default-config policy (a small CNN added for pixels), no operator, lanes built before "
+        "timing, default precision (auto: bf16 re-plans on a CPU with native bf16 units; lockstep_fp32 forces fp32)"
     )
     if args.experts:
         result.update(expert_rates(args.experts))
@@ -226,7 +236,9 @@ def main() -> None:
         f"{with_policy:.0f}/s ({result['collect_with_policy_fraction_of_state']:.0%} of state, "
         f"{result['collect_with_policy_fraction_of_replay']:.0%} of replaying its episodes; one by one "
         f"{result['collect_one_by_one_fraction_of_state']:.0%}; policy "
-        f"{result['collect_with_policy_lockstep_policy_share']:.0%} of the time) | pixels collect with policy "
+        f"{result['collect_with_policy_lockstep_policy_share']:.0%} of the time; "
+        f"{result['collect_with_policy_lockstep_precision']} lanes {with_policy / fp32_lanes:.2f}x fp32 lanes) "
+        f"| pixels collect with policy "
         f"{result['collect_pixels_with_policy_steps_per_s']:.0f}/s "
         f"({result['collect_pixels_with_policy_fraction_of_pixels']:.0%} of pixels, "
         f"{result['collect_pixels_with_policy_fraction_of_replay']:.0%} of replaying its episodes)"

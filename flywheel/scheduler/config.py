@@ -50,7 +50,7 @@ class FlywheelConfig(BaseModel):
     episodes_per_iteration: int = Field(20, ge=1, le=10_000)
     workers: int = Field(2, ge=1, le=256)
     envs_per_worker: int = Field(
-        8, ge=1, le=64, description="collection: episodes each worker steps in lockstep (one batched policy pass)"
+        32, ge=1, le=64, description="collection: episodes each worker steps in lockstep (one batched policy pass)"
     )
     max_steps: int = Field(400, ge=1)
     operator: dict[str, Any] = Field(default_factory=dict, description="simulated operator settings")
