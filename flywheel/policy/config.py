@@ -90,10 +90,11 @@ class InferenceConfig(Strict):
     (80% with 3, 60% with 2, 8% with 1), at 40% of the inference cost.
 
     `precision`: `auto` samples batched re-plans (at least 4 episodes, as lockstep collection does) with bf16
-    matrix products on a CPU with native bf16 units (AMX or AVX512-BF16), and everything else in fp32; `fp32` and
-    `bf16` force one. Success on 100 held-out transfer_cube episodes, bf16 vs fp32: 32 lockstep lanes, BC 61% vs
-    59%, RECAP 79% vs 79%; one episode at a time, BC 51% vs 53%, RECAP 83% vs 75% (95% intervals are about ±9
-    points: rollouts amplify rounding either way).
+    matrix products on a CPU with AMX, and everything else in fp32: evaluation and the console, which sample one
+    episode at a time, stay fp32, and a lockstep job's last few lanes fall back to fp32. `fp32` and `bf16` force
+    one (on CUDA, `bf16` autocasts the whole sampling pass, encoder included). Success on 100 held-out
+    transfer_cube episodes, bf16 vs fp32: in 32 lockstep lanes BC 61% vs 59%, RECAP 79% vs 79%; one episode at a
+    time BC 51% vs 53%, RECAP 83% vs 75% (95% intervals are about ±9 points: rollouts amplify rounding either way).
     """
 
     num_steps: int = Field(default=4, ge=1, le=1000)

@@ -62,7 +62,7 @@ class FlowMatchingExpert(nn.Module):
         cond = self.time_mlp(time_embedding(t, self.cfg.dim)) + self.indicator(indicator)
         acts = self.action_in(x_t) + self.pos[:, : x_t.shape[1]] + cond[:, None]
         seq = torch.cat([self.ctx_norm(ctx), cond[:, None], acts], dim=1)
-        hidden = (blocks or self.blocks)(seq)[:, -x_t.shape[1] :]
+        hidden = (blocks if blocks is not None else self.blocks)(seq)[:, -x_t.shape[1] :]
         return self.out(self.out_norm(hidden))
 
     def flow_loss(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,15 @@ class LoadedPolicy:
     meta: dict[str, Any]
     sha256: str
     _packed_blocks: PackedBlockStack | None = field(default=None, init=False, repr=False, compare=False)
+    _packing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def packed_blocks(self) -> PackedBlockStack:
         """The expert's transformer stack with bf16 weights packed for oneDNN, built once and shared by every
-        runner of this checkpoint (the lanes of a lockstep worker)."""
-        if self._packed_blocks is None:
-            self._packed_blocks = PackedBlockStack(self.policy.expert.blocks)
-        return self._packed_blocks
+        runner of this checkpoint (the lanes of a lockstep worker, the console's sessions)."""
+        with self._packing:
+            if self._packed_blocks is None:
+                self._packed_blocks = PackedBlockStack(self.policy.expert.blocks)
+            return self._packed_blocks
 
 
 def model_document(cfg: ModelConfig, spec: PolicySpec, meta: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""bf16 inference of the action expert's transformer stack on CPUs with native bf16 matrix units.
+"""bf16 inference of the action expert's transformer stack on CPUs with bf16 matrix units (AMX).
 
-On a CPU with AMX or AVX512-BF16 the expert's matrix products run several times faster in bf16 than in fp32, and
+On a CPU with AMX tiles the expert's matrix products run several times faster in bf16 than in fp32, and
 oneDNN runs them fastest on weights reordered once into its own blocked layout (`mkldnn._reorder_linear_weight`, the
 op PyTorch's inductor packs CPU weights with), with the MLP's GELU fused into the first product. The residual stream
-and the layer norms stay fp32; only the inputs of the products are rounded to bf16, so a sampled chunk differs from
-the fp32 one by rounding (about 1e-3 in normalised action units), not by a change of model.
+and the layer norms stay fp32; the products and the attention logits round to bf16, so a sampled chunk differs from
+the fp32 one by rounding (about 1e-3 in normalised action units), not by a change of model. Sharply peaked
+attention amplifies that rounding: with logits scaled so that the top weight averages 0.8, a block's output moved
+by 8% of its range (0.4% at the default initialisation).
 
 The packed products hold a copy of the weights: build the stack from a loaded (frozen) checkpoint, never from a model
 that is still training.
@@ -23,32 +25,36 @@ BF16_MIN_ROWS = 4
 the bf16 products save (measured: 0.9x at one row, 1.15x at 4, 1.35x at 8, 2x at 32)."""
 
 
-def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AMX tiles or AVX512-BF16)."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private: absent means "not known to"
-    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+def amx_cpu() -> bool:
+    """Whether this CPU has AMX tiles (where the speedups were measured; AVX512-BF16 alone is not assumed)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private: absent means "not known to"
+    return bool(probe is not None and probe())
 
 
-def resolve_precision(precision: Precision, device: torch.device, rows: int, native_bf16: bool | None = None) -> str:
+def resolve_precision(precision: Precision, device: torch.device, rows: int, amx: bool | None = None) -> str:
     """`fp32` or `bf16` for sampling `rows` episodes on `device`.
 
-    `auto` picks bf16 on a CPU with native bf16 units for at least `BF16_MIN_ROWS` rows, fp32 otherwise.
+    `auto` picks bf16 on a CPU with AMX for at least `BF16_MIN_ROWS` rows, fp32 otherwise.
     """
     if precision != "auto":
         return precision
     if device.type != "cpu" or rows < BF16_MIN_ROWS:
         return "fp32"
-    return "bf16" if (native_bf16_cpu() if native_bf16 is None else native_bf16) else "fp32"
+    return "bf16" if (amx_cpu() if amx is None else amx) else "fp32"
 
 
 def onednn_packing_available() -> bool:
-    """Whether this PyTorch build can pack weights for oneDNN (else the bf16 products use plain `F.linear`)."""
+    """Whether oneDNN can pack bf16 weights here: the ops exist in this PyTorch build and the CPU has the AVX512
+    subsets oneDNN's bf16 kernels need (elsewhere the bf16 products use plain `F.linear`)."""
     ops = torch.ops.mkldnn
-    return bool(
+    if not (
         torch.backends.mkldnn.is_available()
         and hasattr(ops, "_reorder_linear_weight")
         and hasattr(ops, "_linear_pointwise")
-    )
+        and hasattr(ops, "_is_mkldnn_bf16_supported")
+    ):
+        return False
+    return bool(ops._is_mkldnn_bf16_supported())
 
 
 class PackedLinear:
@@ -88,7 +94,8 @@ class PackedBlock:
         head_dim = dim // self.heads
         h = self.norm1(x).to(torch.bfloat16)
         q, k, v = self.qkv(h).view(batch, tokens, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4)
-        # Explicit attention: at a few dozen tokens it is faster than the fused CPU kernel; softmax sums in fp32.
+        # Explicit attention: at a few dozen tokens it is faster than the fused CPU kernel. The logits are bf16, as
+        # under autocast (q and k already carry the bf16 product's rounding); softmax normalises them in fp32.
         weights = torch.softmax((q * head_dim**-0.5) @ k.transpose(-1, -2), dim=-1, dtype=torch.float32)
         attended = (weights.to(torch.bfloat16) @ v).transpose(1, 2).reshape(batch, tokens, dim)
         x = x + self.out(attended)  # fp32 + bf16 adds in fp32
