@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from flywheel.collect import CollectSpec
 from flywheel.registry import PolicyRecord, PolicyRegistry
 from flywheel.store import EpisodeStore
@@ -91,3 +93,9 @@ def random_takeover_spec(
         iteration=iteration,
         source_prefix=f"iteration-{iteration}",
     )
+
+
+def random_observations(state_dim: int, n: int, seed: int = 0) -> list[dict]:
+    """`n` policy observations with standard-normal states (for comparing ways of sampling the same inputs)."""
+    rng = np.random.default_rng(seed)
+    return [{"state": rng.standard_normal(state_dim).astype(np.float32)} for _ in range(n)]

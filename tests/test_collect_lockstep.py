@@ -12,6 +12,7 @@ import pytest
 from flywheel.collect import CollectSpec, ProcessPool
 from flywheel.collect.runtime import WorkerRuntime
 from flywheel.policy.runner import PolicyRunner, plan_chunks
+from tests.live_support import random_observations
 
 
 def _spec(
@@ -39,8 +40,7 @@ def _spec(
 
 def test_batched_planning_matches_one_by_one(tiny_policy: tuple[Path, str]) -> None:
     loaded = PolicyRunner.load(tiny_policy[0]).loaded
-    rng = np.random.default_rng(0)
-    observations = [{"state": rng.standard_normal(loaded.spec.state_dim).astype(np.float32)} for _ in range(5)]
+    observations = random_observations(loaded.spec.state_dim, 5)
     batched = [PolicyRunner(loaded, seed=s, precision="fp32") for s in range(5)]
     single = [PolicyRunner(loaded, seed=s, precision="fp32") for s in range(5)]
     assert all(r.needs_chunk for r in batched)

@@ -14,6 +14,7 @@ from flywheel.policy.blocks import BlockStack
 from flywheel.policy.config import Precision
 from flywheel.policy.packed_bf16 import BF16_MIN_ROWS, PackedBlockStack, onednn_packing_available, resolve_precision
 from flywheel.policy.runner import PolicyRunner, plan_chunks
+from tests.live_support import random_observations
 
 PACKINGS = [
     pytest.param(True, marks=pytest.mark.skipif(not onednn_packing_available(), reason="no oneDNN weight packing")),
@@ -70,8 +71,7 @@ def test_auto_precision_is_bf16_only_for_batches_on_amx_cpus() -> None:
 
 def test_bf16_batched_re_plan_stays_close_to_fp32(tiny_policy: tuple[Path, str]) -> None:
     loaded = PolicyRunner.load(tiny_policy[0]).loaded
-    rng = np.random.default_rng(0)
-    observations = [{"state": rng.standard_normal(loaded.spec.state_dim).astype(np.float32)} for _ in range(6)]
+    observations = random_observations(loaded.spec.state_dim, 6)
     bf16 = [PolicyRunner(loaded, seed=s, precision="bf16") for s in range(6)]
     fp32 = [PolicyRunner(loaded, seed=s, precision="fp32") for s in range(6)]
     plan_chunks(bf16, observations)
