@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from flywheel.cli.context import state
 from flywheel.collect import CollectReport, CollectSpec, collect
 from flywheel.collect.attended import attended_config
 from flywheel.collect.seeds import collection_seeds, demo_seeds
+from flywheel.collect.spec import PolicyPrecision
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter
 
@@ -59,7 +61,7 @@ def collect_command(
     """Roll out a policy; a simulated operator takes over when it fails (tags autonomous / intervention)."""
     if operator not in ("simulated", "none", "console"):
         raise typer.BadParameter("use simulated, none or console", param_hint="--operator")
-    if precision not in (None, "auto", "fp32", "bf16"):
+    if precision is not None and precision not in get_args(PolicyPrecision):
         raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
     cli = state(ctx, home=home)
     store = cli.store()

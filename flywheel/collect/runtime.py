@@ -146,24 +146,21 @@ class WorkerRuntime:
         free = self._lanes(min(self.spec.envs_per_worker, len(pending)))
         active: list[_Active] = []
         while pending or active:
-            replan = [a for a in active if a.slot.policy.needs_chunk]
-            # Every running lane stops at its next re-plan (below), and a free lane starts its next episode only
-            # then, so every re-plan is one full batch rather than lanes drifting out of phase into small ones.
-            while pending and free and (replan or not active):
+            # Every running lane stopped at its next re-plan (below), so free lanes start their episodes now and
+            # every re-plan is one full batch rather than lanes drifting out of phase into small ones.
+            while pending and free:
                 slot = free.pop()
                 seed = pending.popleft()
                 runner = EpisodeRunner(slot.env, seed, slot.policy, slot.operator, self.spec.max_steps)
                 slot.policy.reset(seed=seed)  # the noise follows the episode seed, as in `run`
-                started = _Active(seed, slot, runner)
-                active.append(started)
-                replan.append(started)  # a fresh runner always needs its first chunk
-            if replan:
-                start = time.perf_counter()
-                plan_chunks([a.slot.policy for a in replan], [a.runner.obs for a in replan])
-                waited_ms = (time.perf_counter() - start) * 1000.0
-                self.policy_seconds += waited_ms / 1000.0
-                for a in replan:
-                    a.latencies_ms.append(waited_ms)
+                active.append(_Active(seed, slot, runner))
+            replan = [a for a in active if a.slot.policy.needs_chunk]  # a fresh runner needs its first chunk
+            start = time.perf_counter()
+            plan_chunks([a.slot.policy for a in replan], [a.runner.obs for a in replan])
+            waited_ms = (time.perf_counter() - start) * 1000.0
+            self.policy_seconds += waited_ms / 1000.0
+            for a in replan:
+                a.latencies_ms.append(waited_ms)
             # Lane by lane, each up to its next re-plan: one episode's simulation state stays in the cache for
             # `execute_steps` steps instead of all lanes' state cycling through it every step.
             for a in list(active):

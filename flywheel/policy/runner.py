@@ -79,7 +79,7 @@ class PolicyRunner:
         if state.shape[0] != spec.state_dim:
             raise ValueError(f"policy expects a state of size {spec.state_dim}, got {state.shape[0]}")
         cams = self.loaded.policy.encoder.cameras
-        given = (obs.get("images") or {}) if cams else {}
+        given = obs.get("images") or {}
         missing = [c for c in cams if c not in given]
         if missing:
             raise ValueError(f"policy needs camera images {missing}")
