@@ -5,6 +5,7 @@ Collection with a policy is measured in `state` and `pixels` mode, against the b
 and against the bare env replaying the collected episodes' actions (the same motions, without policy or recording).
     python bench/sim.py                 # throughput only (~1 min)
     python bench/sim.py --experts 100   # plus expert success over 100 seeds per task and takeover rate
+    python bench/sim.py --policy DIR    # plus `state` collection with a trained transfer_cube checkpoint
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode  # noqa: E402
 from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action  # noqa: E402
+
+if TYPE_CHECKING:
+    from flywheel.collect.runtime import WorkerRuntime
+    from flywheel.collect.spec import CollectSpec
 
 RESULTS = Path(__file__).parent / "results" / "sim.json"
 
@@ -102,6 +108,29 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     return str(trained.checkpoint_dir), trained.sha256
 
 
+def _lockstep(spec: CollectSpec, seeds: list[int]) -> tuple[dict[str, float], WorkerRuntime]:
+    """Env steps/s of a worker collecting `seeds` (lanes built and warmed up before the clock starts), the policy's
+    share of that time, success, and the bare env's rate replaying the same episodes. Returns (figures, runtime)."""
+    from flywheel.collect.runtime import WorkerRuntime
+
+    runtime = WorkerRuntime(spec)
+    runtime.prepare_lanes()  # every lane's env is built before the clock starts
+    list(runtime.run_many([0] * min(runtime.spec.envs_per_worker, 2)))  # warm-up
+    runtime.policy_seconds = 0.0
+    start = time.perf_counter()
+    outcomes = list(runtime.run_many(seeds))
+    wall = time.perf_counter() - start
+    collected = [(o.seed, o.frames.action) for o in outcomes if o.frames is not None]
+    figures = {
+        "steps_per_s": sum(len(actions) for _, actions in collected) / wall,
+        "episodes": len(seeds),
+        "policy_share": runtime.policy_seconds / wall,
+        "success": sum(bool(o.success) for o in outcomes) / len(seeds),
+        "replay_steps_per_s": _replay_rate(runtime.env, collected),
+    }
+    return figures, runtime
+
+
 def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float | str]:
     """Env steps/s of the real collection worker with a default-config policy acting: one episode at a time, and
     `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does), plus the share
@@ -109,7 +138,6 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
     """
     import torch
 
-    from flywheel.collect.runtime import WorkerRuntime
     from flywheel.collect.spec import CollectSpec
     from flywheel.policy.packed_bf16 import resolve_precision
 
@@ -132,23 +160,46 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
             envs_per_worker=envs,
             precision=precision,
         )
-        runtime = WorkerRuntime(spec)
-        runtime.prepare_lanes()  # every lane's env is built before the clock starts
-        list(runtime.run_many([0] * min(envs, 2)))  # warm-up
-        runtime.policy_seconds = 0.0
-        start = time.perf_counter()
-        collected = [(o.seed, o.frames.action) for o in runtime.run_many(list(range(1, n + 1))) if o.frames is not None]
-        wall = time.perf_counter() - start
-        steps = sum(len(actions) for _, actions in collected)
-        out[f"{prefix}_{key}_steps_per_s"] = steps / wall
+        figures, runtime = _lockstep(spec, list(range(1, n + 1)))
+        out[f"{prefix}_{key}_steps_per_s"] = figures["steps_per_s"]
         out[f"{prefix}_{key}_episodes"] = n
-        out[f"{prefix}_{key}_policy_share"] = runtime.policy_seconds / wall
+        out[f"{prefix}_{key}_policy_share"] = figures["policy_share"]
         if key == "lockstep":
-            out[f"{prefix}_replay_steps_per_s"] = _replay_rate(runtime.env, collected)
+            out[f"{prefix}_replay_steps_per_s"] = figures["replay_steps_per_s"]
         runtime.close()
     out[f"{prefix}_steps_per_s"] = out[f"{prefix}_lockstep_steps_per_s"]
     lanes_precision = resolve_precision("auto", torch.device("cpu"), rows=envs_per_worker)
     out[f"{prefix}_lockstep_precision"] = lanes_precision
+    return out
+
+
+def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[str, float | str | int]:
+    """The same lockstep measurement in `state` mode with a trained checkpoint (`--policy`) on held-out seeds: a
+    competent policy's motions cost the physics less than the bench policy's flailing, so the policy's share is
+    larger. Keys `collect_trained_policy_*`."""
+    import torch
+
+    from flywheel.collect.seeds import eval_seeds
+    from flywheel.collect.spec import CollectSpec
+    from flywheel.policy.checkpoint import checkpoint_sha256
+
+    torch.set_num_threads(1)
+    spec = CollectSpec(
+        task="transfer_cube",
+        operator="none",
+        policy_checkpoint=str(checkpoint),
+        policy_sha256=checkpoint_sha256(checkpoint),
+        source_prefix="bench",
+        envs_per_worker=envs_per_worker,
+    )
+    figures, runtime = _lockstep(spec, eval_seeds(2 * envs_per_worker))
+    inference = runtime.policy.policy.loaded.model_config.inference  # type: ignore[union-attr]
+    runtime.close()
+    out: dict[str, float | str | int] = {f"collect_trained_policy_{k}": v for k, v in figures.items()}
+    out["collect_trained_policy_fraction_of_replay"] = figures["steps_per_s"] / figures["replay_steps_per_s"]
+    out["collect_trained_policy_checkpoint"] = checkpoint.name if checkpoint.name != "final" else checkpoint.parent.name
+    out["collect_trained_policy_execute_steps"] = inference.execute_steps
+    out["collect_trained_policy_num_steps"] = inference.num_steps
     return out
 
 
@@ -190,6 +241,13 @@ def main() -> None:
     parser.add_argument("--policy-episodes", type=int, default=5, help="episodes for one-by-one collection")
     parser.add_argument("--envs-per-worker", type=int, default=32, help="lockstep lanes (twice as many episodes)")
     parser.add_argument("--experts", type=int, default=0, help="seeds per task for expert success (0: skip)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="a trained transfer_cube checkpoint directory (e.g. bench/learn.py's recap/final or a champion's): "
+        "also measure `state` collection with it on held-out seeds",
+    )
     args = parser.parse_args()
 
     result: dict[str, float | int | str] = {
@@ -201,6 +259,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-sim-") as tmp:
         for mode in ("state", "pixels"):
             result.update(collect_with_policy(mode, args.policy_episodes, args.envs_per_worker, Path(tmp)))
+    if args.policy is not None:
+        result.update(collect_with_trained_policy(args.policy, args.envs_per_worker))
     result["collect_envs_per_worker"] = args.envs_per_worker
     with_policy = result["collect_with_policy_steps_per_s"]
     fp32_lanes = result["collect_with_policy_lockstep_fp32_steps_per_s"]
@@ -243,6 +303,14 @@ def main() -> None:
         f"({result['collect_pixels_with_policy_fraction_of_pixels']:.0%} of pixels, "
         f"{result['collect_pixels_with_policy_fraction_of_replay']:.0%} of replaying its episodes)"
     )
+    if args.policy is not None:
+        line += (
+            f" | trained policy ({result['collect_trained_policy_checkpoint']}, success "
+            f"{result['collect_trained_policy_success']:.0%}) collects "
+            f"{result['collect_trained_policy_steps_per_s']:.0f}/s "
+            f"({result['collect_trained_policy_fraction_of_replay']:.0%} of replaying its episodes; policy "
+            f"{result['collect_trained_policy_policy_share']:.0%} of the time)"
+        )
     if args.experts:
         line += (
             f" | expert success transfer_cube {result['expert_success_transfer_cube']:.0%}, insertion "
