@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from flywheel.collect import CollectSpec, ProcessPool
+from flywheel.collect.pool import CollectionError
 from flywheel.collect.runtime import WorkerRuntime
 from flywheel.policy.runner import PolicyRunner, plan_chunks
 from tests.live_support import random_observations
@@ -145,3 +147,37 @@ def test_a_lane_freed_mid_chunk_joins_the_next_full_re_plan(
     # until the two long episodes end, then the last lane re-plans by itself.
     first_single = batch_sizes.index(1)
     assert first_single >= 4 and batch_sizes == [3] * first_single + [1] * (len(batch_sizes) - first_single)
+
+
+def _on_device(spec: CollectSpec, device: str) -> CollectSpec:
+    return CollectSpec(**{**spec.model_dump(), "policy_device": device})
+
+
+def test_policy_device_is_checked_before_anything_runs(tiny_policy: tuple[Path, str]) -> None:
+    spec = _spec(tiny_policy, envs=2)
+    assert spec.policy_device == "cpu"
+    assert _on_device(spec, "cuda:1").policy_device == "cuda:1"
+    with pytest.raises(ValueError, match="policy_device"):
+        _on_device(spec, "gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_cuda_policy_without_a_gpu_stops_collection_with_a_clear_error(tiny_policy: tuple[Path, str]) -> None:
+    spec = _on_device(_spec(tiny_policy, envs=2), "cuda")
+    with pytest.raises(CollectionError, match=r"could not start: RuntimeError: policy_device 'cuda'.*no CUDA device"):
+        list(ProcessPool(spec, workers=1).run([1, 2]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_ray_refuses_a_cuda_policy_on_a_cluster_without_gpus(tiny_policy: tuple[Path, str]) -> None:
+    ray = pytest.importorskip("ray")
+    from flywheel.collect.ray_pool import RayPool
+
+    spec = _spec(tiny_policy, envs=2)
+    try:
+        with pytest.raises(CollectionError, match="Ray cluster has no GPUs"):
+            RayPool(_on_device(spec, "cuda"), workers=1)
+        with pytest.raises(CollectionError, match="use policy device 'cuda'"):
+            RayPool(_on_device(spec, "cuda:1"), workers=1)
+    finally:
+        ray.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import get_args
 
@@ -12,7 +13,7 @@ from flywheel.cli.context import state
 from flywheel.collect import CollectReport, CollectSpec, collect
 from flywheel.collect.attended import attended_config
 from flywheel.collect.seeds import collection_seeds, demo_seeds
-from flywheel.collect.spec import PolicyPrecision
+from flywheel.collect.spec import POLICY_DEVICE_PATTERN, PolicyPrecision
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter
 
@@ -54,6 +55,9 @@ def collect_command(
     precision: str | None = typer.Option(
         None, help="policy arithmetic: auto | fp32 | bf16 (default: the checkpoint's inference.precision)"
     ),
+    policy_device: str = typer.Option(
+        "cpu", help="where the policy samples: cpu | cuda[:N] (the simulation runs on the CPU either way)"
+    ),
     use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
     iteration: int | None = typer.Option(None, help="record the episodes under this flywheel iteration"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
@@ -63,6 +67,8 @@ def collect_command(
         raise typer.BadParameter("use simulated, none or console", param_hint="--operator")
     if precision is not None and precision not in get_args(PolicyPrecision):
         raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
+    if not re.fullmatch(POLICY_DEVICE_PATTERN, policy_device):
+        raise typer.BadParameter("use cpu, cuda or cuda:N", param_hint="--policy-device")
     cli = state(ctx, home=home)
     store = cli.store()
     version = PolicyRegistry(store.db).resolve(policy)
@@ -82,6 +88,7 @@ def collect_command(
         source_prefix=f"collect/policy-{version.id}",
         envs_per_worker=envs_per_worker,
         precision=precision,  # type: ignore[arg-type]
+        policy_device=policy_device,
         attended=attended_config(cli.settings, console_timeout) if operator == "console" else None,
     )
     report = collect(store, spec, seeds, workers=workers, use_ray=use_ray)

@@ -34,7 +34,19 @@ class RayPool:
         self.max_restarts = max_restarts
         self.restarts = 0
         self.discarded: list[int] = []
-        self._actor_cls = ray.remote(num_cpus=1)(_CollectActor)
+        self._actor_cls = ray.remote(num_cpus=1, num_gpus=self._gpu_share(spec, workers))(_CollectActor)
+
+    def _gpu_share(self, spec: CollectSpec, workers: int) -> float:
+        """The fraction of a GPU each actor asks for: none for CPU policies; with `policy_device` cuda, the actors
+        share the cluster's GPUs (Ray hides GPUs from actors that ask for none)."""
+        if spec.policy_device == "cpu":
+            return 0.0
+        if spec.policy_device != "cuda":
+            raise CollectionError("with --ray, use policy device 'cuda': Ray assigns each actor its GPU")
+        gpus = float(self._ray.cluster_resources().get("GPU", 0.0))
+        if gpus <= 0:
+            raise CollectionError("policy device 'cuda' asked for, but the Ray cluster has no GPUs")
+        return min(1.0, gpus / workers)
 
     def run(self, seeds: Sequence[int], on_start: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
         ray = self._ray

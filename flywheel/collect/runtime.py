@@ -49,10 +49,13 @@ class WorkerRuntime:
 
         from flywheel.policy.runner import PolicyRunner
 
+        if spec.policy_device != "cpu" and not torch.cuda.is_available():
+            raise RuntimeError(f"policy_device {spec.policy_device!r}: this worker's PyTorch sees no CUDA device")
         # Several workers share the cores: more intra-op threads per worker only oversubscribe them.
         torch.set_num_threads(spec.policy_threads)
         return PolicyRunner.load(
             spec.policy_checkpoint,  # type: ignore[arg-type]
+            device=spec.policy_device,
             expected_sha256=spec.policy_sha256,
             precision=spec.precision,
         )
@@ -135,7 +138,8 @@ class WorkerRuntime:
         assert self.policy is not None
         while len(self._slots) < width:
             env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
-            runner = PolicyRunner(self.policy.policy.loaded, precision=self.spec.precision)
+            loaded = self.policy.policy.loaded
+            runner = PolicyRunner(loaded, device=self.spec.policy_device, precision=self.spec.precision)
             self._slots.append(_Slot(env, runner, self._make_operator(self.spec)))
         return self._slots[:width]
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from flywheel.collect.attended import AttendedConfig
 
 OperatorMode = Literal["simulated", "none", "expert", "console"]
+POLICY_DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
 PolicyPrecision = Literal["auto", "fp32", "bf16"]
 """`flywheel.policy.config.Precision`, spelled out: importing the policy package would load torch wherever a spec
 is built (the console, the scheduler)."""
@@ -43,6 +44,11 @@ class CollectSpec(BaseModel):
     )
     precision: PolicyPrecision | None = Field(
         None, description="policy arithmetic (auto | fp32 | bf16); None: the checkpoint's inference.precision"
+    )
+    policy_device: str = Field(
+        "cpu",
+        pattern=POLICY_DEVICE_PATTERN,
+        description="where the policy samples: cpu | cuda[:N] (the simulation runs on the CPU either way)",
     )
 
     @field_validator("task")

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flywheel.collect.spec import POLICY_DEVICE_PATTERN
 from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.train.config import TrainConfig
@@ -51,6 +52,9 @@ class FlywheelConfig(BaseModel):
     workers: int = Field(2, ge=1, le=256)
     envs_per_worker: int = Field(
         32, ge=1, le=64, description="collection: episodes each worker steps in lockstep (one batched policy pass)"
+    )
+    policy_device: str = Field(
+        "cpu", pattern=POLICY_DEVICE_PATTERN, description="collection: where the policy samples (cpu | cuda[:N])"
     )
     max_steps: int = Field(400, ge=1)
     operator: dict[str, Any] = Field(default_factory=dict, description="simulated operator settings")

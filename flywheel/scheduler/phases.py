@@ -50,6 +50,7 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         iteration=iteration,
         source_prefix=f"iteration-{iteration}",
         envs_per_worker=cfg.envs_per_worker,
+        policy_device=cfg.policy_device,
         attended=attended_config(ctx.settings, cfg.console_timeout_seconds, cfg.console_claim_timeout_seconds)
         if cfg.operator_mode == "console"
         else None,
