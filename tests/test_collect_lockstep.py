@@ -153,7 +153,7 @@ def _on_device(spec: CollectSpec, device: str) -> CollectSpec:
     return CollectSpec(**{**spec.model_dump(), "policy_device": device})
 
 
-def test_policy_device_is_checked_before_anything_runs(tiny_policy: tuple[Path, str]) -> None:
+def test_policy_device_is_validated_in_the_spec(tiny_policy: tuple[Path, str]) -> None:
     spec = _spec(tiny_policy, envs=2)
     assert spec.policy_device == "cpu"
     assert _on_device(spec, "cuda:1").policy_device == "cuda:1"
@@ -164,20 +164,30 @@ def test_policy_device_is_checked_before_anything_runs(tiny_policy: tuple[Path, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_a_cuda_policy_without_a_gpu_stops_collection_with_a_clear_error(tiny_policy: tuple[Path, str]) -> None:
     spec = _on_device(_spec(tiny_policy, envs=2), "cuda")
-    with pytest.raises(CollectionError, match=r"could not start: RuntimeError: policy_device 'cuda'.*no CUDA device"):
+    with pytest.raises(CollectionError, match=r"could not start: RuntimeError: policy_device 'cuda'.*sees 0 GPU"):
         list(ProcessPool(spec, workers=1).run([1, 2]))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_ray_refuses_a_cuda_policy_on_a_cluster_without_gpus(tiny_policy: tuple[Path, str]) -> None:
     ray = pytest.importorskip("ray")
     from flywheel.collect.ray_pool import RayPool
 
     spec = _spec(tiny_policy, envs=2)
+    with pytest.raises(CollectionError, match="use policy device 'cuda'"):
+        RayPool(_on_device(spec, "cuda:1"), workers=1)  # refused before Ray starts
+    assert not ray.is_initialized()
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(CollectionError, match="Ray cluster has no GPUs"):
             RayPool(_on_device(spec, "cuda"), workers=1)
-        with pytest.raises(CollectionError, match="use policy device 'cuda'"):
-            RayPool(_on_device(spec, "cuda:1"), workers=1)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize(("workers", "gpus"), [(1, 1), (2, 1), (3, 2), (5, 2), (6, 1), (6, 4), (4, 8)])
+def test_ray_actors_gpu_shares_fit_whole_actors_on_each_gpu(workers: int, gpus: int) -> None:
+    from flywheel.collect.ray_pool import actor_gpu_share
+
+    share = actor_gpu_share(workers, gpus)
+    per_gpu = int(1.0 // share + 1e-9)  # actors that fit on one GPU
+    assert 0 < share <= 1.0 and per_gpu * gpus >= workers

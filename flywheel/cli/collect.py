@@ -56,7 +56,10 @@ def collect_command(
         None, help="policy arithmetic: auto | fp32 | bf16 (default: the checkpoint's inference.precision)"
     ),
     policy_device: str = typer.Option(
-        "cpu", help="where the policy samples: cpu | cuda[:N] (the simulation runs on the CPU either way)"
+        "cpu",
+        help="where the policy samples: cpu | cuda[:N] (local workers share that device; --ray takes plain cuda and "
+        "spreads the actors over the cluster's GPUs). The simulation runs on the CPU either way; on a GPU, `auto` "
+        "precision samples in fp32 (--precision bf16 autocasts)",
     ),
     use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
     iteration: int | None = typer.Option(None, help="record the episodes under this flywheel iteration"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -9,6 +10,13 @@ from typing import Any
 from flywheel.collect.outcome import EpisodeOutcome
 from flywheel.collect.pool import CollectionError
 from flywheel.collect.spec import CollectSpec
+
+
+def actor_gpu_share(workers: int, gpus: int) -> float:
+    """The GPU share that lets `workers` actors fit on `gpus` GPUs: Ray places a share below one GPU on a single
+    GPU, so it must fit a whole number of times into one (rounded down to Ray's 1e-4 resolution)."""
+    per_gpu = math.ceil(workers / gpus)
+    return 1.0 if per_gpu == 1 else math.floor(10_000 / per_gpu) / 10_000
 
 
 class RayPool:
@@ -21,7 +29,10 @@ class RayPool:
         except ImportError:
             raise CollectionError("--ray needs the ray extra: pip install 'flywheel[ray]'") from None
         self._ray = ray
-        if not ray.is_initialized():
+        if spec.policy_device not in ("cpu", "cuda"):
+            raise CollectionError("with --ray, use policy device 'cuda': Ray assigns each actor its GPU")
+        started = not ray.is_initialized()
+        if started:
             ray.init(
                 address=address,
                 num_cpus=None if address else workers,
@@ -34,19 +45,23 @@ class RayPool:
         self.max_restarts = max_restarts
         self.restarts = 0
         self.discarded: list[int] = []
-        self._actor_cls = ray.remote(num_cpus=1, num_gpus=self._gpu_share(spec, workers))(_CollectActor)
+        try:
+            gpu_share = self._gpu_share(spec, workers)
+        except CollectionError:
+            if started:
+                ray.shutdown()
+            raise
+        self._actor_cls = ray.remote(num_cpus=1, num_gpus=gpu_share)(_CollectActor)
 
     def _gpu_share(self, spec: CollectSpec, workers: int) -> float:
         """The fraction of a GPU each actor asks for: none for CPU policies; with `policy_device` cuda, the actors
-        share the cluster's GPUs (Ray hides GPUs from actors that ask for none)."""
+        spread over the cluster's GPUs (Ray hides GPUs from actors that ask for none)."""
         if spec.policy_device == "cpu":
             return 0.0
-        if spec.policy_device != "cuda":
-            raise CollectionError("with --ray, use policy device 'cuda': Ray assigns each actor its GPU")
-        gpus = float(self._ray.cluster_resources().get("GPU", 0.0))
+        gpus = int(self._ray.cluster_resources().get("GPU", 0.0))
         if gpus <= 0:
             raise CollectionError("policy device 'cuda' asked for, but the Ray cluster has no GPUs")
-        return min(1.0, gpus / workers)
+        return actor_gpu_share(workers, gpus)
 
     def run(self, seeds: Sequence[int], on_start: Callable[[int], None] | None = None) -> Iterator[EpisodeOutcome]:
         ray = self._ray

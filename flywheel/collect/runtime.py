@@ -49,8 +49,10 @@ class WorkerRuntime:
 
         from flywheel.policy.runner import PolicyRunner
 
-        if spec.policy_device != "cpu" and not torch.cuda.is_available():
-            raise RuntimeError(f"policy_device {spec.policy_device!r}: this worker's PyTorch sees no CUDA device")
+        if spec.policy_device != "cpu":
+            index, seen = int(spec.policy_device.partition(":")[2] or 0), torch.cuda.device_count()
+            if index >= seen:
+                raise RuntimeError(f"policy_device {spec.policy_device!r}: this worker's PyTorch sees {seen} GPU(s)")
         # Several workers share the cores: more intra-op threads per worker only oversubscribe them.
         torch.set_num_threads(spec.policy_threads)
         return PolicyRunner.load(
