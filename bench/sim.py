@@ -108,9 +108,10 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     return str(trained.checkpoint_dir), trained.sha256
 
 
-def _lockstep(spec: CollectSpec, seeds: list[int]) -> tuple[dict[str, float], WorkerRuntime]:
+def _lockstep(spec: CollectSpec, seeds: list[int], replay: bool) -> tuple[dict[str, float], WorkerRuntime]:
     """Env steps/s of a worker collecting `seeds` (lanes built and warmed up before the clock starts), the policy's
-    share of that time, success, and the bare env's rate replaying the same episodes. Returns (figures, runtime)."""
+    share of that time, success and, with `replay`, the bare env's rate replaying the same episodes. Returns
+    (figures, runtime)."""
     from flywheel.collect.runtime import WorkerRuntime
 
     runtime = WorkerRuntime(spec)
@@ -126,8 +127,9 @@ def _lockstep(spec: CollectSpec, seeds: list[int]) -> tuple[dict[str, float], Wo
         "episodes": len(seeds),
         "policy_share": runtime.policy_seconds / wall,
         "success": sum(bool(o.success) for o in outcomes) / len(seeds),
-        "replay_steps_per_s": _replay_rate(runtime.env, collected),
     }
+    if replay:
+        figures["replay_steps_per_s"] = _replay_rate(runtime.env, collected)
     return figures, runtime
 
 
@@ -160,7 +162,7 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
             envs_per_worker=envs,
             precision=precision,
         )
-        figures, runtime = _lockstep(spec, list(range(1, n + 1)))
+        figures, runtime = _lockstep(spec, list(range(1, n + 1)), replay=key == "lockstep")
         out[f"{prefix}_{key}_steps_per_s"] = figures["steps_per_s"]
         out[f"{prefix}_{key}_episodes"] = n
         out[f"{prefix}_{key}_policy_share"] = figures["policy_share"]
@@ -182,6 +184,7 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
     from flywheel.collect.seeds import eval_seeds
     from flywheel.collect.spec import CollectSpec
     from flywheel.policy.checkpoint import checkpoint_sha256
+    from flywheel.policy.packed_bf16 import resolve_precision
 
     torch.set_num_threads(1)
     spec = CollectSpec(
@@ -192,7 +195,7 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
         source_prefix="bench",
         envs_per_worker=envs_per_worker,
     )
-    figures, runtime = _lockstep(spec, eval_seeds(2 * envs_per_worker))
+    figures, runtime = _lockstep(spec, eval_seeds(2 * envs_per_worker), replay=True)
     inference = runtime.policy.policy.loaded.model_config.inference  # type: ignore[union-attr]
     runtime.close()
     out: dict[str, float | str | int] = {f"collect_trained_policy_{k}": v for k, v in figures.items()}
@@ -200,6 +203,9 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
     out["collect_trained_policy_checkpoint"] = checkpoint.name if checkpoint.name != "final" else checkpoint.parent.name
     out["collect_trained_policy_execute_steps"] = inference.execute_steps
     out["collect_trained_policy_num_steps"] = inference.num_steps
+    out["collect_trained_policy_precision"] = resolve_precision(
+        inference.precision, torch.device("cpu"), rows=envs_per_worker
+    )
     return out
 
 
@@ -245,7 +251,7 @@ def main() -> None:
         "--policy",
         type=Path,
         default=None,
-        help="a trained transfer_cube checkpoint directory (e.g. bench/learn.py's recap/final or a champion's): "
+        help="a trained transfer_cube `state` checkpoint (e.g. bench/learn.py's recap/final or a champion's): "
         "also measure `state` collection with it on held-out seeds",
     )
     args = parser.parse_args()
