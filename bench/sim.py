@@ -35,7 +35,6 @@ from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_epis
 from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action  # noqa: E402
 
 if TYPE_CHECKING:
-    from flywheel.collect.runtime import WorkerRuntime
     from flywheel.collect.spec import CollectSpec
 
 RESULTS = Path(__file__).parent / "results" / "sim.json"
@@ -108,11 +107,16 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     return str(trained.checkpoint_dir), trained.sha256
 
 
-def _lockstep(spec: CollectSpec, seeds: list[int], replay: bool) -> tuple[dict[str, float], WorkerRuntime]:
+def _lockstep(spec: CollectSpec, seeds: list[int], replay: bool) -> dict[str, float | int | str]:
     """Env steps/s of a worker collecting `seeds` (lanes built and warmed up before the clock starts), the policy's
-    share of that time, success and, with `replay`, the bare env's rate replaying the same episodes. Returns
-    (figures, runtime)."""
+    share of that time, success, the sampling settings its lanes used and, with `replay`, the bare env's rate
+    replaying the same episodes."""
+    import torch
+
     from flywheel.collect.runtime import WorkerRuntime
+    from flywheel.policy.packed_bf16 import resolve_precision
+
+    torch.set_num_threads(1)
 
     runtime = WorkerRuntime(spec)
     runtime.prepare_lanes()  # every lane's env is built before the clock starts
@@ -122,31 +126,34 @@ def _lockstep(spec: CollectSpec, seeds: list[int], replay: bool) -> tuple[dict[s
     outcomes = list(runtime.run_many(seeds))
     wall = time.perf_counter() - start
     collected = [(o.seed, o.frames.action) for o in outcomes if o.frames is not None]
-    figures = {
+    runner = runtime.policy.policy  # type: ignore[union-attr]
+    figures: dict[str, float | int | str] = {
         "steps_per_s": sum(len(actions) for _, actions in collected) / wall,
         "episodes": len(seeds),
         "policy_share": runtime.policy_seconds / wall,
         "success": sum(bool(o.success) for o in outcomes) / len(seeds),
+        "precision": resolve_precision(runner.precision, runner.device, rows=spec.envs_per_worker),
+        "execute_steps": runner.execute_steps,
+        "num_steps": runner.num_steps,
     }
     if replay:
         figures["replay_steps_per_s"] = _replay_rate(runtime.env, collected)
-    return figures, runtime
+    runtime.close()
+    return figures
 
 
-def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path) -> dict[str, float | str]:
+def collect_with_policy(
+    obs_mode: str, episodes: int, envs_per_worker: int, workdir: Path
+) -> dict[str, float | int | str]:
     """Env steps/s of the real collection worker with a default-config policy acting: one episode at a time, and
     `envs_per_worker` episodes in lockstep with batched re-planning (what `flywheel collect` does), plus the share
     of the lockstep run's wall time spent in policy inference.
     """
-    import torch
-
     from flywheel.collect.spec import CollectSpec
-    from flywheel.policy.packed_bf16 import resolve_precision
 
-    torch.set_num_threads(1)
     checkpoint, sha256 = _bench_policy(obs_mode, workdir)
     prefix = "collect_with_policy" if obs_mode == "state" else "collect_pixels_with_policy"
-    out: dict[str, float | str] = {}
+    out: dict[str, float | int | str] = {}
     runs = [("one_by_one", 1, episodes, None), ("lockstep", envs_per_worker, 2 * envs_per_worker, None)]
     if obs_mode == "state":  # what the default precision buys, in the same run
         runs.append(("lockstep_fp32", envs_per_worker, 2 * envs_per_worker, "fp32"))
@@ -162,16 +169,13 @@ def collect_with_policy(obs_mode: str, episodes: int, envs_per_worker: int, work
             envs_per_worker=envs,
             precision=precision,
         )
-        figures, runtime = _lockstep(spec, list(range(1, n + 1)), replay=key == "lockstep")
-        out[f"{prefix}_{key}_steps_per_s"] = figures["steps_per_s"]
-        out[f"{prefix}_{key}_episodes"] = n
-        out[f"{prefix}_{key}_policy_share"] = figures["policy_share"]
+        figures = _lockstep(spec, list(range(1, n + 1)), replay=key == "lockstep")
+        for name in ("steps_per_s", "episodes", "policy_share"):
+            out[f"{prefix}_{key}_{name}"] = figures[name]
         if key == "lockstep":
             out[f"{prefix}_replay_steps_per_s"] = figures["replay_steps_per_s"]
-        runtime.close()
+            out[f"{prefix}_lockstep_precision"] = figures["precision"]
     out[f"{prefix}_steps_per_s"] = out[f"{prefix}_lockstep_steps_per_s"]
-    lanes_precision = resolve_precision("auto", torch.device("cpu"), rows=envs_per_worker)
-    out[f"{prefix}_lockstep_precision"] = lanes_precision
     return out
 
 
@@ -179,14 +183,10 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
     """The same lockstep measurement in `state` mode with a trained checkpoint (`--policy`) on held-out seeds: a
     competent policy's motions cost the physics less than the bench policy's flailing, so the policy's share is
     larger. Keys `collect_trained_policy_*`."""
-    import torch
-
     from flywheel.collect.seeds import eval_seeds
     from flywheel.collect.spec import CollectSpec
     from flywheel.policy.checkpoint import checkpoint_sha256
-    from flywheel.policy.packed_bf16 import resolve_precision
 
-    torch.set_num_threads(1)
     spec = CollectSpec(
         task="transfer_cube",
         operator="none",
@@ -195,17 +195,12 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
         source_prefix="bench",
         envs_per_worker=envs_per_worker,
     )
-    figures, runtime = _lockstep(spec, eval_seeds(2 * envs_per_worker), replay=True)
-    inference = runtime.policy.policy.loaded.model_config.inference  # type: ignore[union-attr]
-    runtime.close()
-    out: dict[str, float | str | int] = {f"collect_trained_policy_{k}": v for k, v in figures.items()}
-    out["collect_trained_policy_fraction_of_replay"] = figures["steps_per_s"] / figures["replay_steps_per_s"]
-    out["collect_trained_policy_checkpoint"] = checkpoint.name if checkpoint.name != "final" else checkpoint.parent.name
-    out["collect_trained_policy_execute_steps"] = inference.execute_steps
-    out["collect_trained_policy_num_steps"] = inference.num_steps
-    out["collect_trained_policy_precision"] = resolve_precision(
-        inference.precision, torch.device("cpu"), rows=envs_per_worker
+    figures = _lockstep(spec, eval_seeds(2 * envs_per_worker), replay=True)
+    out = {f"collect_trained_policy_{k}": v for k, v in figures.items()}
+    out["collect_trained_policy_fraction_of_replay"] = float(figures["steps_per_s"]) / float(
+        figures["replay_steps_per_s"]
     )
+    out["collect_trained_policy_checkpoint"] = checkpoint.name if checkpoint.name != "final" else checkpoint.parent.name
     return out
 
 
