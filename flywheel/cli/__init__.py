@@ -12,6 +12,7 @@ from rich.console import Console
 from flywheel.cli import collect as collect_commands
 from flywheel.cli import console as console_commands
 from flywheel.cli import db as db_commands
+from flywheel.cli import doctor as doctor_commands
 from flywheel.cli import episodes as episode_commands
 from flywheel.cli import interop as interop_commands
 from flywheel.cli import loop as loop_commands
@@ -40,6 +41,7 @@ app.command("eval")(loop_commands.evaluate)
 app.command("run")(loop_commands.run)
 app.command("console")(console_commands.console)
 app.command("serve")(serve_commands.serve)
+app.command("doctor")(doctor_commands.doctor)
 
 
 @app.callback()
