@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Locator, Page, expect
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from websockets.sync.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,6 +103,20 @@ class ConsoleProcess:
         except ProcessLookupError:
             return False
         return True
+
+
+def send_clear_cache(url: str, cookie: str | None = None) -> None:
+    """Connect as another Streamlit client and send its "clear cache" message (any connected client may)."""
+    headers = {"Cookie": cookie} if cookie else {}
+    with ws_connect(
+        url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"], additional_headers=headers
+    ) as ws:
+        clear, rerun = BackMsg(), BackMsg()
+        clear.clear_cache = True
+        rerun.rerun_script.query_string = ""
+        ws.send(clear.SerializeToString())
+        ws.send(rerun.SerializeToString())
+        ws.recv(timeout=60)  # the rerun answered, so the clear before it was handled
 
 
 # -- Streamlit locators ----------------------------------------------------------------------------------------
