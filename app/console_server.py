@@ -12,6 +12,8 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -22,6 +24,7 @@ import streamlit as st  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from streamlit import config as streamlit_config  # noqa: E402
 
+from app.live_owner import MANAGERS  # noqa: E402
 from flywheel.config import load_settings  # noqa: E402
 from flywheel.console_auth import SESSION_KEY_ENV, ConsoleGuard, SessionSigner  # noqa: E402
 from flywheel.netutil import allowed_hosts  # noqa: E402
@@ -44,6 +47,14 @@ def guard_options() -> dict[str, object]:
     }
 
 
+@asynccontextmanager
+async def close_live_sessions(_app: object) -> AsyncIterator[None]:
+    """Save every open live session when the server shuts down. uvicorn re-raises SIGTERM/SIGINT once it has
+    stopped, so the process dies by the signal and atexit handlers never run: this is the shutdown hook that does."""
+    yield
+    MANAGERS.close()
+
+
 auth_log = logging.getLogger("flywheel.console.auth")
 if not auth_log.handlers:
     handler = logging.StreamHandler()
@@ -52,4 +63,8 @@ if not auth_log.handlers:
     auth_log.setLevel(logging.INFO)
     auth_log.propagate = False
 
-app = st.App(str(HERE / "console.py"), middleware=[Middleware(ConsoleGuard, **guard_options())])
+app = st.App(
+    str(HERE / "console.py"),
+    middleware=[Middleware(ConsoleGuard, **guard_options())],
+    lifespan=close_live_sessions,
+)

@@ -249,9 +249,9 @@ class SessionManager:
 
 class ManagerOwner:
     """The session managers of one server process, one per key (the store's settings): made on first use and
-    closed once, at process exit (atexit: Streamlit stops on SIGTERM/Ctrl-C without releasing anything) or by
-    `close()`. Unlike a `st.cache_resource`, nothing a browser sends (Streamlit's "clear cache" message) can drop
-    or close one, so no client can end another operator's live session."""
+    closed by `close()` (the console server's shutdown hook, app/console_server.py) or else at process exit.
+    Unlike a `st.cache_resource`, nothing a browser sends (Streamlit's "clear cache" message) can drop or close
+    one, so no client can end another operator's live session."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
