@@ -12,13 +12,13 @@ Pages import from here and nowhere else for these concerns:
   in a fresh `PolicyRunner` (it keeps per-episode state, so never share a runner between sessions).
 - `current_operator()`, `operator_sidebar()`, `require_operator(action)`: who is acting; every write records
   it and pages refuse writes without it.
-- `password_gate()`: when `FLYWHEEL_CONSOLE_PASSWORD` is set, nothing renders until it is entered.
+- `password_gate()`: when `FLYWHEEL_CONSOLE_PASSWORD` is set, nothing renders unless the browser signed in at the
+  transport (`flywheel.console_auth.ConsoleGuard`; checked again here as defence in depth).
 - `show_errors()`: a `with` block that turns a `FlywheelError` into `st.error(message)` instead of a traceback.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import streamlit as st
 
 from flywheel.config import Settings, load_settings
+from flywheel.console_auth import COOKIE_NAME, SIGNIN_PATH, SessionSigner
 from flywheel.errors import FlywheelError
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService, load_taxonomy
@@ -33,7 +34,6 @@ from flywheel.store import EpisodeStore
 
 OPERATOR_KEY = "operator"  # session_state: the operator's name ("" or missing: nobody identified)
 _OPERATOR_INPUT = "operator_input"
-_AUTHENTICATED = "console_authenticated"
 UNKNOWN_OPERATOR = "unknown"  # Settings.operator's default: not an identity
 
 
@@ -132,25 +132,22 @@ def require_operator(action: str) -> str | None:
 
 
 def password_gate() -> None:
-    """When a console password is configured, stop the page until this session has entered it.
+    """When a console password is configured, stop the page unless this browser session carries the session
+    cookie `ConsoleGuard` signed at sign-in (the guard already refused the WebSocket without it; this is the
+    second check). There is no password form in the script: the only way in is the guard's throttled form.
 
-    console.py calls it before any page, and every page calls it again (a no-op once signed in), so a page
-    file run on its own is gated too. The pages live in `app/views/`, not `app/pages/`: Streamlit would run a
-    folder named `pages/` next to the entry script as legacy multipage pages on a fresh server, and a deep link
-    such as `/episodes` would skip console.py.
+    console.py calls it before any page, and every page calls it again, so a page file run on its own is gated
+    too. The pages live in `app/views/`, not `app/pages/`: Streamlit would run a folder named `pages/` next to
+    the entry script as legacy multipage pages on a fresh server, and a deep link such as `/episodes` would skip
+    console.py.
     """
-    expected = settings().console_password
-    if not expected or st.session_state.get(_AUTHENTICATED):
+    if not settings().console_password:
+        return
+    signer = SessionSigner.from_env()
+    if signer is not None and signer.valid(st.context.cookies.get(COOKIE_NAME)):
         return
     st.title("flywheel console")
-    with st.form("login"):
-        given = st.text_input("Console password", type="password")
-        submitted = st.form_submit_button("Sign in")
-    if submitted:
-        if hmac.compare_digest(given.encode(), expected.encode()):
-            st.session_state[_AUTHENTICATED] = True
-            st.rerun()
-        st.error("Wrong password.")
+    st.error(f"Sign in first: start the console with `flywheel console` and sign in at {SIGNIN_PATH}.")
     st.stop()
 
 

@@ -31,6 +31,19 @@ class Settings(BaseModel):
     operator: str = Field(default="unknown", min_length=1, max_length=64, description="who acts, for audit")
     console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
+    # -- console transport (flywheel console): TLS, required off loopback; extra Host names it answers ------------
+    console_tls_cert: Path | None = Field(default=None, description="PEM certificate; required off loopback")
+    console_tls_key: Path | None = Field(default=None, description="PEM private key of console_tls_cert")
+    console_allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="Host names besides loopback and the bound address (comma-separated in the env)"
+    )
+
+    @field_validator("console_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return tuple(h.strip() for h in value.split(",") if h.strip()) if isinstance(value, str) else value
+
+    # -- end of console transport --------------------------------------------------------------------------------
 
     @field_validator("db_url")
     @classmethod

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Locator, Page, expect
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from websockets.sync.client import connect as ws_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,15 +48,20 @@ class ConsoleProcess:
     log: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the cleaned environment (e.g. a password)
+    args: tuple[str, ...] = ()  # more `flywheel console` options
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> ConsoleProcess:
         env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
         env.setdefault("MUJOCO_GL", "egl")
+        env.update(self.env)
         command = [sys.executable, "-m", "flywheel", "--home", str(self.home), "console", "--port", str(self.port)]
+        command += self.args
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -64,7 +71,7 @@ class ConsoleProcess:
             if self.proc.poll() is not None:
                 raise ConsoleProcessError(f"flywheel console exited with {self.proc.returncode}: {self.output()}")
             try:
-                if httpx.get(f"{self.url}/_stcore/health", timeout=2).text == "ok":
+                if httpx.get(f"{self.url}/_stcore/health", timeout=2, verify=False).text == "ok":
                     return self
             except httpx.TransportError:
                 pass
@@ -96,6 +103,20 @@ class ConsoleProcess:
         except ProcessLookupError:
             return False
         return True
+
+
+def send_clear_cache(url: str, cookie: str | None = None) -> None:
+    """Connect as another Streamlit client and send its "clear cache" message (any connected client may)."""
+    headers = {"Cookie": cookie} if cookie else {}
+    with ws_connect(
+        url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"], additional_headers=headers
+    ) as ws:
+        clear, rerun = BackMsg(), BackMsg()
+        clear.clear_cache = True
+        rerun.rerun_script.query_string = ""
+        ws.send(clear.SerializeToString())
+        ws.send(rerun.SerializeToString())
+        ws.recv(timeout=60)  # the rerun answered, so the clear before it was handled
 
 
 # -- Streamlit locators ----------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from tests.e2e_support import (
     markdown_line,
     metric,
     screenshot,
+    send_clear_cache,
     settle,
     takeover_ms,
     wait_for_frames,
@@ -186,6 +187,7 @@ def test_take_over_save_label_and_see_the_dashboard_change(
     button(page, "live_take_over").click()
     expect(header).to_contain_text(f"controller human · operator {OPERATOR}")
     took_over_ms = takeover_ms(page)
+    send_clear_cache(console.url)  # another client clears Streamlit's caches: this operator's session goes on
     step = int(re.match(r"Step (\d+)", header.inner_text())[1])  # type: ignore[index]
     assert 0 < step < max_steps
     button(page, "live_jog_left_z_plus").click()

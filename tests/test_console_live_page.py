@@ -12,6 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.live_owner import MANAGERS
 from flywheel.collect import CollectSpec
 from flywheel.collect.attended import Attendant, AttendedConfig, StoredByConsole
 from flywheel.collect.takeover_requests import TakeoverRequests
@@ -29,7 +30,8 @@ def store(sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv("FLYWHEEL_CONSOLE_PASSWORD", raising=False)
     opened = EpisodeStore.open(sqlite_settings)
     yield opened
-    st.cache_resource.clear()  # closes the page's session manager (its reaper thread) and the app's store
+    MANAGERS.close()  # the process's live session managers (their reaper threads)
+    st.cache_resource.clear()  # the app's store
     opened.db.dispose()
 
 
@@ -87,6 +89,21 @@ def test_start_take_over_jog_hand_back_and_save(store: EpisodeStore, policy: Pol
     assert [(s.start, s.end, s.operator, s.trigger) for s in human] == [(step, step + 22, "alice", "console")]
     assert at.button(key="live_start")  # back to the start form
     print(f"take over → frame under human control through AppTest: {took_over_ms:.0f} ms")
+
+
+def test_clear_cache_does_not_end_a_live_session(store: EpisodeStore, policy: PolicyRecord) -> None:
+    """Streamlit's "clear cache" message, which any connected client may send, clears every `st.cache_*`; the
+    live session of another operator goes on (its manager is not a cached resource)."""
+    at = _console()
+    _click(at, "live_start")
+    step = int(_header(at).split()[1])
+    st.cache_data.clear()  # what `AppSession._handle_clear_cache_request` does for the sending client
+    st.cache_resource.clear()
+    _click(at, "live_take_over")
+    assert "controller :orange[human]" in _header(at) and int(_header(at).split()[1]) >= step
+    _click(at, "live_finish")
+    assert next(s.value for s in at.success).startswith("Saved episode ")
+    assert store.count() == 1  # saved by the operator, not cut short by another client
 
 
 def test_claim_a_takeover_request_from_the_page(store: EpisodeStore, policy: PolicyRecord) -> None:

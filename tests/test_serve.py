@@ -23,7 +23,7 @@ from flywheel.policy.checkpoint import checkpoint_sha256
 from flywheel.policy.runner import PolicyRunner
 from flywheel.registry import PolicyRegistry
 from flywheel.serve.app import create_app
-from flywheel.serve.config import ServeConfig, ServeError, is_loopback, serve_config
+from flywheel.serve.config import TOKEN_ENV, ServeConfig, ServeError, is_loopback, read_token, serve_config
 from flywheel.serve.server import ServerThread
 from flywheel.serve.source import RegistrySource
 from flywheel.store import EpisodeStore
@@ -268,6 +268,52 @@ def test_token_is_required_when_configured(registry: PolicyRegistry) -> None:
         assert c.get("/version", headers=auth).status_code == 200
         assert c.post("/act", json=body, headers=auth).status_code == 200
         assert c.post("/act", json=big, headers=auth).status_code == 413
+
+
+def test_a_token_given_on_loopback_is_required(registry: PolicyRegistry) -> None:
+    config = ServeConfig(token=TOKEN, reload_interval_s=0)  # loopback, no --require-token
+    assert config.token_required
+    with _serving(create_app(config, RegistrySource(registry, "champion"))) as c:
+        assert c.get("/version").status_code == 401
+        assert c.get("/version", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_foreign_host_header_is_refused(client: httpx.Client, registry: PolicyRegistry) -> None:
+    """DNS rebinding: a page whose name resolves to 127.0.0.1 still sends its own name as Host."""
+    for path in ("/health", "/version"):
+        reply = client.get(path, headers={"host": "rebound.evil.example"})
+        assert reply.status_code == 421, reply.text
+    assert client.get("/health", headers={"host": "localhost"}).status_code == 200
+    config = ServeConfig(reload_interval_s=0, allowed_hosts=("robot-gw.lab",))
+    with _serving(create_app(config, RegistrySource(registry, "champion"))) as c:
+        assert c.get("/health", headers={"host": "robot-gw.lab:8000"}).status_code == 200
+        assert c.get("/health", headers={"host": "other.lab"}).status_code == 421
+
+
+def test_token_comes_from_a_file_or_the_environment_never_argv(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    token_file.chmod(0o600)
+    assert read_token(token_file, environ={}) == TOKEN
+    assert read_token(None, environ={TOKEN_ENV: TOKEN}) == TOKEN
+    assert read_token(None, environ={}) is None
+    with pytest.raises(ServeError, match="not both"):
+        read_token(token_file, environ={TOKEN_ENV: TOKEN})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ServeError, match="is empty"):
+        read_token(tmp_path / "empty", environ={})
+    with pytest.raises(ServeError, match="cannot read the token file"):
+        read_token(tmp_path / "missing", environ={})
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    cli = subprocess.run(
+        [sys.executable, "-m", "flywheel", "--home", str(tmp_path / "h"), "serve", "--token", TOKEN, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert cli.returncode == 2 and "process list" in cli.stderr and "--token-file" in cli.stderr, cli.stderr
+    assert TOKEN not in cli.stderr and not (tmp_path / "h").exists()
 
 
 def test_hot_reload_follows_the_champion(tmp_path: Path, checkpoints: dict[str, Checkpoint]) -> None:

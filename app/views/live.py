@@ -1,14 +1,14 @@
 """Teleop / Live: start a rollout, watch it, take over, jog each arm, expert assist, hand back, finish & save;
 claim the scheduler's takeover requests in attended runs (`flywheel run --operator console`).
 
-A thin view over `flywheel.live.SessionManager` (one per server process, `st.cache_resource`); the browser
+A thin view over `flywheel.live.SessionManager` (one per server process, owned by `app.live_owner`, out of
+reach of Streamlit's "clear cache"); the browser
 session keeps only the live session's id. Buttons have stable labels and keys (the browser test clicks them)
 and keyboard shortcuts (Streamlit's `shortcut=`; they do not fire while typing in a text field).
 """
 
 from __future__ import annotations
 
-import atexit
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from app.common import current_operator, get_store, password_gate, settings, show_errors
+from app.live_owner import MANAGERS
 from flywheel.errors import FlywheelError
 from flywheel.live import (
     LiveConfig,
@@ -59,22 +60,9 @@ GRIPPER_KEYS = {"left": ("Z", "X"), "right": ("N", "M")}  # (open, close)
 CONTROLLER_BADGES = {"policy": ":blue[policy]", "human": ":orange[human]", "expert": ":violet[expert]"}
 
 
-def _release(manager: SessionManager) -> None:
-    atexit.unregister(manager.close)
-    manager.close()
-
-
-@st.cache_resource(show_spinner=False, on_release=_release)
-def _manager(settings_json: str) -> SessionManager:
-    manager = SessionManager(get_store(), LiveConfig.from_env())
-    # Streamlit stops on SIGTERM/Ctrl-C without releasing cached resources: save the open sessions on the way out.
-    atexit.register(manager.close)
-    return manager
-
-
 def get_manager() -> SessionManager:
-    """The process-wide live session manager for the configured database."""
-    return _manager(settings().model_dump_json())
+    """The process-wide live session manager for the configured database (closed at process exit)."""
+    return MANAGERS.get(settings().model_dump_json(), lambda: SessionManager(get_store(), LiveConfig.from_env()))
 
 
 def _operator() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -23,12 +24,16 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
 def serve(
     ctx: typer.Context,
     policy: str = typer.Option("champion", "--policy", help="version id or alias (an alias is followed live)"),
-    host: str = typer.Option("127.0.0.1", help="bind address; anything but loopback needs --token"),
+    host: str = typer.Option("127.0.0.1", help="bind address; anything but loopback needs a token"),
     port: int = typer.Option(8000, min=0, max=65_535),
-    token: str | None = typer.Option(
-        None, "--token", envvar="FLYWHEEL_SERVE_TOKEN", help="bearer token (env FLYWHEEL_SERVE_TOKEN; >= 16 chars)"
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help="file holding the bearer token (>= 16 chars); or set FLYWHEEL_SERVE_TOKEN"
     ),
-    require_token: bool = typer.Option(False, "--require-token", help="demand the token on loopback too"),
+    token: str | None = typer.Option(None, "--token", hidden=True, help="refused: use --token-file"),
+    require_token: bool = typer.Option(False, "--require-token", help="refuse to start without a token on loopback"),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="another Host name clients use to reach the server (repeatable)"
+    ),
     max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", help="larger requests are refused with 413"),
     reload_interval: float = typer.Option(2.0, "--reload-interval", help="seconds between alias polls; 0 = off"),
     image_size: str | None = typer.Option(None, "--image-size", help="HxW every camera frame must have"),
@@ -37,14 +42,20 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level"),
 ) -> None:
     """Serve a policy over HTTP: GET /health, GET /version, POST /act (observation → action chunk)."""
-    from flywheel.serve.config import serve_config
+    from flywheel.serve.config import TOKEN_ENV, ServeError, read_token, serve_config
 
+    if token is not None:
+        raise ServeError(
+            f"--token puts the secret in the process list, readable by every local user; put it in a file "
+            f"(chmod 600) and pass --token-file PATH, or set {TOKEN_ENV}"
+        )
     config = serve_config(
         policy=policy,
         host=host,
         port=port,
-        token=token,
+        token=read_token(token_file),
         require_token=True if require_token else None,
+        allowed_hosts=tuple(allow_host),
         max_body_bytes=max_body_bytes,
         reload_interval_s=reload_interval,
         image_size=parse_image_size(image_size),

@@ -7,11 +7,13 @@ point with success False, tagged by its frames, and the session's env and render
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flywheel.collect.takeover_requests import (
@@ -243,3 +245,29 @@ class SessionManager:
         for session in live:
             if not session.closed:
                 self._expire(session, "the console shut down")
+
+
+class ManagerOwner:
+    """The session managers of one server process, one per key (the store's settings): made on first use and
+    closed by `close()` (the console server's shutdown hook, app/console_server.py) or else at process exit.
+    Unlike a `st.cache_resource`, nothing a browser sends (Streamlit's "clear cache" message) can drop or close
+    one, so no client can end another operator's live session."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._managers: dict[str, SessionManager] = {}
+        atexit.register(self.close)
+
+    def get(self, key: str, create: Callable[[], SessionManager]) -> SessionManager:
+        with self._lock:
+            manager = self._managers.get(key)
+            if manager is None:
+                manager = self._managers[key] = create()
+            return manager
+
+    def close(self) -> None:
+        """Close every manager (each saves its open sessions); a later `get` makes a fresh one."""
+        with self._lock:
+            managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
+            manager.close()

@@ -19,6 +19,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from flywheel.netutil import allowed_hosts
 from flywheel.serve.config import ServeConfig
 from flywheel.serve.middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from flywheel.serve.reload import PolicyHolder, ReloadWatcher
@@ -32,6 +33,7 @@ from flywheel.serve.schemas import (
     observation_from_request,
 )
 from flywheel.serve.source import PolicySource, ServedPolicy
+from flywheel.webguard import TrustedHostMiddleware
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -133,4 +135,6 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
     if config.token_required:
         assert config.token is not None  # ServeConfig refuses a required token that is missing
         app.add_middleware(BearerTokenMiddleware, token=config.token.get_secret_value(), open_paths=OPEN_PATHS)
+    # Added last, so it runs first: a foreign Host (DNS rebinding) is refused before anything else.
+    app.add_middleware(TrustedHostMiddleware, allowed=allowed_hosts(config.host, config.allowed_hosts))
     return app

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from flywheel.errors import FlywheelError
 from flywheel.netutil import is_loopback
 
 MIN_TOKEN_CHARS = 16
+TOKEN_ENV = "FLYWHEEL_SERVE_TOKEN"
 
 
 class ServeError(FlywheelError):
@@ -17,7 +24,8 @@ class ServeError(FlywheelError):
 class ServeConfig(BaseModel):
     """Validated settings of one policy server.
 
-    `require_token` defaults to "bound off loopback"; set it explicitly to demand the token on loopback too.
+    A token, once given, is always required; `require_token` demands one on loopback (off loopback it is
+    required anyway). `allowed_hosts` are Host names clients may use besides loopback and the bound address.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -26,7 +34,8 @@ class ServeConfig(BaseModel):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=0, le=65_535)
     token: SecretStr | None = Field(default=None, description="bearer token; required off loopback")
-    require_token: bool | None = Field(default=None, description="default: True when `host` is not loopback")
+    require_token: bool | None = Field(default=None, description="refuse to start without a token on loopback too")
+    allowed_hosts: tuple[str, ...] = Field(default=(), description="extra Host header names (DNS rebinding)")
     max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30, description="larger requests get 413")
     reload_interval_s: float = Field(default=2.0, ge=0.0, le=3600.0, description="alias poll period; 0 = off")
     image_size: tuple[int, int] | None = Field(default=None, description="(height, width) every camera must have")
@@ -45,12 +54,34 @@ class ServeConfig(BaseModel):
             raise ValueError(f"the token must be at least {MIN_TOKEN_CHARS} characters")
         if self.token_required and self.token is None:
             where = f"bound to {self.host} (not loopback)" if not is_loopback(self.host) else "require_token is set"
-            raise ValueError(f"{where}: a bearer token is required; pass --token or set FLYWHEEL_SERVE_TOKEN")
+            raise ValueError(f"{where}: a bearer token is required; pass --token-file PATH or set {TOKEN_ENV}")
         return self
 
     @property
     def token_required(self) -> bool:
-        return (not is_loopback(self.host)) if self.require_token is None else self.require_token
+        """A given token is always checked; without one, only off loopback or with `require_token` is it needed."""
+        return self.token is not None or bool(self.require_token) or not is_loopback(self.host)
+
+
+def read_token(token_file: Path | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token from `token_file` (first line, surrounding whitespace stripped) or `FLYWHEEL_SERVE_TOKEN`;
+    never from the command line, where every local user can read it in the process list."""
+    from_env = (os.environ if environ is None else environ).get(TOKEN_ENV) or None
+    if token_file is None:
+        return from_env
+    if from_env is not None:
+        raise ServeError(f"give the token once: --token-file {token_file} or {TOKEN_ENV}, not both")
+    try:
+        mode = token_file.stat().st_mode
+        text = token_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServeError(f"cannot read the token file {token_file}: {exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"warning: token file {token_file} is readable by other users; chmod 600 it", file=sys.stderr)
+    lines = text.strip().splitlines()
+    if not lines:
+        raise ServeError(f"the token file {token_file} is empty")
+    return lines[0].strip()
 
 
 def serve_config(**values: object) -> ServeConfig:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.exceptions import HTTPException
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from flywheel.webguard import ASGIApp, Message, Receive, Scope, Send
+from flywheel.webguard import header as _header
 
 
 async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -30,13 +25,6 @@ async def send_json(send: Send, status: int, detail: str, headers: list[tuple[by
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value
-    return None
 
 
 class BearerTokenMiddleware:
