@@ -21,7 +21,7 @@ class GateConfig(BaseModel):
     non_inferiority_margin: float = Field(
         0.10,
         ge=0.0,
-        lt=1.0,
+        le=1.0,
         description="the repeated interval's lower bound of (candidate − champion) must exceed −margin; the same"
         " margin bounds the loss against the lineage's best promoted version",
     )
