@@ -1,11 +1,15 @@
 """Run the quickstart loop (`flywheel run --iterations N`, embedded defaults) and record its curve.
 
 Writes bench/results/flywheel.json (per-iteration champion success with 95% intervals, interventions per
-episode, episodes by tag, verdict; wall seconds, and the store's first-episode-to-last-iteration span, which
+episode, episodes by tag, verdict, eval episodes used, champion successes per hour and fresh-seed success with
+intervals, lineage drift; wall seconds, and the store's first-episode-to-last-iteration span, which
 stays right when a killed run is resumed on the same --home) and bench/results/flywheel.png after every
 iteration, and prints one line at the end.
 
-    python bench/flywheel.py [--iterations 5] [--home DIR] [--config FILE]
+    python bench/flywheel.py [--iterations 5] [--home DIR] [--config FILE] [--fixed-eval]
+
+--fixed-eval evaluates every candidate on all eval seeds (one look), the run `bench/eval_replay.py` replays
+through both fixed and sequential evaluation.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="scratch flywheel home (default: a temp dir)")
     parser.add_argument("--config", type=Path, default=None, help="flywheel config (default: the quickstart's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--fixed-eval", action="store_true", help="one look at the maximum (no sequential stop)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -43,6 +48,9 @@ def main() -> None:
     home = args.home or Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
     settings = Settings(home=home)
     config = load_flywheel_config(args.config)
+    if args.fixed_eval:
+        fixed = config.eval.model_copy(update={"block": len(config.eval.seed_list())})
+        config = config.model_copy(update={"eval": fixed})
     store = EpisodeStore.open(settings)
     resumed = store.count() > 0
     start = time.perf_counter()
@@ -62,6 +70,9 @@ def main() -> None:
             "task": config.task,
             "obs_mode": config.obs_mode,
             "eval_episodes": config.eval.episodes,
+            "eval_block": config.eval.block_size(),
+            "fixed_eval": args.fixed_eval,
+            "fresh_episodes": config.eval.fresh_episodes,
             "episodes_per_iteration": config.episodes_per_iteration,
             "demos": config.demos,
             "home": str(home),
@@ -84,6 +95,8 @@ def main() -> None:
 
 def _row(s: dict) -> dict:
     ci = s.get("champion_ci") or [None, None]
+    per_hour_ci = s.get("champion_successes_per_hour_ci") or [None, None]
+    fresh_ci = s.get("champion_fresh_ci") or [None, None]
     return {
         "iteration": s["iteration"],
         "champion": s.get("champion"),
@@ -95,6 +108,16 @@ def _row(s: dict) -> dict:
         "episodes_by_tag": s.get("episodes_by_tag", {}),
         "collect_success_rate": s.get("collect_success_rate"),
         "verdict": s["verdict"],
+        "eval_episodes_used": s.get("eval_episodes_used"),
+        "eval_rollouts": s.get("eval_rollouts"),
+        "champion_successes_per_hour": s.get("champion_successes_per_hour"),
+        "champion_successes_per_hour_ci_low": per_hour_ci[0],
+        "champion_successes_per_hour_ci_high": per_hour_ci[1],
+        "champion_fresh_success": s.get("champion_fresh_success"),
+        "champion_fresh_ci_low": fresh_ci[0],
+        "champion_fresh_ci_high": fresh_ci[1],
+        "champion_fresh_episodes": s.get("champion_fresh_episodes"),
+        "lineage_drift": s.get("lineage_drift"),
     }
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flywheel.evaluate.gates import EvalSummary, GateConfig, run_gates
+from flywheel.evaluate.gates import Comparison, EvalSummary, GateConfig, compare, run_gates
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.evaluate.stats import wilson_interval
 
 
-def _summary(outcomes: list[bool], p95: float = 5.0, nan: int = 0, joints: int = 0) -> EvalSummary:
+def _summary(outcomes: list[bool], p95: float = 5.0, nan: int = 0, joints: int = 0, steps: int = 100) -> EvalSummary:
     n, k = len(outcomes), sum(outcomes)
     low, high = wilson_interval(k, n)
     return EvalSummary(
@@ -26,11 +26,18 @@ def _summary(outcomes: list[bool], p95: float = 5.0, nan: int = 0, joints: int =
         latency_p95_ms=p95,
         nan_actions=nan,
         joint_limit_violations=joints,
+        steps=[steps if ok else 400 for ok in outcomes],
     )
 
 
+def _paired(candidate: EvalSummary, champion: EvalSummary, config: GateConfig, ref: int = 1) -> Comparison:
+    return compare(candidate, champion, reference_id=ref, look=0, sizes=[candidate.episodes], config=config)
+
+
 def _verdicts(candidate: EvalSummary, champion: EvalSummary | None = None, **cfg: float) -> dict[str, bool]:
-    return {v.gate: v.passed for v in run_gates(candidate, champion, GateConfig(**cfg))}
+    config = GateConfig(**cfg)
+    paired = None if champion is None else _paired(candidate, champion, config)
+    return {v.gate: v.passed for v in run_gates(candidate, paired, config)}
 
 
 def test_all_gates_pass_for_a_good_first_policy() -> None:
@@ -52,8 +59,22 @@ def test_non_inferiority_gate_uses_the_same_seeds() -> None:
     assert _verdicts(equal, champion)["non_inferiority"]
     assert _verdicts(better, champion)["non_inferiority"]
     shifted = EvalSummary(**{**equal.__dict__, "seeds": [s + 1 for s in equal.seeds]})
-    verdict = next(v for v in run_gates(shifted, champion, GateConfig()) if v.gate == "non_inferiority")
-    assert not verdict.passed and "other seeds" in verdict.reason
+    with pytest.raises(ValueError, match="other seeds"):
+        _paired(shifted, champion, GateConfig())
+
+
+def test_a_tie_is_promoted_only_where_a_metric_improves() -> None:
+    champion = _summary([True] * 45 + [False] * 5, steps=100)
+    same_slower = _summary([True] * 45 + [False] * 5, steps=130)
+    same_faster = _summary([True] * 45 + [False] * 5, steps=80)
+    verdicts = run_gates(same_faster, _paired(same_faster, champion, GateConfig()), GateConfig())
+    improvement = next(v for v in verdicts if v.gate == "improvement")
+    assert improvement.passed and "improves throughput" in improvement.reason
+    slower = _verdicts(same_slower, champion)
+    assert not slower["improvement"] and not slower["throughput"]  # 30% slower > 15% margin
+    assert _verdicts(same_slower, champion, slowdown_margin=0.5)["throughput"]
+    better = _summary([True] * 50, steps=130)
+    assert _verdicts(better, champion)["improvement"]  # more successes: improves success
 
 
 def test_nan_latency_and_joint_limit_gates() -> None:
@@ -66,12 +87,40 @@ def test_nan_latency_and_joint_limit_gates() -> None:
 
 
 def test_gate_evidence_is_recorded() -> None:
-    verdicts = run_gates(_summary([True] * 40 + [False] * 10), _summary([True] * 45 + [False] * 5), GateConfig())
+    candidate, champion = _summary([True] * 40 + [False] * 10), _summary([True] * 45 + [False] * 5)
+    verdicts = run_gates(candidate, _paired(candidate, champion, GateConfig()), GateConfig())
     paired = next(v for v in verdicts if v.gate == "non_inferiority")
-    assert paired.evidence["champion_only"] == 5 and paired.evidence["margin"] == 0.10
+    assert paired.evidence["reference_only"] == 5 and paired.evidence["margin"] == 0.10
+    assert paired.evidence["n"] == 50 and paired.evidence["look"] == 1
 
 
 def test_eval_seeds_must_be_held_out() -> None:
     with pytest.raises(ValidationError, match="overlap collection/demo seeds"):
         EvalConfig(seeds=[5, 1_000_001])
     assert EvalConfig(episodes=3).seed_list() == [1_000_000, 1_000_001, 1_000_002]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"gates": {"non_inferiority_margin": 1.5}}, "non_inferiority_margin"),
+        ({"gates": {"alpha": 0.6}}, "alpha"),
+        ({"gates": {"alpha": 0.0}}, "alpha"),
+        ({"gates": {"slowdown_margin": -0.1}}, "slowdown_margin"),
+        ({"episodes": 10, "block": 20}, "block=20"),
+        ({"fresh_episodes": -1}, "fresh_episodes"),
+    ],
+)
+def test_bad_gate_config_is_refused_with_the_key_named(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValidationError, match=key):
+        EvalConfig.model_validate(kwargs)
+
+
+def test_a_bad_loop_config_names_the_key(tmp_path) -> None:
+    from flywheel.errors import ConfigError
+    from flywheel.scheduler.config import load_flywheel_config
+
+    path = tmp_path / "flywheel.yaml"
+    path.write_text("eval:\n  gates:\n    alpha: 0.9\n")
+    with pytest.raises(ConfigError, match=r"eval\.gates\.alpha"):
+        load_flywheel_config(path)

@@ -45,6 +45,7 @@ eval:
   episodes: 2
   workers: 1
   max_steps: 120
+  fresh_episodes: 2
   gates: {success_floor: 0.0, non_inferiority_margin: 1.0, latency_p95_budget_ms: 10000}
 """
 

@@ -129,6 +129,36 @@ def data_mix_section(store: EpisodeStore, task: str | None) -> None:
         st.altair_chart(chart, width="stretch")
 
 
+def champion_section(store: EpisodeStore) -> None:
+    """The champion's gate number beside its fresh-seed number, and its throughput."""
+    champion = get_registry().alias("champion")
+    if champion is None:
+        return
+    numbers = dashboards.champion_numbers(store.db, champion)
+    gate, fresh = numbers.get("gate"), numbers.get("fresh")
+    st.subheader(f"Champion v{champion}")
+    cols = st.columns(4)
+
+    def rate(run: dict | None) -> str:
+        return "-" if run is None else f"{run['success_rate']:.0%} [{run['ci'][0]:.0%}, {run['ci'][1]:.0%}]"
+
+    cols[0].metric("Success on gate seeds", rate(gate), help=None if gate is None else f"{gate['episodes']} seeds")
+    cols[1].metric(
+        "Success on fresh seeds",
+        rate(fresh),
+        help="never used to gate" + ("" if fresh is None else f"; {fresh['episodes']} seeds"),
+    )
+    tp = (gate or {}).get("throughput") or {}
+    per_hour, ci = tp.get("successes_per_hour"), tp.get("successes_per_hour_ci") or [None, None]
+    cols[2].metric(
+        "Successes per hour (robot time)",
+        "-" if per_hour is None else f"{per_hour:.0f}",
+        help=None if ci[0] is None else f"95% bootstrap interval [{ci[0]:.0f}, {ci[1]:.0f}]",
+    )
+    seconds = tp.get("mean_seconds_to_success")
+    cols[3].metric("Mean time to success", "-" if seconds is None else f"{seconds:.1f} s")
+
+
 def gates_section(store: EpisodeStore, task: str | None) -> None:
     st.subheader("Eval-gate history")
     history = dashboards.gate_history(store.db, task)
@@ -201,6 +231,7 @@ def main() -> None:
     task = st.selectbox("Task", [ANY, *tasks], key="dash_task")
     task = None if task == ANY else task
     headline(store, task)
+    champion_section(store)
     success_section(store, task)
     interventions_section(store, task)
     data_mix_section(store, task)

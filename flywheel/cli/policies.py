@@ -50,10 +50,20 @@ def list_policies(
 
 @app.command()
 def show(ctx: typer.Context, ref: str = typer.Argument(..., help="version id or alias")) -> None:
-    """Show one version: config, data fingerprint, metrics, alias history."""
+    """Show one version: config, data fingerprint, metrics, alias history, and its evaluations (gate and
+    fresh-seed success with intervals, time to success and successes per hour of robot time)."""
+    from dataclasses import asdict
+
+    from flywheel.dashboards import eval_runs
+
     registry = _registry(ctx)
     record = registry.resolve(ref)
     data = record.as_dict()
+    data["evaluations"] = [
+        {k: v for k, v in asdict(run).items() if k != "gates"}
+        | {"created_at": run.created_at.isoformat(), "verdicts": [g.get("reason") for g in run.gates]}
+        for run in eval_runs(registry.db, record.id)
+    ]
     data["alias_history"] = [
         {**m.__dict__, "created_at": m.created_at.isoformat()}
         for m in registry.history()

@@ -1,10 +1,11 @@
-"""Seed ranges: demos, collection and evaluation never share an env seed."""
+"""Seed ranges: demos, collection, gating evaluation and fresh re-measurement never share an env seed."""
 
 from __future__ import annotations
 
 DEMO_SEED_BASE = 500_000
 COLLECT_SEEDS_PER_ITERATION = 10_000
 EVAL_SEED_BASE = 1_000_000
+FRESH_SEED_BASE = 2_000_000  # re-measuring promoted champions: never used to gate
 
 
 def demo_seeds(n: int, start: int = 0) -> list[int]:
@@ -23,6 +24,15 @@ def collection_seeds(iteration: int, n: int) -> list[int]:
 
 def eval_seeds(n: int, start: int = 0) -> list[int]:
     return [EVAL_SEED_BASE + start + i for i in range(n)]
+
+
+def fresh_seeds(n: int, start: int = 0) -> list[int]:
+    return [FRESH_SEED_BASE + start + i for i in range(n)]
+
+
+def is_fresh_seed(seed: int) -> bool:
+    """True for seeds reserved for re-measuring champions (gating evaluation must avoid them)."""
+    return seed >= FRESH_SEED_BASE
 
 
 def is_training_seed(seed: int) -> bool:

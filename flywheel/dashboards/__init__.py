@@ -2,7 +2,7 @@
 
 from flywheel.dashboards.datamix import data_mix, mix_by_tag
 from flywheel.dashboards.facets import EpisodeFacets, episode_facets
-from flywheel.dashboards.gates import EvalRunView, eval_runs, gate_history
+from flywheel.dashboards.gates import EvalRunView, champion_numbers, eval_runs, gate_history
 from flywheel.dashboards.interventions import interventions_by_iteration, interventions_over_time, policy_episodes
 from flywheel.dashboards.jobs import IterationInfo, JobInfo, LockInfo, SchedulerStatus, scheduler_status
 from flywheel.dashboards.overview import Overview, overview
@@ -18,6 +18,7 @@ __all__ = [
     "Overview",
     "SchedulerStatus",
     "TrainingCurves",
+    "champion_numbers",
     "collection_success_by_policy",
     "data_mix",
     "episode_facets",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ COLUMNS = [
 
 def gate_history(db: Database, task: str | None = None) -> pd.DataFrame:
     """Oldest first. Runs stored only as a champion baseline (no gates) are left out."""
-    query = select(EvalRun).where(EvalRun.passed.is_not(None)).order_by(EvalRun.id)
+    query = select(EvalRun).where(EvalRun.kind == "gate", EvalRun.passed.is_not(None)).order_by(EvalRun.id)
     if task is not None:
         query = query.where(EvalRun.task == task)
     rows = []
@@ -68,8 +68,14 @@ class EvalRunView:
     latency_p95_ms: float
     nan_actions: int
     joint_limit_violations: int
-    passed: bool | None  # None: stored as a champion baseline, no gates applied
+    passed: bool | None  # None: a champion baseline or a fresh-seed re-measurement, no gates applied
     gates: list[dict[str, Any]]
+    kind: str = "gate"  # gate | baseline | fresh (re-measured on seeds never used to gate)
+    metrics: dict[str, Any] = field(default_factory=dict)  # throughput, episodes used, looks, lineage reference
+
+    @property
+    def successes_per_hour(self) -> float | None:
+        return (self.metrics.get("throughput") or {}).get("successes_per_hour")
 
 
 def eval_runs(db: Database, policy_version_id: int) -> list[EvalRunView]:
@@ -93,6 +99,22 @@ def eval_runs(db: Database, policy_version_id: int) -> list[EvalRunView]:
                 joint_limit_violations=r.joint_limit_violations,
                 passed=r.passed,
                 gates=[dict(g) for g in r.gates or []],
+                kind=r.kind,
+                metrics=dict(r.metrics or {}),
             )
             for r in session.scalars(query)
         ]
+
+
+def champion_numbers(db: Database, policy_version_id: int) -> dict[str, Any]:
+    """A version's gate number beside its fresh-seed number, with throughput: the latest run of each kind."""
+    out: dict[str, Any] = {"policy_version_id": policy_version_id}
+    for run in reversed(eval_runs(db, policy_version_id)):  # oldest first: the latest of each kind wins
+        out[run.kind] = {
+            "eval_run_id": run.id,
+            "success_rate": run.success_rate,
+            "ci": [run.ci_low, run.ci_high],
+            "episodes": run.episodes,
+            "throughput": run.metrics.get("throughput"),
+        }
+    return out

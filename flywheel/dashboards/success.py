@@ -27,7 +27,7 @@ def _with_interval(frame: pd.DataFrame) -> pd.DataFrame:
 def eval_success_by_policy(db: Database, task: str | None = None) -> pd.DataFrame:
     """The latest gated eval run of each policy version: policy_version_id, status, iteration, eval_run_id,
     passed, n, successes, rate, ci_low, ci_high."""
-    latest = select(func.max(EvalRun.id).label("id")).group_by(EvalRun.policy_version_id)
+    latest = select(func.max(EvalRun.id).label("id")).where(EvalRun.kind == "gate").group_by(EvalRun.policy_version_id)
     query = (
         select(
             EvalRun.policy_version_id,

@@ -61,3 +61,32 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _tango_statistic(b: int, c: int, n: int, delta0: float) -> float:
+    """Tango's score statistic for H0: p(candidate) − p(reference) = delta0 on n paired seeds, where b seeds only
+    the candidate solved and c only the reference (Tango 1998, Statistics in Medicine 17:891)."""
+    a_ = 2.0 * n
+    b_ = -b - c + (2.0 * n - b + c) * delta0
+    c_ = -c * delta0 * (1.0 - delta0)
+    p21 = (-b_ + math.sqrt(max(b_ * b_ - 4.0 * a_ * c_, 0.0))) / (2.0 * a_)  # restricted MLE of p(reference only)
+    var = n * (2.0 * p21 + delta0 * (1.0 - delta0))
+    if var <= 0.0:
+        return math.inf if b - c - n * delta0 > 0 else (-math.inf if b - c - n * delta0 < 0 else 0.0)
+    return (b - c - n * delta0) / math.sqrt(var)
+
+
+def paired_score_interval(b: int, c: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The interval of differences Tango's score test does not reject at |T| ≤ z (inverted by bisection)."""
+
+    def solve(target: float) -> float:
+        lo, hi = -1.0, 1.0  # the statistic falls as delta0 rises
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if _tango_statistic(b, c, n, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    return solve(z), solve(-z)

@@ -119,7 +119,9 @@ class PolicyRegistry:
             row = self._row(session, version_id)
             if not force:
                 latest = session.scalars(
-                    select(EvalRun).where(EvalRun.policy_version_id == version_id).order_by(EvalRun.id.desc())
+                    select(EvalRun)
+                    .where(EvalRun.policy_version_id == version_id, EvalRun.kind == "gate")
+                    .order_by(EvalRun.id.desc())
                 ).first()
                 if latest is None or not latest.passed:
                     verdict = "no eval run" if latest is None else f"eval run {latest.id} failed its gates"

@@ -130,13 +130,17 @@ class FlywheelLoop:
         evaluation: dict[str, Any],
         verdict: dict[str, Any],
     ) -> dict[str, Any]:
-        champion_id = self.ctx.registry.alias(CHAMPION)
-        champion_eval = None
-        if champion_id is not None:
-            from flywheel.evaluate.runner import Evaluator
+        from flywheel.evaluate.runner import Evaluator, throughput_metrics
 
-            stored = Evaluator(self.ctx.store, self.ctx.config.eval, progress=False).stored_summary(champion_id)
-            champion_eval = stored
+        champion_id = self.ctx.registry.alias(CHAMPION)
+        champion_eval, per_hour, fresh, drift = None, {}, None, {"lineage_drift": None}
+        if champion_id is not None:
+            evaluator = Evaluator(self.ctx.store, self.ctx.config.eval, progress=False)
+            champion_eval = evaluator.stored_summary(champion_id)
+            per_hour = {} if champion_eval is None else throughput_metrics(champion_eval)
+            fresh = evaluator.latest_fresh(champion_id)
+            drift = evaluator.lineage_drift(self.ctx.config.task, champion_id)
+        per_hour_ci = per_hour.get("successes_per_hour_ci") or [None, None]
         return {
             "iteration": number,
             "episodes_by_tag": collected.get("episodes_by_tag", {}),
@@ -148,9 +152,20 @@ class FlywheelLoop:
             "candidate": candidate,
             "candidate_success": evaluation["success_rate"],
             "candidate_ci": [evaluation["ci_low"], evaluation["ci_high"]],
+            "eval_episodes_used": evaluation.get("eval_episodes_used"),
+            "eval_rollouts": evaluation.get("eval_rollouts"),
             "champion": champion_id,
             "champion_success": None if champion_eval is None else champion_eval.success_rate,
             "champion_ci": None if champion_eval is None else [champion_eval.ci_low, champion_eval.ci_high],
+            "champion_eval_episodes": None if champion_eval is None else champion_eval.episodes,
+            "champion_successes_per_hour": per_hour.get("successes_per_hour"),
+            "champion_successes_per_hour_ci": list(per_hour_ci),
+            "champion_mean_seconds_to_success": per_hour.get("mean_seconds_to_success"),
+            "champion_fresh_success": None if fresh is None else fresh["success"],
+            "champion_fresh_ci": None if fresh is None else fresh["ci"],
+            "champion_fresh_episodes": None if fresh is None else fresh["episodes"],
+            **drift,
             "verdict": verdict["verdict"],
             "reason": verdict.get("reason"),
+            "passed_because": evaluation.get("passed_because", []),
         }

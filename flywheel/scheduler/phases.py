@@ -121,6 +121,7 @@ def _registered(ctx: PhaseContext, iteration: int, checkpoint_uri: str) -> int |
 
 
 def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str, Any]:
+    """Gate the candidate (sequentially, in blocks of paired seeds); episodes already stored are not re-run."""
     result = Evaluator(ctx.store, ctx.config.eval, progress=ctx.progress).evaluate(candidate_id, iteration=iteration)
     s = result.summary
     return {
@@ -130,22 +131,28 @@ def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str
         "ci_low": s.ci_low,
         "ci_high": s.ci_high,
         "latency_p95_ms": s.latency_p95_ms,
+        "eval_episodes_used": result.metrics["episodes_used"],
+        "eval_rollouts": result.metrics["rolled_out"],
         "failed_gates": [v.reason for v in result.verdicts if not v.passed],
+        "passed_because": [v.reason for v in result.verdicts if v.passed and v.gate == "improvement"],
     }
 
 
 def promote_phase(ctx: PhaseContext, iteration: int, candidate_id: int, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Promote on a stored passing verdict (the registry re-checks it); otherwise reject."""
+    """Promote on a stored passing verdict (the registry re-checks it), then re-measure the new champion on fresh
+    seeds (stored per seed, so a killed promote job resumes the fresh episodes); otherwise reject."""
     registry = ctx.registry
     status = registry.get(candidate_id).status
     if evaluation.get("passed"):
         if status != "champion":
+            why = "; ".join(evaluation.get("passed_because", [])) or "all gates passed"
             registry.promote(
                 candidate_id,
                 actor=SCHEDULER_ACTOR,
-                reason=f"iteration {iteration}: all gates passed (eval run {evaluation['eval_run_id']})",
+                reason=f"iteration {iteration}: {why} (eval run {evaluation['eval_run_id']})",
             )
-        return {"verdict": "promoted", "policy_version_id": candidate_id}
+        fresh = Evaluator(ctx.store, ctx.config.eval, progress=ctx.progress).fresh(candidate_id, iteration=iteration)
+        return {"verdict": "promoted", "policy_version_id": candidate_id, "fresh": fresh}
     reasons = "; ".join(evaluation.get("failed_gates", [])) or "gates failed"
     if status != "rejected":
         registry.reject(candidate_id, reason=reasons)

@@ -193,6 +193,31 @@ class EvalRun(Base):
     passed: Mapped[bool | None] = mapped_column(Boolean)
     iteration: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # gate: judged by the gates; baseline: a champion measured for a comparison; fresh: re-measured on fresh seeds
+    kind: Mapped[str] = mapped_column(String(16), default="gate", server_default="gate")
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)  # throughput, sequential stopping
+
+
+class EvalEpisode(Base):
+    """One eval episode of a policy version on one seed, stored as it completes: an interrupted evaluation
+    resumes from these without re-running (or double-counting) a seed."""
+
+    __tablename__ = "eval_episode"
+    __table_args__ = (
+        UniqueConstraint("policy_version_id", "seed", "max_steps", name="uq_eval_episode_version_seed_steps"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_version.id", ondelete="CASCADE"), index=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    max_steps: Mapped[int] = mapped_column(Integer)
+    success: Mapped[bool] = mapped_column(Boolean)
+    steps: Mapped[int] = mapped_column(Integer)
+    act_latency_ms: Mapped[list[Any]] = mapped_column(default=list)
+    nan_action: Mapped[bool] = mapped_column(Boolean, default=False)
+    joint_limit_violations: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Iteration(Base):
