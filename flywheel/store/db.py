@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -31,7 +31,7 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "25006", "57P01", "57P02", "5
 TRANSIENT_MESSAGES = (
     "connection refused",
     "could not connect to server",
-    "connection failed",
+    "is the server running",
     "server closed the connection unexpectedly",
     "terminating connection due to administrator command",
     "the database system is starting up",
@@ -69,6 +69,8 @@ def is_transient_db_error(exc: BaseException) -> bool:
     """True for errors an outage causes and a retry cures: a refused or lost connection, a server shutting
     down or starting up, a serialization failure or deadlock, a read-only standby, SQLite's lock timeout."""
     for err in _exception_chain(exc):
+        if isinstance(err, DatabaseUnavailableError):
+            return False  # already waited out for the configured time: give up
         if isinstance(err, DBAPIError) and err.connection_invalidated:
             return True
         sqlstate = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
@@ -92,14 +94,13 @@ class OutageReporter:
     """The progress lines of one retried operation: one when the database is first unreachable, one when it
     answers again (with the stall in seconds)."""
 
-    def __init__(self, safe_url: str, limit_s: float, stream: TextIO | None = None) -> None:
+    def __init__(self, safe_url: str, limit_s: float) -> None:
         self.safe_url = safe_url
         self.limit_s = limit_s
-        self.stream = stream
         self.started: float | None = None
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream or sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
     def failed(self, exc: BaseException) -> None:
         if self.started is None:
@@ -164,10 +165,10 @@ class Database:
         self.engine = create_db_engine(url, busy_timeout_ms)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    def retrying(self, fn: Callable[[], T], stream: TextIO | None = None) -> T:
+    def retrying(self, fn: Callable[[], T]) -> T:
         """Call `fn`, re-calling it with backoff while it fails on a transient database error, for up to
         `retry_seconds`; then raise DatabaseUnavailableError. Other errors propagate at once."""
-        reporter = OutageReporter(self.safe_url, self.retry_seconds, stream)
+        reporter = OutageReporter(self.safe_url, self.retry_seconds)
         deadline = time.monotonic() + self.retry_seconds
         delay = BACKOFF_START_S
         while True:
