@@ -100,7 +100,8 @@ class OutageReporter:
         self.started: float | None = None
 
     def _print(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        sys.stderr.write(line + "\n")  # one write: lines from the heartbeat thread do not interleave
+        sys.stderr.flush()
 
     def failed(self, exc: BaseException) -> None:
         if self.started is None:
