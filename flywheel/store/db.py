@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from flywheel.config import DEFAULT_DB_RETRY_SECONDS
 from flywheel.errors import DatabaseUnavailableError
@@ -164,7 +164,6 @@ class Database:
         self.url = url
         self.retry_seconds = retry_seconds
         self.engine = create_db_engine(url, busy_timeout_ms)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Call `fn`, re-calling it with backoff while it fails on a transient database error, for up to
