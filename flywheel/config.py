@@ -17,6 +17,7 @@ from flywheel.errors import ConfigError, describe_validation_error
 
 DEFAULT_HOME = Path(".flywheel")
 ENV_PREFIX = "FLYWHEEL_"
+DEFAULT_DB_RETRY_SECONDS = 180.0
 
 
 class Settings(BaseModel):
@@ -31,6 +32,12 @@ class Settings(BaseModel):
     operator: str = Field(default="unknown", min_length=1, max_length=64, description="who acts, for audit")
     console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
+    db_retry_seconds: float = Field(
+        default=DEFAULT_DB_RETRY_SECONDS,
+        ge=0,
+        le=86_400,
+        description="how long an operation waits out a database outage (lost connection, restart) before failing",
+    )
     # -- console transport (flywheel console): TLS, required off loopback; extra Host names it answers ------------
     console_tls_cert: Path | None = Field(default=None, description="PEM certificate; required off loopback")
     console_tls_key: Path | None = Field(default=None, description="PEM private key of console_tls_cert")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,8 @@ class PostgresServer:
     datadir: Path | None = None
     bindir: Path | None = None
     run_as: list[str] | None = None
+    options: str = ""
+    logfile: Path | None = None
 
     @classmethod
     def external(cls, url: str) -> PostgresServer:
@@ -80,7 +84,8 @@ class PostgresServer:
                 "start",
             ]
         )
-        return cls(f"postgresql+psycopg://flywheel@127.0.0.1:{port}/postgres", datadir, bindir, run_as)
+        url = f"postgresql+psycopg://flywheel@127.0.0.1:{port}/postgres"
+        return cls(url, datadir, bindir, run_as, options, workdir / "log")
 
     def create_database(self, name: str) -> str:
         engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
@@ -104,3 +109,38 @@ class PostgresServer:
                 check=False,
                 capture_output=True,
             )
+
+    # -- faults, for outage tests (a server this process started) -------------------------------------------
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.datadir is not None and self.bindir is not None, "not a server this test started"
+        cmd = [*(self.run_as or []), str(self.bindir / "pg_ctl"), "-D", str(self.datadir), *args]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    def restart_stop(self) -> None:
+        """`pg_ctl -m fast stop`: sessions are terminated (admin shutdown), the server goes away."""
+        proc = self._pg_ctl("-m", "fast", "-w", "stop")
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {proc.stderr.strip()}")
+
+    def kill9(self) -> None:
+        """SIGKILL the postmaster (a crash): its backends notice and exit; the next start runs crash recovery."""
+        assert self.datadir is not None
+        pid = int(self.postmaster_pid_file().read_text().splitlines()[0])
+        os.kill(pid, signal.SIGKILL)
+
+    def postmaster_pid_file(self) -> Path:
+        assert self.datadir is not None
+        return self.datadir / "postmaster.pid"
+
+    def start_again(self, timeout: float = 60) -> None:
+        """Start the server after a stop or a kill (retried while the killed server's backends still exit)."""
+        assert self.logfile is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self._pg_ctl("-o", self.options, "-w", "-l", str(self.logfile), "start")
+            if proc.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pg_ctl start failed: {proc.stderr.strip() or proc.stdout.strip()}")
+            time.sleep(0.3)

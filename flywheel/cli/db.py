@@ -14,7 +14,7 @@ app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=
 
 def _database(ctx: typer.Context) -> Database:
     settings = state(ctx).settings
-    db = Database(settings.database_url, settings.sqlite_busy_timeout_ms)
+    db = Database(settings.database_url, settings.sqlite_busy_timeout_ms, settings.db_retry_seconds)
     db.ping()
     return db
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.cli.context import state
+from flywheel.config import Settings
 
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
 
@@ -28,6 +30,10 @@ def run(
     console_timeout: float | None = typer.Option(
         None, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
     ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="reset the attempts of jobs that hit their limit (after fixing the cause)"
+    ),
+    reason: str | None = typer.Option(None, "--reason", help="--retry-failed: what was fixed (audited)"),
 ) -> None:
     """Seed demos if needed, then iterate collect → train → eval → promote until ITERATIONS are done."""
     from flywheel.scheduler import FlywheelLoop, PhaseContext, load_flywheel_config
@@ -40,6 +46,17 @@ def run(
     cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     console = Console()
     loop = FlywheelLoop(PhaseContext(cli.store(), cli.settings, cfg, progress=not quiet), console)
+    if reason is not None and not retry_failed:
+        raise typer.BadParameter("--reason goes with --retry-failed", param_hint="--reason")
+    if retry_failed:
+        from flywheel.scheduler.jobs import last_line
+
+        actor = audit_actor(cli.settings)
+        for job in loop.book.retry_failed(actor, reason or ""):
+            console.print(
+                f"iteration {job.iteration} {job.kind}: attempts reset (was {job.previous_attempts}, last error: "
+                f"{last_line(job.previous_error)}) by {actor}"
+            )
     done_before = loop.book.completed_iterations()
     if resume and not done_before and loop.book.latest_iteration() is None:
         console.print("nothing to resume: starting fresh")
@@ -47,6 +64,16 @@ def run(
     console.rule("flywheel")
     console.print(_row_table(summaries))
     console.print("next: `flywheel console` to review interventions; `flywheel policies list` for lineage")
+
+
+def audit_actor(settings: Settings) -> str:
+    """Who acts, for audit records: the configured operator, else the OS user."""
+    if settings.operator != "unknown":
+        return settings.operator
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _row_table(summaries: list[dict[str, Any]]) -> Table:

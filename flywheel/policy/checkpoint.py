@@ -62,6 +62,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
             old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
             directory.rename(old)
         tmp.rename(directory)
+        fsync_path(directory.parent)  # the rename itself is durable before anyone registers the sha256
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

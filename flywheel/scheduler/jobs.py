@@ -8,16 +8,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from flywheel.errors import FlywheelError
-from flywheel.store.db import Database
-from flywheel.store.models import Iteration, Job, utcnow
+from flywheel.errors import DatabaseUnavailableError, FlywheelError
+from flywheel.store.db import Database, is_transient_db_error
+from flywheel.store.models import Iteration, Job, JobRetry, utcnow
 
 PHASES = ("collect", "train", "eval", "promote")
 
 
+RETRY_FAILED_COMMAND = 'flywheel run --retry-failed --reason "<what you fixed>"'
+
+
 class JobFailedError(FlywheelError):
     """A job used up its attempts."""
+
+
+class RetryRefusedError(FlywheelError):
+    """`--retry-failed` was asked without a reason, or there is nothing to retry."""
 
 
 @dataclass(frozen=True)
@@ -29,48 +37,64 @@ class JobRef:
     params: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RetriedJob:
+    iteration: int
+    kind: str
+    previous_attempts: int
+    previous_error: str | None
+
+
+def last_line(error: str | None) -> str:
+    return (error or "killed while running").strip().splitlines()[-1]
+
+
 class JobBook:
-    """Reads and writes iteration/job rows."""
+    """Reads and writes iteration/job rows. Every write is one transaction, re-run whole after an outage
+    (`Database.transaction`), so each is written to be idempotent."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def ensure_iteration(self, number: int, task: str, max_attempts: int) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             if session.scalars(select(Iteration).where(Iteration.number == number)).first() is not None:
                 return
             iteration = Iteration(number=number, task=task, state="running")
             iteration.jobs = [Job(kind=kind, state="pending", max_attempts=max_attempts) for kind in PHASES]
             session.add(iteration)
 
+        self.db.transaction(unit)
+
     def completed_iterations(self) -> list[int]:
-        with self.db.read() as session:
-            return list(
+        return self.db.query(
+            lambda session: list(
                 session.scalars(select(Iteration.number).where(Iteration.state == "done").order_by(Iteration.number))
             )
+        )
 
     def latest_iteration(self) -> int | None:
-        with self.db.read() as session:
-            return session.scalars(select(Iteration.number).order_by(Iteration.number.desc())).first()
+        return self.db.query(
+            lambda session: session.scalars(select(Iteration.number).order_by(Iteration.number.desc())).first()
+        )
 
     def job(self, number: int, kind: str) -> Job:
-        with self.db.read() as session:
-            return session.scalars(
-                select(Job).join(Iteration).where(Iteration.number == number, Job.kind == kind)
-            ).one()
+        return self.db.query(lambda session: _job_row(session, number, kind))
 
     def claim(self, number: int, kind: str) -> JobRef | None:
         """Mark a job running (attempt +1) unless it already succeeded; a `running` job left by a killed
         scheduler is re-claimed (the lock guarantees nobody else is running it)."""
-        with self.db.write() as session:
-            job = session.scalars(select(Job).join(Iteration).where(Iteration.number == number, Job.kind == kind)).one()
+
+        def unit(session: Session) -> JobRef | str | None:
+            job = _job_row(session, number, kind)
             if job.state == "succeeded":
                 return None
             if job.attempts >= job.max_attempts:
                 job.state = "failed"
-                raise JobFailedError(
+                return (
                     f"iteration {number} {kind} job failed {job.attempts} time(s), the limit; last error: "
-                    f"{(job.error or 'killed while running').splitlines()[-1]}"
+                    f"{last_line(job.error)}. Fix the cause, then resume with `{RETRY_FAILED_COMMAND}` "
+                    "(resets its attempts; the reset is audited)"
                 )
             job.state = "running"
             job.attempts += 1
@@ -78,38 +102,111 @@ class JobBook:
             job.error = None
             return JobRef(job.id, number, kind, job.attempts, dict(job.params or {}))
 
+        outcome = self.db.transaction(unit)
+        if isinstance(outcome, str):
+            raise JobFailedError(outcome)
+        return outcome
+
     def succeed(self, ref: JobRef, result: dict[str, Any]) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
             job.state, job.result, job.progress, job.finished_at = "succeeded", result, 1.0, utcnow()
 
+        self.db.transaction(unit)
+
     def fail(self, ref: JobRef, error: str) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
             job.error = error
             job.state = "failed" if job.attempts >= job.max_attempts else "pending"
             job.finished_at = utcnow()
 
+        self.db.transaction(unit)
+
+    def release(self, ref: JobRef, note: str) -> None:
+        """Give back an attempt a database outage interrupted: the job is pending again, its count as it was
+        before the claim (idempotent: only the claim `ref` made is undone)."""
+
+        def unit(session: Session) -> None:
+            job = session.get(Job, ref.id)
+            assert job is not None
+            if job.state == "running" and job.attempts == ref.attempts:
+                job.attempts -= 1
+                job.state, job.error = "pending", note
+
+        self.db.transaction(unit)
+
+    def retry_failed(self, actor: str, reason: str) -> list[RetriedJob]:
+        """Reset the attempts of every job that reached its limit, with one audit row each (who, why, the
+        job's previous count and error). Refused without a reason or when nothing failed."""
+        if not reason.strip():
+            raise RetryRefusedError(
+                '--retry-failed needs --reason "<what you fixed>" (recorded in the audit trail with your name)'
+            )
+
+        def unit(session: Session) -> list[RetriedJob]:
+            rows = session.scalars(
+                select(Job)
+                .join(Iteration)
+                .where(Job.state != "succeeded", Job.attempts >= Job.max_attempts)
+                .order_by(Iteration.number, Job.id)
+            ).all()
+            retried = []
+            for job in rows:
+                number = job.iteration.number
+                session.add(
+                    JobRetry(
+                        job_id=job.id,
+                        iteration=number,
+                        kind=job.kind,
+                        previous_attempts=job.attempts,
+                        previous_error=job.error,
+                        actor=actor,
+                        reason=reason.strip(),
+                    )
+                )
+                retried.append(RetriedJob(number, job.kind, job.attempts, job.error))
+                job.attempts, job.state = 0, "pending"
+            return retried
+
+        retried = self.db.transaction(unit)
+        if not retried:
+            raise RetryRefusedError("--retry-failed: no job has reached its attempt limit; run `flywheel run`")
+        return retried
+
+    def retries(self) -> list[JobRetry]:
+        return self.db.query(lambda session: list(session.scalars(select(JobRetry).order_by(JobRetry.id))))
+
     def set_params(self, ref: JobRef, params: dict[str, Any]) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
             job.params = {**(job.params or {}), **params}
+
+        self.db.transaction(unit)
 
     def result(self, number: int, kind: str) -> dict[str, Any]:
         return dict(self.job(number, kind).result or {})
 
     def finish_iteration(self, number: int, summary: dict[str, Any]) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             iteration = session.scalars(select(Iteration).where(Iteration.number == number)).one()
             iteration.state, iteration.summary, iteration.finished_at = "done", summary, utcnow()
 
+        self.db.transaction(unit)
+
     def summaries(self) -> list[dict[str, Any]]:
-        with self.db.read() as session:
+        def unit(session: Session) -> list[dict[str, Any]]:
             rows = session.scalars(select(Iteration).where(Iteration.state == "done").order_by(Iteration.number))
             return [dict(r.summary or {}) for r in rows]
+
+        return self.db.query(unit)
+
+
+def _job_row(session: Session, number: int, kind: str) -> Job:
+    return session.scalars(select(Job).join(Iteration).where(Iteration.number == number, Job.kind == kind)).one()
 
 
 class Heartbeat:
@@ -126,6 +223,11 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._beat()
+            except Exception as exc:
+                if isinstance(exc, DatabaseUnavailableError) or is_transient_db_error(exc):
+                    continue  # an outage: the job's own database work waits it out; a missed beat is no failure
+                self.error = exc
+                return
             except BaseException as exc:  # surfaced by the scheduler after the job
                 self.error = exc
                 return
@@ -140,7 +242,9 @@ class Heartbeat:
 
 
 def job_heartbeat(db: Database, job_id: int) -> None:
-    with db.write() as session:
+    def unit(session: Session) -> None:
         job = session.get(Job, job_id)
         if job is not None:
             job.heartbeat_at = utcnow()
+
+    db.transaction(unit)

@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from flywheel.errors import FlywheelError
 from flywheel.store.db import Database
@@ -44,39 +45,48 @@ class SchedulerLockHandle:
         self.stale_after = stale_after
 
     def acquire(self) -> None:
-        with self.db.write() as session:
-            row = session.get(SchedulerLock, LOCK_NAME)
-            now = utcnow()
-            if row is not None and not (row.pid == self.pid and row.host == self.host):
-                heartbeat = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=now.tzinfo)
-                stale = now - heartbeat > self.stale_after
-                dead = row.host == self.host and not _pid_alive(row.pid)
-                if not (stale or dead):
-                    raise LockHeldError(
-                        f"another scheduler is running on this database: {row.holder} (pid {row.pid} on {row.host}, "
-                        f"since {row.acquired_at:%Y-%m-%d %H:%M:%S}); stop it first or wait for it to finish"
-                    )
-                session.delete(row)
-                session.flush()
-            session.add(
-                SchedulerLock(
-                    name=LOCK_NAME, holder=self.holder, pid=self.pid, host=self.host, acquired_at=now, heartbeat_at=now
-                )
-            )
+        self.db.transaction(self._acquire)
         # IntegrityError here means a concurrent acquire won the race.
 
+    def _acquire(self, session: Session) -> None:
+        row = session.get(SchedulerLock, LOCK_NAME)
+        now = utcnow()
+        if row is not None and row.pid == self.pid and row.host == self.host:
+            row.heartbeat_at = now  # ours already (a retried acquire whose first commit went through)
+            return
+        if row is not None:
+            heartbeat = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=now.tzinfo)
+            stale = now - heartbeat > self.stale_after
+            dead = row.host == self.host and not _pid_alive(row.pid)
+            if not (stale or dead):
+                raise LockHeldError(
+                    f"another scheduler is running on this database: {row.holder} (pid {row.pid} on {row.host}, "
+                    f"since {row.acquired_at:%Y-%m-%d %H:%M:%S}); stop it first or wait for it to finish"
+                )
+            session.delete(row)
+            session.flush()
+        session.add(
+            SchedulerLock(
+                name=LOCK_NAME, holder=self.holder, pid=self.pid, host=self.host, acquired_at=now, heartbeat_at=now
+            )
+        )
+
     def heartbeat(self) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             row = session.get(SchedulerLock, LOCK_NAME)
             if row is None or row.pid != self.pid or row.host != self.host:
                 raise LockHeldError("the scheduler lock was taken over by another scheduler; stopping")
             row.heartbeat_at = utcnow()
 
+        self.db.transaction(unit)
+
     def release(self) -> None:
-        with self.db.write() as session:
+        def unit(session: Session) -> None:
             row = session.get(SchedulerLock, LOCK_NAME)
             if row is not None and row.pid == self.pid and row.host == self.host:
                 session.delete(row)
+
+        self.db.transaction(unit)
 
 
 def acquire_lock(db: Database, holder: str) -> SchedulerLockHandle:

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import demo_seeds
+from flywheel.errors import DatabaseUnavailableError
 from flywheel.registry import CHAMPION
 from flywheel.scheduler.jobs import Heartbeat, JobBook, JobFailedError, JobRef, job_heartbeat
 from flywheel.scheduler.lock import SchedulerLockHandle, acquire_lock
@@ -24,14 +25,17 @@ from flywheel.scheduler.phases import (
     train_phase,
 )
 from flywheel.store import EpisodeFilter
+from flywheel.store.db import is_transient_db_error
 
 SummaryCallback = Callable[[dict[str, Any]], None]
 FAILPOINT_ENV = "FLYWHEEL_FAILPOINT_PAUSE"
+MAX_OUTAGES_PER_JOB = 20  # a "transient" error that never clears (a standby never promoted) fails the job
 
 
 def pause_at_failpoint(kind: str) -> None:
     """Fault-injection hook for crash tests: `FLYWHEEL_FAILPOINT_PAUSE=promote:5` sleeps 5 s after the
-    promote job is claimed (state `running`), so a test can SIGKILL the scheduler inside that phase."""
+    promote job is claimed (state `running`, heartbeats beating), so a test can SIGKILL the scheduler or
+    stop its database inside that phase."""
     spec = os.environ.get(FAILPOINT_ENV, "")
     phase, _, seconds = spec.partition(":")
     if phase == kind:
@@ -91,22 +95,37 @@ class FlywheelLoop:
         return summary
 
     def _job(self, number: int, kind: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        outages = 0
         while True:
             ref = self.book.claim(number, kind)
             if ref is None:
                 return self.book.result(number, kind)
             self.console.print(f"[bold]{kind}[/] (iteration {number}, attempt {ref.attempts})")
-            pause_at_failpoint(kind)
             try:
                 result = self._with_heartbeat(ref, body)
-            except JobFailedError:
-                raise
+            except (JobFailedError, DatabaseUnavailableError):
+                raise  # an outage longer than db_retry_seconds stops the run; `flywheel run` resumes it
             except Exception as exc:
+                if is_transient_db_error(exc) and outages < MAX_OUTAGES_PER_JOB:
+                    outages += 1
+                    self._wait_out_outage(ref, exc)
+                    continue
                 self.book.fail(ref, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
                 self.console.print(f"[red]{kind} failed (attempt {ref.attempts}):[/] {exc}")
                 continue  # claim() raises JobFailedError once attempts are used up
             self.book.succeed(ref, result)
             return result
+
+    def _wait_out_outage(self, ref: JobRef, exc: Exception) -> None:
+        """A database outage interrupted the job mid-transaction: wait for the database, give the attempt back
+        and run the job again (every phase is idempotent)."""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.console.print(
+            f"[yellow]{ref.kind} interrupted by a database outage ({reason}); waiting for the database, "
+            "the attempt does not count[/]"
+        )
+        self.ctx.store.db.wait_until_reachable()
+        self.book.release(ref, f"interrupted by a database outage: {reason}")
 
     def _with_heartbeat(self, ref: JobRef, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         lock = self._lock
@@ -117,6 +136,7 @@ class FlywheelLoop:
             job_heartbeat(self.ctx.store.db, ref.id)
 
         with Heartbeat(beat, self.ctx.config.heartbeat_seconds) as heartbeat:
+            pause_at_failpoint(ref.kind)
             result = body()
         if heartbeat.error is not None:
             raise heartbeat.error

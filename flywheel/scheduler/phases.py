@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flywheel.collect import CollectSpec, collect
@@ -80,23 +82,40 @@ def iteration_data_summary(store: EpisodeStore, iteration: int) -> dict[str, Any
 
 
 def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
-    """Train a candidate on all non-rejected data, warm-started from the champion; register it once."""
+    """Train a candidate on all non-rejected data, warm-started from the champion; register it once.
+
+    The resumable training state lives in `iteration-NNNN/checkpoints`; each attempt's final checkpoint goes
+    to a directory of its own (`iteration-NNNN/attempt-K`) that is registered once complete and fsynced and
+    never written again. A candidate already registered for the iteration is returned without training.
+    """
+    from flywheel.policy.checkpoint import verify_checkpoint
     from flywheel.train.data import load_training_episodes
     from flywheel.train.registration import register_trained_candidate
     from flywheel.train.trainer import run_training
 
     cfg = ctx.config
-    out_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
     champion_id = ctx.registry.alias(CHAMPION)
+    train_config = cfg.train
+    if champion_id is None and cfg.bootstrap_steps is not None:
+        train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
+    registered = _registered(ctx, iteration)
+    if registered is not None:
+        return {"policy_version_id": registered.id, "steps": train_config.steps, "metrics": dict(registered.metrics)}
+    work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
+    final_dir = _fresh_attempt_dir(work_dir)
     init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
     episodes = load_training_episodes(ctx.store, cfg.task)
-    train_config = cfg.train
-    if init_from is None and cfg.bootstrap_steps is not None:
-        train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
-    result = run_training(train_config, episodes, out_dir, init_from=init_from, progress=ctx.progress)
-    existing = _registered(ctx, iteration, str(result.checkpoint_dir))
-    if existing is None:
-        version = register_trained_candidate(
+    result = run_training(
+        train_config, episodes, work_dir, init_from=init_from, progress=ctx.progress, final_dir=final_dir
+    )
+    verify_checkpoint(result.checkpoint_dir, result.sha256)  # the sha256 registered is that of these files
+
+    def register() -> int:
+        # Re-checked first: a retry after a commit whose acknowledgement was lost finds the version it wrote.
+        existing = _registered(ctx, iteration)
+        if existing is not None:
+            return existing.id
+        return register_trained_candidate(
             ctx.registry,
             task=cfg.task,
             obs_mode=cfg.obs_mode,
@@ -104,20 +123,38 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
             result=result,
             parent_id=champion_id,
             iteration=iteration,
-        )
-        existing = version.id
-    return {"policy_version_id": existing, "steps": result.steps, "metrics": dict(result.metrics)}
+        ).id
+
+    version_id = ctx.store.db.retrying(register)
+    return {"policy_version_id": version_id, "steps": result.steps, "metrics": dict(result.metrics)}
 
 
-def _registered(ctx: PhaseContext, iteration: int, checkpoint_uri: str) -> int | None:
+ATTEMPT_PREFIX = "attempt-"
+
+
+def _fresh_attempt_dir(work_dir: Path) -> Path:
+    """A final-checkpoint directory no attempt has used; earlier attempts' unregistered finals are removed
+    (the caller checked that nothing of this iteration is registered; the scheduler lock excludes others)."""
+    numbers = [0]
+    if work_dir.is_dir():
+        for path in work_dir.iterdir():
+            if path.name.startswith(ATTEMPT_PREFIX) and path.name[len(ATTEMPT_PREFIX) :].isdigit():
+                numbers.append(int(path.name[len(ATTEMPT_PREFIX) :]))
+                shutil.rmtree(path, ignore_errors=True)
+    return work_dir / f"{ATTEMPT_PREFIX}{max(numbers) + 1}"
+
+
+def _registered(ctx: PhaseContext, iteration: int) -> PolicyVersion | None:
+    """The candidate the loop registered for `iteration`, if any."""
     from sqlalchemy import select
 
-    with ctx.store.db.read() as session:
-        return session.scalars(
-            select(PolicyVersion.id).where(
-                PolicyVersion.iteration == iteration, PolicyVersion.checkpoint_uri == checkpoint_uri
-            )
+    return ctx.store.db.query(
+        lambda session: session.scalars(
+            select(PolicyVersion)
+            .where(PolicyVersion.iteration == iteration, PolicyVersion.task == ctx.config.task)
+            .order_by(PolicyVersion.id)
         ).first()
+    )
 
 
 def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str, Any]:

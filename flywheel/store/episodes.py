@@ -8,10 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from flywheel.config import Settings
-from flywheel.errors import EpisodeNotFoundError, StoreError
+from flywheel.errors import DatabaseUnavailableError, EpisodeNotFoundError, StoreError
 from flywheel.store.db import Database
 from flywheel.store.files import EpisodeFiles
 from flywheel.store.frames import EpisodeFrames
@@ -97,7 +97,7 @@ class EpisodeStore:
     @classmethod
     def open(cls, settings: Settings, migrate: bool = True) -> EpisodeStore:
         """Connect (clear error if impossible), migrate an empty DB, refuse an out-of-date one."""
-        db = Database(settings.database_url, settings.sqlite_busy_timeout_ms)
+        db = Database(settings.database_url, settings.sqlite_busy_timeout_ms, settings.db_retry_seconds)
         db.ping()
         if migrate:
             ensure_schema(db)
@@ -117,38 +117,47 @@ class EpisodeStore:
             raise StoreError(f"a {tag.value} episode needs the policy version that acted (policy_version_id)")
         written = self.files.write(frames)
         spans = derive_segments(frames.controller, episode.triggers, episode.segment_operators)
-        row = Episode(
-            task=episode.task,
-            tag=tag.value,
-            policy_version_id=episode.policy_version_id,
-            iteration=episode.iteration,
-            env_seed=int(episode.env_seed),
-            length=len(frames),
-            success=bool(episode.success),
-            episode_return=float(frames.reward.sum()),
-            operator=episode.operator,
-            file_uri=written.uri,
-            sha256=written.sha256,
-            bytes=written.bytes,
-            cameras=sorted(frames.images),
-            error=episode.error,
-            source_key=episode.source_key,
-            segments=[
-                Segment(
-                    start=s.start,
-                    end=s.end,
-                    controller=s.controller.value,
-                    operator=s.operator,
-                    trigger=s.trigger,
-                )
-                for s in spans
-            ],
-        )
+
+        def insert(session: Session) -> EpisodeRecord:
+            # Re-checked inside the transaction: a retry after a commit whose acknowledgement was lost finds
+            # the row it wrote (same file) instead of adding a second one.
+            if episode.source_key is not None:
+                found = session.scalars(select(Episode).where(Episode.source_key == episode.source_key)).first()
+                if found is not None:
+                    return EpisodeRecord.of(found, with_segments=True)
+            row = Episode(
+                task=episode.task,
+                tag=tag.value,
+                policy_version_id=episode.policy_version_id,
+                iteration=episode.iteration,
+                env_seed=int(episode.env_seed),
+                length=len(frames),
+                success=bool(episode.success),
+                episode_return=float(frames.reward.sum()),
+                operator=episode.operator,
+                file_uri=written.uri,
+                sha256=written.sha256,
+                bytes=written.bytes,
+                cameras=sorted(frames.images),
+                error=episode.error,
+                source_key=episode.source_key,
+                segments=[
+                    Segment(
+                        start=s.start,
+                        end=s.end,
+                        controller=s.controller.value,
+                        operator=s.operator,
+                        trigger=s.trigger,
+                    )
+                    for s in spans
+                ],
+            )
+            session.add(row)
+            session.flush()
+            return EpisodeRecord.of(row, with_segments=True)
+
         try:
-            with self.db.write() as session:
-                session.add(row)
-                session.flush()
-                record = EpisodeRecord.of(row, with_segments=True)
+            record = self.db.transaction(insert)
         except IntegrityError:
             self.files.delete(written.uri)
             if episode.source_key is not None:
@@ -156,9 +165,13 @@ class EpisodeStore:
                 if existing is not None:
                     return existing
             raise
+        except DatabaseUnavailableError:
+            raise  # the row may have committed before the outage: keep the file (`gc` removes it if not)
         except BaseException:
             self.files.delete(written.uri)
             raise
+        if record.file_uri != written.uri:  # another writer stored this source key first
+            self.files.delete(written.uri)
         return record
 
     def delete(self, episode_id: int) -> EpisodeRecord:

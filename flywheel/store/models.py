@@ -259,6 +259,23 @@ class Job(Base):
     iteration: Mapped[Iteration] = relationship(back_populates="jobs")
 
 
+class JobRetry(Base):
+    """Audit trail: an operator reset a failed job's attempts (`flywheel run --retry-failed`): who, why, when,
+    and what the job had failed with."""
+
+    __tablename__ = "job_retry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    iteration: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    previous_attempts: Mapped[int] = mapped_column(Integer)
+    previous_error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SchedulerLock(Base):
     """At most one scheduler per database: the row names the holder."""
 

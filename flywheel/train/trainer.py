@@ -112,7 +112,8 @@ def _spec(config: TrainConfig, episodes: list[TrainingEpisode]) -> PolicySpec:
 
 
 class Trainer:
-    """One training run in `out_dir` (checkpoints under `out_dir/checkpoints`, final under `out_dir/final`)."""
+    """One training run in `out_dir` (checkpoints under `out_dir/checkpoints`, final under `out_dir/final`
+    unless `final_dir` names another directory)."""
 
     def __init__(
         self,
@@ -121,10 +122,12 @@ class Trainer:
         out_dir: Path,
         init_from: Path | None,
         progress: bool,
+        final_dir: Path | None = None,
     ) -> None:
         episodes = _as_episodes(episodes)
         self.config = config
         self.out_dir = Path(out_dir)
+        self.final_dir = Path(final_dir) if final_dir is not None else self.out_dir / "final"
         self.ctx: DistContext = setup_distributed(config.device)
         self.fingerprint = data_fingerprint(episodes)
         self.spec = _spec(config, episodes)
@@ -483,7 +486,7 @@ class Trainer:
 
     def _result(self, completed: bool, t_start: float) -> TrainResult:
         self.timings["total_s"] += time.perf_counter() - t_start
-        final = self.out_dir / "final"
+        final = self.final_dir
         sha = ""
         if completed:
             if self.ctx.is_main:
@@ -513,8 +516,11 @@ def run_training(
     init_from: str | Path | None = None,
     progress: bool = True,
     should_stop: Callable[[int], bool] | None = None,
+    final_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train (or resume the run already in `out_dir`) and return the final checkpoint and its sha256.
+
+    The final checkpoint goes to `final_dir` (default `out_dir/final`).
 
     `should_stop(steps_done)` lets a scheduler pre-empt: a resumable checkpoint is written and the result
     has `completed=False`; calling again with the same arguments continues where it stopped.
@@ -523,7 +529,14 @@ def run_training(
     if config.cpu_threads is not None:
         torch.set_num_threads(config.cpu_threads)
     try:
-        trainer = Trainer(config, episodes, Path(out_dir), Path(init_from) if init_from else None, progress)
+        trainer = Trainer(
+            config,
+            episodes,
+            Path(out_dir),
+            Path(init_from) if init_from else None,
+            progress,
+            Path(final_dir) if final_dir is not None else None,
+        )
         return trainer.run(should_stop)
     finally:
         torch.set_num_threads(threads)

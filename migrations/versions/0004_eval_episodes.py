@@ -1,6 +1,6 @@
 """eval episodes stored per seed; eval run kind and metrics (issue 21: sequential gates, throughput)
 
-Revision ID: 0004_eval_episodes
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-24 10:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_eval_episodes"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,55 @@
+"""Chaos on PostgreSQL: `flywheel run` with its server restarted (`pg_ctl -m fast stop` + start) inside one
+phase of iteration 0 and killed (`kill -9` of the postmaster) inside the same phase of iteration 1, then a
+resume if the run exited. Every iteration finishes, no attempt is spent on the outages, every registered
+checkpoint matches its sha256. (The SQLite counterpart, the loop itself killed: tests/test_scheduler_crash.py.)"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.chaos import ITERATIONS, PHASES, chaos_case, doctor_report
+from tests.pg_server import PostgresServer, find_postgres_bin
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def chaos_pg() -> Iterator[tuple[PostgresServer, Path]]:
+    """A server of this module's own: the session's shared one is never stopped."""
+    bindir = find_postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
+    workdir = Path(tempfile.mkdtemp(prefix="flywheel-chaos-"))
+    server = PostgresServer.start(bindir, workdir)
+    try:
+        yield server, workdir
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _doctor_clean(home: Path, db_url: str) -> None:
+    """HOOK for `flywheel doctor`: the store must be clean after the chaos. Skipped (only this assertion)
+    while this build has no `doctor` subcommand; once it has, the assertion runs."""
+    report = doctor_report(home, db_url)
+    if report is None:
+        return  # no `flywheel doctor` yet (built separately): nothing to assert
+    assert report["returncode"] == 0, report["output"]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_outages_in_each_phase_cost_a_pause_not_the_loop(chaos_pg: tuple[PostgresServer, Path], phase: str) -> None:
+    server, workdir = chaos_pg
+    case = chaos_case(server, workdir, phase)
+    detail = f"{case['first_run_tail']}\n{case['resume_tail']}\n{case['outage_lines']}"
+    assert [f["kind"] for f in case["faults"]] == ["restart", "kill9"]
+    assert case["iterations_completed"] == list(range(ITERATIONS + 1)), detail
+    assert set(case["job_states"].values()) == {"succeeded"}, case["job_states"]
+    assert all(attempts == 1 for attempts in case["job_attempts"].values()), (case["job_attempts"], detail)
+    assert case["registered_versions"] == ITERATIONS + 1 and case["checkpoint_mismatches"] == []
+    _doctor_clean(Path(case["home"]), case["db_url"])

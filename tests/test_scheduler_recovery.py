@@ -1,0 +1,97 @@
+"""Registered checkpoints are never rewritten, and a job at its attempt limit has an audited way out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from flywheel.config import Settings
+from flywheel.policy.checkpoint import verify_checkpoint
+from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
+from flywheel.scheduler.jobs import JobBook
+from flywheel.scheduler.phases import train_phase
+from flywheel.store import EpisodeStore
+from flywheel.store.models import JobRetry, PolicyVersion
+from tests.test_scheduler_crash import ROOT, TINY
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    store = EpisodeStore.open(settings)
+    ctx = PhaseContext(store, settings, FlywheelConfig.model_validate(yaml.safe_load(TINY)), progress=False)
+    FlywheelLoop(ctx)._seed_demos()
+    work = settings.checkpoints_root / "iteration-0000"
+    partial = work / "attempt-1"  # a killed attempt's half-written final: never registered
+    partial.mkdir(parents=True)
+    (partial / "policy.safetensors").write_bytes(b"half")
+
+    first = train_phase(ctx, 0)
+    version = ctx.registry.get(first["policy_version_id"])
+    assert Path(version.checkpoint_uri) == work / "attempt-2" and not partial.exists()
+    verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
+    before = _tree(work)
+
+    # The job fails after registering (e.g. the connection drops before `succeed`) and is run again.
+    again = train_phase(ctx, 0)
+    assert again["policy_version_id"] == version.id
+    assert _tree(work) == before  # no retraining: not a byte of the run or the checkpoint was written
+    verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
+    with store.db.read() as session:
+        assert session.query(PolicyVersion).count() == 1
+
+
+def _flywheel(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "FLYWHEEL_HOME": str(home), **(env or {})}
+    full_env.pop("FLYWHEEL_FAILPOINT_PAUSE", None)
+    cmd = [sys.executable, "-m", "flywheel", "run", "--iterations", "0", "--quiet", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def test_job_at_its_limit_is_retried_with_an_audited_reason(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    store = EpisodeStore.open(Settings(home=home))
+    book = JobBook(store.db)
+    book.ensure_iteration(0, "transfer_cube", max_attempts=1)
+    ref = book.claim(0, "train")
+    assert ref is not None
+    book.fail(ref, "OSError: [Errno 28] No space left on device")
+
+    refused = _flywheel(home, "--config", str(config))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr + refused.stdout
+    assert "iteration 0 train job failed 1 time(s), the limit; last error: OSError: [Errno 28]" in message
+    assert 'flywheel run --retry-failed --reason "<what you fixed>"' in message
+
+    no_reason = _flywheel(home, "--config", str(config), "--retry-failed", "--reason", "  ")
+    assert no_reason.returncode == 2 and "--retry-failed needs --reason" in no_reason.stderr, no_reason.stderr
+    assert book.job(0, "train").attempts == 1  # nothing reset
+
+    resumed = _flywheel(
+        home,
+        "--config",
+        str(config),
+        "--retry-failed",
+        "--reason",
+        "freed disk space",
+        env={"FLYWHEEL_OPERATOR": "alice"},
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "iteration 0 train: attempts reset (was 1" in resumed.stdout
+    assert book.completed_iterations() == [0]
+    job = book.job(0, "train")
+    assert (job.state, job.attempts) == ("succeeded", 1)
+    with store.db.read() as session:
+        audit = session.query(JobRetry).one()
+        assert (audit.actor, audit.reason, audit.iteration, audit.kind) == ("alice", "freed disk space", 0, "train")
+        assert audit.previous_attempts == 1 and audit.previous_error.startswith("OSError: [Errno 28]")
+        assert audit.created_at is not None
