@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import argparse
+import json
 import platform
 import re
 import subprocess
@@ -118,15 +119,16 @@ def inject(server: PostgresServer, kind: str, down_s: float) -> None:
     server.start_again()
 
 
-def doctor_report(home: Path, db_url: str) -> dict[str, Any] | None:
-    """`flywheel doctor --json` on the home, or None where this build has no `doctor` command yet."""
+def doctor_report(home: Path, db_url: str) -> dict[str, Any]:
+    """`flywheel doctor --json` on the home: its exit code and report (exit 0 only when the store is clean)."""
     env = {**os.environ, "FLYWHEEL_HOME": str(home), "FLYWHEEL_DB_URL": db_url}
-    cmd = [sys.executable, "-m", "flywheel", "doctor", "--help"]
-    probe = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if probe.returncode != 0:
-        return None
-    proc = subprocess.run([*cmd[:-1], "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return {"returncode": proc.returncode, "output": proc.stdout.strip() or proc.stderr.strip()}
+    cmd = [sys.executable, "-m", "flywheel", "doctor", "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        report = None
+    return {"returncode": proc.returncode, "report": report, "output": proc.stdout.strip() or proc.stderr.strip()}
 
 
 def outcome(db_url: str, home: Path) -> dict[str, Any]:

@@ -128,6 +128,7 @@ def test_clean_store_passes(home: Home) -> None:
         "checkpoint": 2,
         "alias": 1,
         "stale-job": 4,
+        "failed-job": 4,
     }
     code, out = doctor(home.settings)
     assert code == 0 and out.strip().startswith("no problems")
@@ -257,6 +258,20 @@ def test_stuck_running_job_is_handed_back_without_another_attempt(home: Home) ->
     assert job.state == "pending" and job.attempts == 1 and "flywheel doctor --repair" in (job.error or "")
     ref = JobBook(home.store.db).claim(1, "train")  # the scheduler resumes it as it would any pending job
     assert ref is not None and ref.attempts == 2
+
+
+def test_job_at_its_attempt_limit_points_at_retry_failed(home: Home) -> None:
+    book = JobBook(home.store.db)
+    with home.store.db.write() as session:
+        job = session.get(Job, book.job(1, "eval").id)
+        job.state, job.attempts, job.max_attempts = "failed", 3, 3
+        job.error = "Traceback\nCheckpointError: sha256 differs"
+
+    code, data = report(home.settings, "--repair")
+    (found,) = problems(data, "failed-job")
+    assert code == 1 and found["subject"].endswith("(iteration 1 eval)") and not found["repairable"]
+    assert "CheckpointError: sha256 differs" in found["detail"] and "--retry-failed" in found["fix"]
+    assert book.job(1, "eval").state == "failed"  # not a safe repair: a person fixes the cause first
 
 
 def test_jobs_of_a_live_scheduler_are_left_alone(home: Home) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from flywheel.errors import FlywheelError
 from flywheel.store.db import Database
-from flywheel.store.models import Episode, TakeoverRequest, utcnow
+from flywheel.store.models import Episode, TakeoverRequest, as_utc, utcnow
 
 OPEN_STATES = ("pending", "claimed")
 
@@ -37,11 +37,6 @@ class ClaimRefusedError(TakeoverRequestError):
 
 class ClaimLostError(TakeoverRequestError):
     """The console no longer holds the claim (the worker stopped waiting and fell back)."""
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every stored time is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

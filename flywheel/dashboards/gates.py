@@ -9,9 +9,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
-from flywheel.dashboards._time import as_utc
 from flywheel.store.db import Database
-from flywheel.store.models import EvalRun
+from flywheel.store.models import EvalRun, as_utc
 
 COLUMNS = [
     "eval_run_id",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import and_, func, select
 
-from flywheel.dashboards._time import as_utc
 from flywheel.store.db import Database
-from flywheel.store.models import Episode, Segment
+from flywheel.store.models import Episode, Segment, as_utc
 from flywheel.store.tags import Controller
 
 SUMMARY = ["episodes", "intervention_episodes", "takeovers", "per_episode"]

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from flywheel.dashboards._time import age_seconds, as_utc
+from flywheel.dashboards._time import age_seconds
 from flywheel.scheduler.jobs import PHASES
 from flywheel.scheduler.lock import LOCK_NAME
 from flywheel.store.db import Database
-from flywheel.store.models import Iteration, Job, SchedulerLock
+from flywheel.store.models import Iteration, Job, SchedulerLock, as_utc
 
 # SchedulerLockHandle's default `stale_after`: a lock whose heartbeat is older may be taken over.
 STALE_AFTER_S = 60.0

@@ -1,7 +1,6 @@
 """No job stuck in `running` without a live scheduler; the safe repair hands such jobs back as the scheduler would.
 
-Liveness follows the scheduler lock's own rule (`SchedulerLockHandle.acquire`): a lock is live unless its
-heartbeat is older than the handle's `stale_after`, or its holder ran on this host and is gone. A job is
+Liveness is the scheduler lock's own rule (`SchedulerLockHandle.is_live`, which `acquire` applies too). A job is
 stuck when it is `running`, its heartbeat is older than that same threshold, and no live scheduler holds the
 lock. The repair takes the lock itself (so no scheduler can start meanwhile) and records each stuck job's
 interrupted attempt with `JobBook.fail`, exactly as the scheduler records a failed attempt: back to `pending`
@@ -16,11 +15,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from flywheel.dashboards._time import as_utc
 from flywheel.doctor.problems import DoctorContext, Findings
-from flywheel.scheduler.jobs import JobBook, JobRef
-from flywheel.scheduler.lock import LOCK_NAME, LockHeldError, SchedulerLockHandle, _pid_alive, acquire_lock
-from flywheel.store.models import Iteration, Job, SchedulerLock
+from flywheel.scheduler.jobs import RETRY_FAILED_COMMAND, JobBook, JobRef, last_line
+from flywheel.scheduler.lock import LOCK_NAME, LockHeldError, SchedulerLockHandle, acquire_lock
+from flywheel.store.models import Iteration, Job, SchedulerLock, as_utc
 
 CHECK = "stale-job"
 REPAIR_HOLDER = "flywheel doctor --repair"
@@ -33,16 +31,6 @@ class StuckJob:
     max_attempts: int
 
 
-def lock_is_live(row: SchedulerLock | None, probe: SchedulerLockHandle, now: datetime) -> bool:
-    """The scheduler lock's takeover rule, read without taking the lock (mirrors `SchedulerLockHandle.acquire`)."""
-    if row is None:
-        return False
-    heartbeat = as_utc(row.heartbeat_at)
-    stale = heartbeat is None or now - heartbeat > probe.stale_after
-    dead = row.host == probe.host and not _pid_alive(row.pid)
-    return not (stale or dead)
-
-
 def _stuck_jobs(
     ctx: DoctorContext, probe: SchedulerLockHandle, holding: bool = False
 ) -> tuple[list[StuckJob], int, bool]:
@@ -51,7 +39,7 @@ def _stuck_jobs(
     with ctx.store.db.read() as session:
         lock = session.get(SchedulerLock, LOCK_NAME)
         rows = session.execute(select(Job, Iteration.number).join(Iteration).order_by(Job.id)).all()
-        live = not holding and lock_is_live(lock, probe, ctx.now)
+        live = not holding and probe.is_live(lock, ctx.now)
         stuck: list[StuckJob] = []
         for job, number in rows:
             heartbeat = as_utc(job.heartbeat_at)
@@ -108,3 +96,22 @@ def repair(ctx: DoctorContext) -> list[str]:
         return done
     finally:
         handle.release()
+
+
+FAILED_CHECK = "failed-job"
+
+
+def check_failed(ctx: DoctorContext) -> Findings:
+    """Jobs at their attempt limit: `flywheel run` stops at them until someone fixes the cause and retries."""
+    with ctx.store.db.read() as session:
+        rows = session.execute(select(Job, Iteration.number).join(Iteration).order_by(Job.id)).all()
+        findings = Findings(FAILED_CHECK, checked=len(rows))
+        for job, number in rows:
+            if job.state != "failed":
+                continue
+            findings.add(
+                f"job {job.id} (iteration {number} {job.kind})",
+                f"failed {job.attempts} time(s), its limit; last error: {last_line(job.error)}",
+                f"fix the cause, then `{RETRY_FAILED_COMMAND}` (audited)",
+            )
+    return findings

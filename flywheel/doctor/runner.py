@@ -27,6 +27,7 @@ CHECKS: tuple[Check, ...] = (
     checkpoints.check,
     aliases.check,
     jobs.check,
+    jobs.check_failed,
 )
 """Checks that read the tables; they run only once the schema check passes."""
 

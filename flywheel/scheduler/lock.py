@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flywheel.errors import FlywheelError
 from flywheel.store.db import Database
-from flywheel.store.models import SchedulerLock, utcnow
+from flywheel.store.models import SchedulerLock, as_utc, utcnow
 
 LOCK_NAME = "scheduler"
 
@@ -44,6 +44,15 @@ class SchedulerLockHandle:
         self.host = socket.gethostname()
         self.stale_after = stale_after
 
+    def is_live(self, row: SchedulerLock | None, now: datetime) -> bool:
+        """Whether `row` still holds the lock: its heartbeat is fresh and, on this host, its process exists."""
+        if row is None:
+            return False
+        heartbeat = as_utc(row.heartbeat_at)
+        stale = heartbeat is None or now - heartbeat > self.stale_after
+        dead = row.host == self.host and not _pid_alive(row.pid)
+        return not (stale or dead)
+
     def acquire(self) -> None:
         self.db.transaction(self._acquire)
         # IntegrityError here means a concurrent acquire won the race.
@@ -55,10 +64,7 @@ class SchedulerLockHandle:
             row.heartbeat_at = now  # ours already (a retried acquire whose first commit went through)
             return
         if row is not None:
-            heartbeat = row.heartbeat_at if row.heartbeat_at.tzinfo else row.heartbeat_at.replace(tzinfo=now.tzinfo)
-            stale = now - heartbeat > self.stale_after
-            dead = row.host == self.host and not _pid_alive(row.pid)
-            if not (stale or dead):
+            if self.is_live(row, now):
                 raise LockHeldError(
                     f"another scheduler is running on this database: {row.holder} (pid {row.pid} on {row.host}, "
                     f"since {row.acquired_at:%Y-%m-%d %H:%M:%S}); stop it first or wait for it to finish"
