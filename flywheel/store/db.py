@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flywheel.errors import DatabaseUnavailableError
+from flywheel.redact import redact_url
 
 IMMEDIATE = "flywheel_immediate"
 
@@ -76,7 +77,7 @@ class Database:
 
     @property
     def safe_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact_url(self.url)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
