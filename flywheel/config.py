@@ -33,6 +33,16 @@ class Settings(BaseModel):
     console_password: str | None = Field(default=None, description="required to bind the console off-loopback")
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
 
+    @field_validator("operator")
+    @classmethod
+    def _check_operator(cls, value: str) -> str:
+        from flywheel.identity import InvalidNameError, check_name
+
+        try:
+            return check_name(value.strip())
+        except InvalidNameError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("db_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

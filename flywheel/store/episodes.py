@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 from flywheel.config import Settings
 from flywheel.errors import EpisodeNotFoundError, StoreError
 from flywheel.fsutil import make_private_dir, touch_private
+from flywheel.identity import check_name
 from flywheel.store.db import Database, is_sqlite
 from flywheel.store.files import LAYOUT, EpisodeFiles
 from flywheel.store.frames import EpisodeFrames
@@ -39,6 +40,18 @@ class NewEpisode:
     source_key: str | None = None
     triggers: Mapping[int, str] = field(default_factory=dict)
     segment_operators: Mapping[int, str] = field(default_factory=dict)
+    claimed_operator: str | None = None  # imported data: the operator its source names (unverified)
+    segment_claims: Mapping[int, str] = field(default_factory=dict)  # same, per segment start
+
+    def check_names(self) -> None:
+        """Every operator and camera name follows flywheel.identity's pattern (they are shown and used as keys)."""
+        for name in (self.operator, self.claimed_operator):
+            if name is not None:
+                check_name(name)
+        for name in (*self.segment_operators.values(), *self.segment_claims.values()):
+            check_name(name, "segment operator name")
+        for camera in self.frames.images:
+            check_name(camera, "camera name")
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,7 @@ class EpisodeStore:
             existing = self.find_by_source_key(episode.source_key)
             if existing is not None:
                 return existing
+        episode.check_names()
         frames = episode.frames
         tag = frames.tag
         if tag is not Tag.DEMO and episode.policy_version_id is None:
@@ -142,6 +156,7 @@ class EpisodeStore:
             success=bool(episode.success),
             episode_return=float(frames.reward.sum()),
             operator=episode.operator,
+            claimed_operator=episode.claimed_operator,
             file_uri=written.uri,
             sha256=written.sha256,
             bytes=written.bytes,
@@ -154,6 +169,7 @@ class EpisodeStore:
                     end=s.end,
                     controller=s.controller.value,
                     operator=s.operator,
+                    claimed_operator=episode.segment_claims.get(s.start),
                     trigger=s.trigger,
                 )
                 for s in spans
