@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.config import Settings
 from flywheel.identity import InvalidNameError, os_user
 from flywheel.interop.lerobot_export import ExportSelection, export_lerobot, select_episodes
 from flywheel.interop.lerobot_import import import_lerobot
@@ -34,7 +35,7 @@ def test_markdown_operator_names_in_a_dataset_are_refused(store: EpisodeStore, t
     data["episodes"][0]["operator"] = MARKDOWN_NAME
     sidecar.write_text(json.dumps(data))
     target = _second_store(tmp_path, "target")
-    with pytest.raises(InteropError, match="episode 0 names operator .* not a valid name"):
+    with pytest.raises(InteropError, match=r"episode 0 names operator .* not a valid name"):
         import_lerobot(target, tmp_path / "ds")
     _nothing_written(target)
 
@@ -46,7 +47,7 @@ def test_the_importer_is_the_operator_of_record(tmp_path: Path) -> None:
     assert (record.operator, record.claimed_operator) == (os_user(), None)
 
 
-def test_a_camera_name_is_checked_where_episodes_enter(sqlite_settings) -> None:  # noqa: ANN001
+def test_a_camera_name_is_checked_where_episodes_enter(sqlite_settings: Settings) -> None:
     store = EpisodeStore.open(sqlite_settings)
     frames = make_frames(controllers=[Controller.EXPERT] * 3, cameras={"../../top": (4, 4)})
     with pytest.raises(InvalidNameError, match="camera name"):
