@@ -141,3 +141,14 @@ def test_home_database_and_episode_files_are_private(sqlite_store: EpisodeStore,
     assert stat.S_IMODE((home / "flywheel.db").stat().st_mode) == 0o600
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(sqlite_store.files.root.stat().st_mode) == 0o700
+
+
+def test_checkpoints_are_private(tmp_path: Path) -> None:
+    import torch
+
+    from flywheel.policy.checkpoint import write_checkpoint
+
+    directory = tmp_path / "policies" / "v1"
+    write_checkpoint(directory, {"model": {"w": torch.zeros(2)}}, {"config": {"a": 1}})
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()} == {0o600}
