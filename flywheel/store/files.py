@@ -154,7 +154,7 @@ class EpisodeFiles:
         found: list[str] = []
         if not self.root.is_dir():
             return found
-        for path in sorted(self.root.rglob("*")):
+        for path in self.root.rglob("*"):  # unsorted: stops at the first hit without listing everything
             rel = path.relative_to(self.root).as_posix()
             if path.is_dir() and not path.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", rel):
                 continue
