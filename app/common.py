@@ -19,6 +19,7 @@ Pages import from here and nowhere else for these concerns:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,13 +29,14 @@ import streamlit as st
 from flywheel.config import Settings, load_settings
 from flywheel.console_auth import COOKIE_NAME, SIGNIN_PATH, SessionSigner
 from flywheel.errors import FlywheelError
+from flywheel.identity import NAME_RULE, UNKNOWN_OPERATOR, is_valid_name, process_identity
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService, load_taxonomy
 from flywheel.store import EpisodeStore
 
 OPERATOR_KEY = "operator"  # session_state: the operator's name ("" or missing: nobody identified)
 _OPERATOR_INPUT = "operator_input"
-UNKNOWN_OPERATOR = "unknown"  # Settings.operator's default: not an identity
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def settings() -> Settings:
@@ -93,9 +95,24 @@ def policy_runner(version_id: int, device: str = "cpu", **kwargs: Any) -> Any:
 
 
 def current_operator() -> str | None:
-    """The operator's name for this browser session, or None when nobody has identified."""
+    """The operator's name for this browser session, or None when nobody (validly) identified."""
     name = str(st.session_state.get(OPERATOR_KEY) or "").strip()
-    return name or None
+    return name if is_valid_name(name) and name != UNKNOWN_OPERATOR else None
+
+
+def recorded_by() -> str:
+    """Who the machine says acts in this browser session (kept beside the typed name; `undo` matches it)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    session = ctx.session_id if ctx is not None else "none"
+    return f"console:{session} {process_identity()}"
+
+
+def md_escape(text: object) -> str:
+    """`text` for interpolation into Streamlit markdown: punctuation backslash-escaped, on one line, so a name
+    from the database shows as typed and never as a link, an image or formatting."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def operator_sidebar() -> str | None:
@@ -115,7 +132,9 @@ def operator_sidebar() -> str | None:
     )
     st.session_state[OPERATOR_KEY] = typed.strip()
     name = current_operator()
-    if name is None:
+    if typed.strip() and name is None:
+        st.sidebar.error(f"Not a usable operator name: use {NAME_RULE}.")
+    elif name is None:
         st.sidebar.caption("Enter your name to label, take over or promote.")
     return name
 

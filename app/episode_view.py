@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import controller_timeline, series_chart
-from app.common import fmt_time
+from app.common import fmt_time, md_escape
 from flywheel.errors import FlywheelError
 from flywheel.store import EpisodeFrames, EpisodeRecord, EpisodeStore
 
@@ -54,7 +54,9 @@ def episode_header(record: EpisodeRecord) -> None:
     )
     details = (
         f"seed {record.env_seed} · iteration {'—' if record.iteration is None else record.iteration} · "
-        f"return {record.episode_return:.1f} · operator {record.operator or '—'} · {fmt_time(record.created_at)} UTC"
+        f"return {record.episode_return:.1f} · operator {md_escape(record.operator or '—')}"
+        + (f" (dataset claims {md_escape(record.claimed_operator)})" if record.claimed_operator else "")
+        + f" · {fmt_time(record.created_at)} UTC"
     )
     st.caption(details)
     if record.error:

@@ -7,6 +7,7 @@ Precedence (highest first): explicit arguments, `FLYWHEEL_*` environment variabl
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ class Settings(BaseModel):
 
     # -- end of console transport --------------------------------------------------------------------------------
 
+    @field_validator("operator")
+    @classmethod
+    def _check_operator(cls, value: str) -> str:
+        from flywheel.identity import InvalidNameError, check_name
+
+        try:
+            return check_name(value.strip())
+        except InvalidNameError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("db_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -63,7 +74,10 @@ class Settings(BaseModel):
         try:
             make_url(value)
         except ArgumentError:
-            raise ValueError(f"not a database URL: {value!r} (e.g. postgresql+psycopg://user@host/db)") from None
+            raise ValueError(
+                "not a database URL (the value is not shown: it may hold a secret); e.g. "
+                "postgresql+psycopg://user@host/db"
+            ) from None
         return value
 
     @property
@@ -108,4 +122,26 @@ def _read_config_file(path: Path, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    _warn_if_readable_secrets(path, data)
     return data
+
+
+class InsecureConfigWarning(UserWarning):
+    """A config file that holds a secret is readable by other users."""
+
+
+def _warn_if_readable_secrets(path: Path, data: dict[str, Any]) -> None:
+    """Warn when a config file holding a secret (console password, a database password) is group/world-readable."""
+    from flywheel.redact import url_has_secret
+
+    secrets = [k for k in ("console_password",) if data.get(k)]
+    if isinstance(data.get("db_url"), str) and url_has_secret(data["db_url"]):
+        secrets.append("db_url password")
+    mode = path.stat().st_mode & 0o777
+    if secrets and mode & 0o077:
+        warnings.warn(
+            f"config file {path} holds secrets ({', '.join(secrets)}) and other users can read it (mode "
+            f"{mode:03o}); run `chmod 600 {path}`",
+            InsecureConfigWarning,
+            stacklevel=3,
+        )

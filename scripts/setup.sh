@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up flywheel on a Debian/Ubuntu machine: system packages (apt) and a Python virtual environment.
 #
-# The environment is cached outside the clone, keyed by a hash of the dependency files, so a second
-# checkout (or a CI run) reuses it; `.venv` in the clone is a symlink to it. A cold install takes a few
-# minutes (torch, lerobot, mujoco, streamlit, ray).
+# The dependencies are cached outside the clone, keyed by a hash of the dependency lists, so a second
+# checkout (or a CI run) reuses them; a cold install takes a few minutes (torch, lerobot, mujoco, streamlit, ray).
+# The cache never holds flywheel itself: `.venv` in each clone is a small venv of its own that sees the cached
+# packages (a .pth file) and holds this clone's editable install, so every clone runs its own code.
 #
 #   bash scripts/setup.sh            # runtime + dev tools + postgres driver + ray
 #   FLYWHEEL_VENV_CACHE=/path ...    # where cached environments live (default ~/.cache/flywheel/venvs)
@@ -57,6 +58,38 @@ if [ ! -f "$venv/.complete" ]; then
   grep -rlI --null "$venv.tmp" "$venv/bin" | xargs -0 -r sed -i "s#$venv.tmp#$venv#g"
   touch "$venv/.complete"
 fi
-"$venv/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | quiet_pip
-ln -sfn "$venv" .venv
-echo "flywheel setup: ready (.venv -> $venv)"
+# The per-checkout layer. Rebuilt when missing, when it was a symlink (older setups), or when it sits on another
+# cached environment; its editable install is refreshed every run.
+layer="$here/.venv"
+[ -L "$layer" ] && rm "$layer"
+if [ "$(cat "$layer/flywheel-base" 2>/dev/null)" != "$venv" ] || [ ! -x "$layer/bin/python" ]; then
+  rm -rf "$layer"
+  "$python_bin" -m venv --without-pip "$layer"
+  base_site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  layer_site="$("$layer/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  # Named to sort after this checkout's editable-install .pth, so this checkout's flywheel is found first.
+  echo "import site; site.addsitedir('$base_site')" >"$layer_site/zz_flywheel_cached_env.pth"
+  # The cached environment's commands (pytest, ruff, streamlit, ...), run by this layer's interpreter.
+  for tool in "$venv"/bin/*; do
+    name="$(basename "$tool")"
+    case "$name" in python* | pip* | activate* | Activate* | deactivate) continue ;; esac
+    if head -c 200 "$tool" | head -n 1 | grep -q "^#!$venv/bin/python"; then
+      sed "1s|^#!.*|#!$layer/bin/python|" "$tool" >"$layer/bin/$name"
+      chmod +x "$layer/bin/$name"
+    else
+      ln -s "$tool" "$layer/bin/$name"
+    fi
+  done
+  echo "$venv" >"$layer/flywheel-base"
+fi
+"$layer/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | quiet_pip
+"$layer/bin/python" - "$here" <<'PY'
+import sys
+from pathlib import Path
+
+import flywheel
+
+where = Path(flywheel.__file__).resolve()
+assert where.is_relative_to(Path(sys.argv[1]).resolve()), f".venv imports flywheel from {where}, not this checkout"
+PY
+echo "flywheel setup: ready (.venv: this checkout's flywheel over $venv)"

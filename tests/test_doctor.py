@@ -164,9 +164,10 @@ def test_broken_episode_files_are_named_with_their_fix(home: Home) -> None:
 
 def test_orphans_are_reported_and_repaired_but_young_files_are_left_alone(home: Home) -> None:
     source = home.path(home.episodes[0])
-    orphan = source.parent / ("0" * 32 + ".safetensors")
+    shard = source.parent.name  # the store's layout: <shard>/<shard><30 hex>.safetensors
+    orphan = source.parent / (shard + "0" * 30 + ".safetensors")
     temp = source.parent / f"{TEMP_PREFIX}{'1' * 32}"
-    young = source.parent / ("2" * 32 + ".safetensors")
+    young = source.parent / (shard + "2" * 30 + ".safetensors")
     for path in (orphan, temp, young):
         path.write_bytes(source.read_bytes())
     for path in (orphan, temp):
@@ -187,6 +188,18 @@ def test_orphans_are_reported_and_repaired_but_young_files_are_left_alone(home: 
     assert len(data["repaired"]) == 2
     assert not orphan.exists() and not temp.exists() and young.exists()
     assert all(home.path(i).exists() for i in home.episodes)
+
+
+def test_a_shared_directory_is_reported_not_marked_or_touched(home: Home) -> None:
+    files = home.store.files
+    files.marker.unlink()
+    stranger = files.root / "notes.safetensors"
+    stranger.write_bytes(b"someone else's file")
+
+    code, data = report(home.settings, "--repair")
+    (found,) = problems(data, "orphan-file")
+    assert code == 1 and "gc --adopt" in found["fix"] and not found["repairable"]
+    assert stranger.read_bytes() == b"someone else's file" and not files.marker.exists()
 
 
 def test_tampered_checkpoint(home: Home) -> None:
@@ -292,8 +305,8 @@ def test_fresh_heartbeat_is_not_stuck(home: Home) -> None:
 
 
 def test_schema_behind_head_is_reported_and_nothing_else_runs(home: Home) -> None:
-    migrations.downgrade(home.store.db, "0002")
     home.path(home.episodes[0]).unlink()
+    migrations.downgrade(home.store.db, "0002")
     code, data = report(home.settings, "--repair")
     (found,) = data["problems"]
     assert code == 1 and found["check"] == "schema" and "revision 0002" in found["detail"]
@@ -303,7 +316,8 @@ def test_schema_behind_head_is_reported_and_nothing_else_runs(home: Home) -> Non
 
 def test_repair_fixes_the_safe_problems_and_reports_the_rest(home: Home) -> None:
     home.path(home.episodes[1]).unlink()
-    orphan = home.path(home.episodes[0]).parent / ("3" * 32 + ".safetensors")
+    shard = home.path(home.episodes[0]).parent
+    orphan = shard / (shard.name + "3" * 30 + ".safetensors")
     orphan.write_bytes(b"left by a writer killed before its commit")
     os.utime(orphan, (OLD, OLD))
     _running(home, "train", timedelta(minutes=5))

@@ -210,7 +210,7 @@ def test_round_trip_preserves_frames_actions_and_tags(store: EpisodeStore, tmp_p
         import_lerobot(other, tmp_path / "first")
     assert other.count() == 0
     policy = _policy(other)
-    report = import_lerobot(other, tmp_path / "first", policy_version_id=policy)
+    report = import_lerobot(other, tmp_path / "first", policy_version_id=policy, importer="ivan")
     assert report.counts_by_tag == {"demo": 1, "autonomous": 1, "intervention": 1} and report.frames == 33
     imported = other.list_episodes(EpisodeFilter(newest_first=False), with_segments=True)
     originals = store.list_episodes(EpisodeFilter(newest_first=False), with_segments=True)
@@ -222,9 +222,12 @@ def test_round_trip_preserves_frames_actions_and_tags(store: EpisodeStore, tmp_p
             old.env_seed,
             old.length,
         )
-        assert [(s.start, s.end, s.controller, s.trigger, s.operator) for s in new.segments] == [
+        # The importer is the operator of record; the names the dataset gives are kept as claims.
+        assert (new.operator, new.claimed_operator) == ("ivan", old.operator)
+        assert [(s.start, s.end, s.controller, s.trigger, s.claimed_operator) for s in new.segments] == [
             (s.start, s.end, s.controller, s.trigger, s.operator) for s in old.segments
         ]
+        assert all(s.operator is None for s in new.segments)
         a, b = other.read_frames(new.id), store.read_frames(old.id)
         for key in ("state", "action", "reward", "controller", "policy_action", "policy_action_valid"):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key), err_msg=key)

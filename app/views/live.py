@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.common import current_operator, get_store, password_gate, settings, show_errors
+from app.common import current_operator, get_store, md_escape, password_gate, settings, show_errors
 from app.live_owner import MANAGERS
 from flywheel.errors import FlywheelError
 from flywheel.live import (
@@ -305,7 +305,7 @@ def _live_panel(manager: SessionManager, session_id: str) -> None:
                 st.markdown(
                     f"**Step {status.t} / {status.max_steps}** · controller "
                     f"{CONTROLLER_BADGES.get(status.controller, status.controller)}"
-                    + (f" · operator **{status.operator}**" if status.operator else "")
+                    + (f" · operator **{md_escape(status.operator)}**" if status.operator else "")
                 )
                 st.markdown(
                     f"stage {status.stage} / 4 · return {status.episode_return:.0f} · takeovers {status.takeovers}"

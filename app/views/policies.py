@@ -7,7 +7,17 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.common import current_operator, fmt_time, get_registry, get_store, password_gate, require_operator, show_errors
+from app.common import (
+    current_operator,
+    fmt_time,
+    get_registry,
+    get_store,
+    md_escape,
+    password_gate,
+    recorded_by,
+    require_operator,
+    show_errors,
+)
 from flywheel import dashboards
 from flywheel.errors import FlywheelError
 from flywheel.registry import CHALLENGER, CHAMPION, PolicyRecord, PolicyRegistry
@@ -63,11 +73,12 @@ def _promote(registry: PolicyRegistry, version_id: int, author: str) -> None:
         st.session_state[FLASH] = ("error", "A promotion needs a reason: say why this version should act.")
         return
     try:
-        registry.promote(version_id, actor=author, reason=reason, force=force)
+        registry.promote(version_id, actor=author, reason=reason, force=force, recorded_by=recorded_by())
     except FlywheelError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
-    st.session_state[FLASH] = ("success", f"v{version_id} is now champion (by {author}{', forced' if force else ''}).")
+    forced = ", forced" if force else ""
+    st.session_state[FLASH] = ("success", f"v{version_id} is now champion (by {md_escape(author)}{forced}).")
 
 
 def _rollback(registry: PolicyRegistry, author: str) -> None:
@@ -76,11 +87,11 @@ def _rollback(registry: PolicyRegistry, author: str) -> None:
         st.session_state[FLASH] = ("error", "A rollback needs a reason: say what is wrong with the champion.")
         return
     try:
-        target = registry.rollback(actor=author, reason=reason)
+        target = registry.rollback(actor=author, reason=reason, recorded_by=recorded_by())
     except FlywheelError as exc:
         st.session_state[FLASH] = ("error", str(exc))
         return
-    st.session_state[FLASH] = ("success", f"Rolled back: v{target.id} is champion again (by {author}).")
+    st.session_state[FLASH] = ("success", f"Rolled back: v{target.id} is champion again (by {md_escape(author)}).")
 
 
 def show_flash() -> None:
@@ -164,6 +175,7 @@ def history(registry: PolicyRegistry) -> None:
                     "from": None if m.from_version_id is None else f"v{m.from_version_id}",
                     "to": None if m.to_version_id is None else f"v{m.to_version_id}",
                     "who": m.actor,
+                    "recorded by": m.recorded_by,
                     "forced": m.forced,
                     "reason": m.reason,
                 }

@@ -10,7 +10,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app.common import current_operator, fmt_time, get_review, get_store, password_gate, require_operator, show_errors
+from app.common import (
+    current_operator,
+    fmt_time,
+    get_review,
+    get_store,
+    md_escape,
+    password_gate,
+    recorded_by,
+    require_operator,
+    show_errors,
+)
 from app.episode_view import render_episode
 from flywheel.errors import FlywheelError
 from flywheel.review import ReviewConflictError, ReviewService
@@ -48,9 +58,11 @@ def run_write(episode_id: int, write: Callable[[], Any], done: str) -> None:
 
 def _verdict(review: ReviewService, episode_id: int, version: int, verdict: str, author: str) -> None:
     def write() -> Any:
-        return review.review(episode_id, author=author, expected_version=version, verdict=verdict)
+        return review.review(
+            episode_id, author=author, expected_version=version, verdict=verdict, recorded_by=recorded_by()
+        )
 
-    run_write(episode_id, write, f"Episode {episode_id} {verdict} by {author}.")
+    run_write(episode_id, write, f"Episode {episode_id} {verdict} by {md_escape(author)}.")
 
 
 def _label(review: ReviewService, episode_id: int, version: int, author: str) -> None:
@@ -67,6 +79,7 @@ def _label(review: ReviewService, episode_id: int, version: int, author: str) ->
             failure_mode=mode,
             segment_id=segment_id,
             note=note,
+            recorded_by=recorded_by(),
         )
 
     run_write(episode_id, write, f"Labelled episode {episode_id}: {mode}.")
@@ -74,7 +87,7 @@ def _label(review: ReviewService, episode_id: int, version: int, author: str) ->
 
 def _undo(review: ReviewService, author: str) -> None:
     try:
-        label = review.undo_last(author=author)
+        label = review.undo_last(author=author, recorded_by=recorded_by())
     except FlywheelError as exc:
         st.session_state[FLASH] = ("conflict" if isinstance(exc, ReviewConflictError) else "error", str(exc))
         return
@@ -175,7 +188,7 @@ def actions(review: ReviewService, record: EpisodeRecord, author: str | None) ->
         args=(review, record.id, version, "rejected", author),
     )
     cols[2].button("Reload episode", key="review_reload", shortcut="L", on_click=forget_version, args=(record.id,))
-    last = review.last_label(author) if author else None
+    last = review.last_label(author, recorded_by()) if author else None
     cols[3].button(
         "Undo my last label",
         key="review_undo",

@@ -9,7 +9,19 @@ from typing import Any
 import typer
 
 from flywheel.config import Settings, load_settings
+from flywheel.errors import ConfigError
+from flywheel.redact import redact_url, url_has_secret
 from flywheel.store import EpisodeStore
+
+
+def check_argv_db_url(url: str | None) -> None:
+    """Refuse a password in a command-line database URL: every local user can read a process's arguments."""
+    if url and url_has_secret(url):
+        raise ConfigError(
+            f"--db-url {redact_url(url)} carries a password, which every user of this machine can read in the "
+            "process list; drop it from the command line and set FLYWHEEL_DB_URL or `db_url:` in a config file "
+            "readable only by you (chmod 600), or keep the password in PGPASSFILE / ~/.pgpass"
+        )
 
 
 @dataclass
@@ -17,6 +29,9 @@ class CliState:
     overrides: dict[str, Any] = field(default_factory=dict)
     _settings: Settings | None = None
     _store: EpisodeStore | None = None
+
+    def __post_init__(self) -> None:
+        check_argv_db_url(self.overrides.get("db_url"))
 
     @property
     def settings(self) -> Settings:

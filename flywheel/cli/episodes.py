@@ -145,8 +145,16 @@ def delete(
 def gc(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed"),
+    adopt: bool = typer.Option(
+        False,
+        "--adopt",
+        help="mark the episodes directory as this store's first (it holds other files, or another "
+        "store marked it); only files named <2 hex>/<32 hex>.safetensors are ever removed",
+    ),
 ) -> None:
-    """Remove episode files that no episode row points to (e.g. from writes killed before commit)."""
-    report = state(ctx).store().gc(dry_run=dry_run)
+    """Remove episode files that no episode row points to (e.g. from writes killed before commit).
+
+    Works only in an episodes directory marked as this store's (`.flywheel-episodes`); see --adopt."""
+    report = state(ctx).store().gc(dry_run=dry_run, adopt=adopt)
     verb = "would remove" if dry_run else "removed"
     Console().print(f"{verb} {len(report.removed)} orphan file(s); {report.kept} referenced file(s) kept")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flywheel.cli.context import state
+from flywheel.identity import UNKNOWN_OPERATOR
 from flywheel.store.tags import Controller
 
 export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
@@ -96,7 +97,10 @@ def import_lerobot(
     from flywheel.interop.lerobot_import import plan_import, run_import
     from flywheel.registry import PolicyRegistry
 
-    store = state(ctx).store()
+    cli = state(ctx)
+    store = cli.store()
+    operator = cli.settings.operator
+    importer = None if operator == UNKNOWN_OPERATOR else operator  # None: the OS user running the import
     policy_id = None if policy is None else PolicyRegistry(store.db).resolve(policy).id
     plan = plan_import(path, task=task, tags=tuple(tag), default_controller=controller)
     console = Console(stderr=True)
@@ -108,6 +112,7 @@ def import_lerobot(
             policy_version_id=policy_id,
             default_success=success,
             on_episode=lambda _episode: progress.advance(bar),
+            importer=importer,
         )
     counts = ", ".join(f"{t} {n}" for t, n in report.counts_by_tag.items() if n) or "none new"
     Console().print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flywheel.doctor.problems import DoctorContext, Findings
+from flywheel.errors import StoreError
 from flywheel.store.files import TEMP_PREFIX
 
 CHECK = "orphan-file"
@@ -21,7 +22,7 @@ def _old_orphans(ctx: DoctorContext) -> tuple[list[str], int, int]:
     young = 0
     for uri in report.removed:
         try:
-            mtime = datetime.fromtimestamp(ctx.store.files.path_for(uri).stat().st_mtime, UTC)
+            mtime = datetime.fromtimestamp(ctx.store.files.own_path(uri).stat().st_mtime, UTC)
         except FileNotFoundError:
             continue  # removed since the scan
         if ctx.now - mtime < ctx.grace:
@@ -37,7 +38,13 @@ def _grace_note(young: int, ctx: DoctorContext) -> str:
 
 
 def check(ctx: DoctorContext) -> Findings:
-    old, young, kept = _old_orphans(ctx)
+    try:
+        old, young, kept = _old_orphans(ctx)
+    except StoreError as exc:  # gc refuses a directory that is not (only) this store's: so does the check
+        findings = Findings(CHECK)
+        fix = "move the other files out, or `flywheel gc --adopt`"
+        findings.add(f"directory {ctx.store.files.root}", str(exc), fix)
+        return findings
     findings = Findings(CHECK, checked=kept + len(old) + young)
     for uri in old:
         name = uri.rsplit("/", 1)[-1]
@@ -52,9 +59,12 @@ def check(ctx: DoctorContext) -> Findings:
 
 def repair(ctx: DoctorContext) -> list[str]:
     """Remove orphans past their grace period that are still unreferenced on a second look (as `gc` re-checks)."""
-    first, _, _ = _old_orphans(ctx)
-    still = set(_old_orphans(ctx)[0])
+    try:
+        first, _, _ = _old_orphans(ctx)
+        still = set(_old_orphans(ctx)[0])
+    except StoreError:
+        return []  # not only this store's directory: reported by `check`, never repaired
     removed = [uri for uri in first if uri in still]
     for uri in removed:
-        ctx.store.files.delete(uri)
+        ctx.store.files.delete_own(uri)
     return [f"removed orphan file {uri}" for uri in removed]

@@ -137,7 +137,7 @@ def _check_layout(store: EpisodeStore, records: Sequence[EpisodeRecord], images:
     """All episodes must share state/action sizes and cameras (read from file headers, no frame data)."""
     first: _Layout | None = None
     for record in records:
-        arrays = store.files.open_arrays(record.file_uri)
+        arrays = store.files.open_arrays(record.file_uri, episode_id=record.id)
         cameras = (
             {
                 k[len(IMAGE_PREFIX) :]: (int(v.shape[1]), int(v.shape[2]))

@@ -5,6 +5,10 @@ round-trip; a plain external dataset has no controller information and every fra
 (or `human`), which makes each episode a `demo`. Data whose state/action sizes are not the task's are refused
 before anything is written. Each episode gets a source key derived from the dataset's metadata, so a re-run
 (or a resumed, killed import) skips what is already stored instead of duplicating it.
+
+A dataset is data, not instructions: every file it names or holds (path templates, symbolic links) must lie
+inside its root, camera and operator names must follow `flywheel.identity`'s pattern, and the operators it
+names are stored as claims (`claimed_operator`) while `operator` records who ran the import.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.utils import SuppressProgressBars
 
+from flywheel.identity import NAME_RULE, check_name, is_valid_name, os_user
 from flywheel.interop import lerobot_schema as fmt
 from flywheel.interop.lerobot_schema import EpisodeMeta, InteropError, Sidecar
 from flywheel.interop.task_shapes import TaskShapes, known_tasks, task_shapes
@@ -76,10 +81,13 @@ def import_lerobot(
     default_controller: Controller = Controller.EXPERT,
     policy_version_id: int | None = None,
     default_success: bool = True,
+    importer: str | None = None,
 ) -> ImportReport:
     """`plan_import` then `run_import`."""
     plan = plan_import(path, task=task, tags=tags, default_controller=default_controller)
-    return run_import(store, plan, policy_version_id=policy_version_id, default_success=default_success)
+    return run_import(
+        store, plan, policy_version_id=policy_version_id, default_success=default_success, importer=importer
+    )
 
 
 def plan_import(
@@ -92,11 +100,13 @@ def plan_import(
     """Open and validate a local dataset (never the network); decide the task and tag of every episode."""
     root = Path(path).resolve()
     _check_local_files(root)
+    _check_files_inside(root)
     wanted = {parse_tag(t) for t in tags}
     if default_controller is Controller.POLICY:
         raise InteropError("external frames cannot default to the policy controller: use expert or human")
     with SuppressProgressBars():
         meta = LeRobotDatasetMetadata(f"local/{root.name}", root=root)
+        _check_templates(root, meta)
         _check_videos(root, meta)
         dataset = LeRobotDataset(f"local/{root.name}", root=root)
     features = dataset.meta.features
@@ -105,6 +115,7 @@ def plan_import(
     state_dim, action_dim = _vector_dim(features, fmt.STATE, root), _vector_dim(features, fmt.ACTION, root)
     cameras = _cameras(features, root)
     sidecar = Sidecar.read(root)
+    _check_operator_names(sidecar, root)
     controller_map = _controller_map(features, sidecar, root)
     table = dataset.hf_dataset.with_format("numpy", columns=[fmt.CONTROLLER] if controller_map else [])
     shapes: dict[str, TaskShapes] = {}
@@ -143,8 +154,13 @@ def run_import(
     policy_version_id: int | None = None,
     default_success: bool = True,
     on_episode: Callable[[SourceEpisode], None] | None = None,
+    importer: str | None = None,
 ) -> ImportReport:
-    """Store the planned episodes. Policy-controlled ones are attributed to `policy_version_id` (must exist)."""
+    """Store the planned episodes. Policy-controlled ones are attributed to `policy_version_id` (must exist).
+
+    `importer` (default: the OS user running the import) is recorded as each episode's operator; the operators
+    the dataset names are kept as claims."""
+    importer = check_name(importer or os_user(), "importing operator name")
     _check_policy(store, plan, policy_version_id)
     imported: list[int] = []
     present: list[int] = []
@@ -155,7 +171,7 @@ def run_import(
         if existing is not None:
             present.append(existing.id)
         else:
-            record = _store_episode(store, plan, episode, policy_version_id, default_success)
+            record = _store_episode(store, plan, episode, policy_version_id, default_success, importer)
             imported.append(record.id)
             counts[record.tag] += 1
             frames_total += record.length
@@ -170,6 +186,7 @@ def _store_episode(
     episode: SourceEpisode,
     policy_version_id: int | None,
     default_success: bool,
+    importer: str,
 ) -> EpisodeRecord:
     frames, success = _read_episode(plan, episode)
     meta = episode.meta
@@ -181,10 +198,11 @@ def _store_episode(
             env_seed=meta.env_seed if meta else UNKNOWN_SEED,
             success=meta.success if meta else (default_success if success is None else success),
             policy_version_id=None if episode.tag is Tag.DEMO else policy_version_id,
-            operator=meta.operator if meta else None,
+            operator=importer,
+            claimed_operator=meta.operator if meta else None,
             source_key=plan.source_key(episode),
             triggers={s.start: s.trigger for s in segments if s.trigger},
-            segment_operators={s.start: s.operator for s in segments if s.operator},
+            segment_claims={s.start: s.operator for s in segments if s.operator},
         )
     )
 
@@ -259,6 +277,46 @@ def _check_local_files(root: Path) -> None:
             raise InteropError(f"{root} is incomplete: nothing matches {pattern}")
 
 
+def _inside(root: Path, path: Path) -> bool:
+    return path.resolve().is_relative_to(root)
+
+
+def _check_files_inside(root: Path) -> None:
+    """Every file of the dataset's meta/, data/ and videos/ is inside its root (no link leads out of it)."""
+    for folder in ("meta", "data", "videos"):
+        base = root / folder
+        if base.exists() and not _inside(root, base):
+            raise InteropError(f"{root}: {folder}/ leads outside the dataset ({base.resolve()}); refusing to read it")
+        for path in base.rglob("*") if base.is_dir() else ():
+            if not _inside(root, path):
+                rel = path.relative_to(root)
+                raise InteropError(f"{root}: {rel} leads outside the dataset ({path.resolve()}); refusing to read it")
+
+
+def _check_templates(root: Path, meta: LeRobotDatasetMetadata) -> None:
+    """The data and video paths the dataset's templates give each episode stay inside its root."""
+    for index in range(meta.total_episodes):
+        named = [("data", meta.get_data_file_path(index))]
+        named += [(f"{key} video", meta.get_video_file_path(index, key)) for key in meta.video_keys]
+        for what, rel in named:
+            if Path(rel).is_absolute() or not _inside(root, root / rel):
+                raise InteropError(
+                    f"{root}: the {what} path of episode {index} ({str(rel)[:120]!a}) points outside the dataset; "
+                    "meta/info.json's path templates must stay inside it"
+                )
+
+
+def _check_operator_names(sidecar: Sidecar | None, root: Path) -> None:
+    for episode in sidecar.episodes if sidecar else ():
+        names = [episode.operator, *(s.operator for s in episode.segments)]
+        for name in names:
+            if name is not None and not is_valid_name(name):
+                raise InteropError(
+                    f"{root}: episode {episode.episode_index} names operator {str(name)[:24]!a}, which is not a "
+                    f"valid name ({NAME_RULE}); fix meta/flywheel.json or remove its operator fields"
+                )
+
+
 def _check_videos(root: Path, meta: LeRobotDatasetMetadata) -> None:
     for key in meta.video_keys:
         for index in range(meta.total_episodes):
@@ -279,6 +337,8 @@ def _cameras(features: dict[str, dict], root: Path) -> dict[str, str]:
         if feature["dtype"] not in ("image", "video"):
             continue
         name = key.removeprefix(fmt.IMAGE_PREFIX).removeprefix("observation.")
+        if not is_valid_name(name):
+            raise InteropError(f"{root}: camera feature {key[:80]!a} does not give a valid camera name ({NAME_RULE})")
         shape = tuple(feature["shape"])
         if len(shape) != 3 or 3 not in (shape[0], shape[2]):
             raise InteropError(f"{root}: camera feature {key!r} has shape {shape}, expected RGB (H, W, 3)")

@@ -42,7 +42,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)  # private to its owner, like the files in it
     try:
         files: dict[str, str] = {}
         for name, tdict in tensors.items():
@@ -56,6 +56,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
         manifest = json.dumps({"files": files, "format": 1}, indent=2, sort_keys=True).encode()
         (tmp / MANIFEST).write_bytes(manifest)
         for p in tmp.iterdir():
+            p.chmod(0o600)
             fsync_path(p)
         old = None
         if directory.exists():

@@ -57,9 +57,18 @@ class AliasMove:
     reason: str
     forced: bool
     created_at: datetime
+    recorded_by: str | None = None
 
     @classmethod
     def of(cls, row: AliasEvent) -> AliasMove:
         return cls(
-            row.id, row.alias, row.from_version_id, row.to_version_id, row.actor, row.reason, row.forced, row.created_at
+            row.id,
+            row.alias,
+            row.from_version_id,
+            row.to_version_id,
+            row.actor,
+            row.reason,
+            row.forced,
+            row.created_at,
+            row.recorded_by,
         )

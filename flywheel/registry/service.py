@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flywheel.errors import FlywheelError
+from flywheel.identity import InvalidNameError, check_actor, process_identity
 from flywheel.registry.records import AliasMove, PolicyRecord
 from flywheel.store.db import Database
 from flywheel.store.models import Alias, AliasEvent, EvalRun, PolicyVersion, utcnow
@@ -111,10 +112,14 @@ class PolicyRegistry:
 
     # -- status and aliases ---------------------------------------------------------------------------
 
-    def promote(self, version_id: int, *, actor: str, reason: str, force: bool = False) -> PolicyRecord:
-        """Make a version champion. Without `force`, its latest eval run must have passed every gate."""
-        if not reason.strip():
-            raise RegistryError("a promotion needs a reason")
+    def promote(
+        self, version_id: int, *, actor: str, reason: str, force: bool = False, recorded_by: str | None = None
+    ) -> PolicyRecord:
+        """Make a version champion. Without `force`, its latest eval run must have passed every gate.
+
+        `actor` is the typed name (a real one: not blank, not `unknown`); `recorded_by` who the machine says acted
+        (default: this process's `<os user>@<host>`)."""
+        actor, reason = _audited(actor, reason, "a promotion")
         with self.db.write() as session:
             row = self._row(session, version_id)
             if not force:
@@ -129,7 +134,9 @@ class PolicyRegistry:
                         f"policy {version_id} cannot be promoted: {verdict}; run `flywheel eval --policy {version_id}`"
                         " or use --force with a reason"
                     )
-            previous = self._move(session, CHAMPION, row.id, actor=actor, reason=reason, forced=force)
+            previous = self._move(
+                session, CHAMPION, row.id, actor=actor, reason=reason, forced=force, recorded_by=recorded_by
+            )
             if previous is not None and previous != row.id:
                 self._row(session, previous).status = "retired"
             row.status = "champion"
@@ -146,13 +153,17 @@ class PolicyRegistry:
             row.metrics = metrics
             return PolicyRecord.of(row)
 
-    def set_challenger(self, version_id: int, *, actor: str, reason: str) -> None:
+    def set_challenger(self, version_id: int, *, actor: str, reason: str, recorded_by: str | None = None) -> None:
+        actor, reason = _audited(actor, reason, "a challenger change")
         with self.db.write() as session:
             self._row(session, version_id)
-            self._move(session, CHALLENGER, version_id, actor=actor, reason=reason, forced=False)
+            self._move(
+                session, CHALLENGER, version_id, actor=actor, reason=reason, forced=False, recorded_by=recorded_by
+            )
 
-    def rollback(self, *, actor: str, reason: str) -> PolicyRecord:
+    def rollback(self, *, actor: str, reason: str, recorded_by: str | None = None) -> PolicyRecord:
         """Move `champion` back to the version it pointed to before its last move."""
+        actor, reason = _audited(actor, reason, "a rollback")
         with self.db.write() as session:
             moves = session.scalars(
                 select(AliasEvent).where(AliasEvent.alias == CHAMPION).order_by(AliasEvent.id.desc())
@@ -162,7 +173,15 @@ class PolicyRegistry:
                 raise RegistryError("nothing to roll back to: the champion has no earlier version")
             target = self._row(session, moves[0].from_version_id)
             self._row(session, current.policy_version_id).status = "retired"
-            self._move(session, CHAMPION, target.id, actor=actor, reason=f"rollback: {reason}", forced=True)
+            self._move(
+                session,
+                CHAMPION,
+                target.id,
+                actor=actor,
+                reason=f"rollback: {reason}",
+                forced=True,
+                recorded_by=recorded_by,
+            )
             target.status = "champion"
             return PolicyRecord.of(target)
 
@@ -176,7 +195,16 @@ class PolicyRegistry:
         return row
 
     @staticmethod
-    def _move(session: Session, alias: str, version_id: int, *, actor: str, reason: str, forced: bool) -> int | None:
+    def _move(
+        session: Session,
+        alias: str,
+        version_id: int,
+        *,
+        actor: str,
+        reason: str,
+        forced: bool,
+        recorded_by: str | None,
+    ) -> int | None:
         row = session.get(Alias, alias)
         previous = None if row is None else row.policy_version_id
         if row is None:
@@ -190,8 +218,21 @@ class PolicyRegistry:
                 from_version_id=previous,
                 to_version_id=version_id,
                 actor=actor,
+                recorded_by=(recorded_by or process_identity())[:160],
                 reason=reason,
                 forced=forced,
             )
         )
         return previous
+
+
+def _audited(actor: str, reason: str, what: str) -> tuple[str, str]:
+    """A real actor name and a non-blank reason, or a RegistryError saying which is missing."""
+    try:
+        name = check_actor(actor)
+    except InvalidNameError as exc:
+        raise RegistryError(f"{what} is audited: {exc}") from None
+    why = (reason or "").strip()
+    if not why:
+        raise RegistryError(f"{what} needs a reason: say why (it is recorded in the audit trail)")
+    return name, why

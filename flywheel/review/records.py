@@ -20,6 +20,7 @@ class LabelRecord:
     previous_status: str | None
     undone: bool
     created_at: datetime
+    recorded_by: str | None = None
 
     @classmethod
     def of(cls, row: Label) -> LabelRecord:
@@ -34,6 +35,7 @@ class LabelRecord:
             previous_status=row.previous_status,
             undone=bool(row.undone),
             created_at=row.created_at,
+            recorded_by=row.recorded_by,
         )
 
     @property

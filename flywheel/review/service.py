@@ -8,10 +8,11 @@ episode and when — never a silent overwrite. Labels never touch frames; an und
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from flywheel.errors import EpisodeNotFoundError
+from flywheel.identity import UNKNOWN_OPERATOR, InvalidNameError, check_name, process_identity
 from flywheel.review.errors import ReviewConflictError, ReviewError
 from flywheel.review.records import LabelRecord, RejectionImpact
 from flywheel.review.taxonomy import FailureTaxonomy
@@ -24,13 +25,14 @@ MAX_NOTE = 2000
 
 
 def check_author(author: str | None) -> str:
-    """The operator name, stripped; refused when empty or too long (every write is attributed)."""
+    """The operator name, stripped; refused when empty, the `unknown` placeholder or not a valid name."""
     name = (author or "").strip()
-    if not name:
+    if not name or name == UNKNOWN_OPERATOR:
         raise ReviewError("enter your operator name first: every review and label records who made it")
-    if len(name) > 64:
-        raise ReviewError(f"operator name {name[:20]!r}... is longer than 64 characters")
-    return name
+    try:
+        return check_name(name)
+    except InvalidNameError as exc:
+        raise ReviewError(str(exc)) from None
 
 
 class ReviewService:
@@ -71,12 +73,10 @@ class ReviewService:
             rows = session.scalars(select(Label).where(Label.episode_id == episode_id).order_by(Label.id))
             return [LabelRecord.of(r) for r in rows]
 
-    def last_label(self, author: str) -> LabelRecord | None:
-        """The author's most recent label that is not undone (what `undo_last` would undo)."""
+    def last_label(self, author: str, recorded_by: str | None = None) -> LabelRecord | None:
+        """The author's most recent label from this session that is not undone (what `undo_last` would undo)."""
         with self.db.read() as session:
-            row = session.scalars(
-                select(Label).where(Label.author == author, Label.undone.is_(False)).order_by(Label.id.desc())
-            ).first()
+            row = session.scalars(self._own_labels(author, recorded_by).order_by(Label.id.desc())).first()
             return None if row is None else LabelRecord.of(row)
 
     def rejection_impact(self, episode_id: int) -> RejectionImpact:
@@ -95,8 +95,23 @@ class ReviewService:
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def accept(self, episode_id: int, *, author: str, expected_version: int, note: str | None = None) -> LabelRecord:
-        return self.review(episode_id, author=author, expected_version=expected_version, verdict="accepted", note=note)
+    def accept(
+        self,
+        episode_id: int,
+        *,
+        author: str,
+        expected_version: int,
+        note: str | None = None,
+        recorded_by: str | None = None,
+    ) -> LabelRecord:
+        return self.review(
+            episode_id,
+            author=author,
+            expected_version=expected_version,
+            verdict="accepted",
+            note=note,
+            recorded_by=recorded_by,
+        )
 
     def reject(
         self,
@@ -107,6 +122,7 @@ class ReviewService:
         note: str | None = None,
         failure_mode: str | None = None,
         segment_id: int | None = None,
+        recorded_by: str | None = None,
     ) -> LabelRecord:
         return self.review(
             episode_id,
@@ -116,6 +132,7 @@ class ReviewService:
             note=note,
             failure_mode=failure_mode,
             segment_id=segment_id,
+            recorded_by=recorded_by,
         )
 
     def label(
@@ -127,6 +144,7 @@ class ReviewService:
         failure_mode: str,
         segment_id: int | None = None,
         note: str | None = None,
+        recorded_by: str | None = None,
     ) -> LabelRecord:
         """A failure-mode label on the episode or one of its segments (the review status is unchanged)."""
         return self.review(
@@ -136,6 +154,7 @@ class ReviewService:
             failure_mode=failure_mode,
             segment_id=segment_id,
             note=note,
+            recorded_by=recorded_by,
         )
 
     def review(
@@ -148,8 +167,12 @@ class ReviewService:
         failure_mode: str | None = None,
         segment_id: int | None = None,
         note: str | None = None,
+        recorded_by: str | None = None,
     ) -> LabelRecord:
-        """One label row (verdict and/or failure mode and/or note); a verdict also sets the review status."""
+        """One label row (verdict and/or failure mode and/or note); a verdict also sets the review status.
+
+        `recorded_by`: who the machine says is writing (default this process's `<os user>@<host>`; the console
+        passes its browser session), kept beside the typed `author` and required to match by `undo_last`."""
         author = check_author(author)
         if verdict is not None and verdict not in VERDICTS:
             raise ReviewError(f"unknown verdict {verdict!r}: use one of {', '.join(VERDICTS)}")
@@ -173,6 +196,7 @@ class ReviewService:
                 episode_id=episode_id,
                 segment_id=segment_id,
                 author=author,
+                recorded_by=(recorded_by or process_identity())[:160],
                 verdict=verdict,
                 failure_mode=failure_mode,
                 note=note,
@@ -186,19 +210,20 @@ class ReviewService:
             session.flush()
             return LabelRecord.of(label)
 
-    def undo_last(self, *, author: str, episode_id: int | None = None) -> LabelRecord:
-        """Undo the author's most recent label (on `episode_id` when given): the episode's review status goes
-        back to what it was before, and the label stays, marked undone. Refused when someone labelled the
-        episode since (their work would be silently reverted)."""
+    def undo_last(self, *, author: str, episode_id: int | None = None, recorded_by: str | None = None) -> LabelRecord:
+        """Undo the author's most recent label written from the same session (`recorded_by`, default this
+        process's `<os user>@<host>`; on `episode_id` when given): typing another operator's name does not reach
+        their labels. The episode's review status goes back to what it was before, and the label stays, marked
+        undone. Refused when someone labelled the episode since (their work would be silently reverted)."""
         author = check_author(author)
         with self.db.write() as session:
-            query = select(Label).where(Label.author == author, Label.undone.is_(False))
+            query = self._own_labels(author, recorded_by)
             if episode_id is not None:
                 query = query.where(Label.episode_id == episode_id)
             label = session.scalars(query.order_by(Label.id.desc())).first()
             if label is None:
                 where = f" on episode {episode_id}" if episode_id is not None else ""
-                raise ReviewError(f"{author} has no label to undo{where}")
+                raise ReviewError(f"{author} has no label to undo{where} from this session")
             row = self._locked_episode(session, label.episode_id)
             later = session.scalars(
                 select(Label)
@@ -217,6 +242,12 @@ class ReviewService:
             return LabelRecord.of(label)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _own_labels(author: str, recorded_by: str | None) -> Select:
+        """Labels `author` wrote from this session (`recorded_by`) that are not undone."""
+        who = (recorded_by or process_identity())[:160]
+        return select(Label).where(Label.author == author, Label.recorded_by == who, Label.undone.is_(False))
 
     @staticmethod
     def _locked_episode(session: Session, episode_id: int) -> Episode:

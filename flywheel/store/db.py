@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from flywheel.config import DEFAULT_DB_RETRY_SECONDS
 from flywheel.errors import DatabaseUnavailableError
+from flywheel.redact import redact_url
 
 IMMEDIATE = "flywheel_immediate"
 T = TypeVar("T")
@@ -230,7 +231,7 @@ class Database:
 
     @property
     def safe_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact_url(self.url)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Select, delete, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from flywheel.config import Settings
 from flywheel.errors import DatabaseUnavailableError, EpisodeNotFoundError, StoreError
-from flywheel.store.db import Database
-from flywheel.store.files import EpisodeFiles
+from flywheel.fsutil import make_private_dir, touch_private
+from flywheel.identity import check_name
+from flywheel.store.db import Database, is_sqlite
+from flywheel.store.files import LAYOUT, EpisodeFiles
 from flywheel.store.frames import EpisodeFrames
 from flywheel.store.migrate import ensure_schema
 from flywheel.store.models import REVIEW_STATUSES, Episode, Segment
@@ -36,6 +40,18 @@ class NewEpisode:
     source_key: str | None = None
     triggers: Mapping[int, str] = field(default_factory=dict)
     segment_operators: Mapping[int, str] = field(default_factory=dict)
+    claimed_operator: str | None = None  # imported data: the operator its source names (unverified)
+    segment_claims: Mapping[int, str] = field(default_factory=dict)  # same, per segment start
+
+    def check_names(self) -> None:
+        """Every operator and camera name follows flywheel.identity's pattern (they are shown and used as keys)."""
+        for name in (self.operator, self.claimed_operator):
+            if name is not None:
+                check_name(name)
+        for name in (*self.segment_operators.values(), *self.segment_claims.values()):
+            check_name(name, "segment operator name")
+        for camera in self.frames.images:
+            check_name(camera, "camera name")
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,15 @@ class GcReport:
     dry_run: bool
 
 
+def _make_private_home(settings: Settings) -> None:
+    make_private_dir(settings.home)
+    url = make_url(settings.database_url)
+    if is_sqlite(settings.database_url) and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        make_private_dir(path.parent)
+        touch_private(path)
+
+
 class EpisodeStore:
     """Episodes: SQL rows for metadata, one immutable file each for the frames."""
 
@@ -96,12 +121,15 @@ class EpisodeStore:
 
     @classmethod
     def open(cls, settings: Settings, migrate: bool = True) -> EpisodeStore:
-        """Connect (clear error if impossible), migrate an empty DB, refuse an out-of-date one."""
+        """Connect (clear error if impossible), migrate an empty DB, refuse an out-of-date one.
+
+        A new home and a new SQLite file are created private to their owner (0700 / 0600)."""
+        _make_private_home(settings)
         db = Database(settings.database_url, settings.sqlite_busy_timeout_ms, settings.db_retry_seconds)
         db.ping()
         if migrate:
             ensure_schema(db)
-        return cls(db, EpisodeFiles(settings.episodes_root))
+        return cls(db, EpisodeFiles(settings.episodes_root, owner=db.safe_url))
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -111,6 +139,7 @@ class EpisodeStore:
             existing = self.find_by_source_key(episode.source_key)
             if existing is not None:
                 return existing
+        episode.check_names()
         frames = episode.frames
         tag = frames.tag
         if tag is not Tag.DEMO and episode.policy_version_id is None:
@@ -135,6 +164,7 @@ class EpisodeStore:
                 success=bool(episode.success),
                 episode_return=float(frames.reward.sum()),
                 operator=episode.operator,
+                claimed_operator=episode.claimed_operator,
                 file_uri=written.uri,
                 sha256=written.sha256,
                 bytes=written.bytes,
@@ -147,6 +177,7 @@ class EpisodeStore:
                         end=s.end,
                         controller=s.controller.value,
                         operator=s.operator,
+                        claimed_operator=episode.segment_claims.get(s.start),
                         trigger=s.trigger,
                     )
                     for s in spans
@@ -175,18 +206,27 @@ class EpisodeStore:
         return record
 
     def delete(self, episode_id: int) -> EpisodeRecord:
-        """Remove the row, then its file (a crash in between leaves an orphan file for `gc`)."""
+        """Remove the row, then its file (a crash in between leaves an orphan file for `gc`).
+
+        A row whose `file_uri` is not a store file is refused before anything is removed."""
         with self.db.write() as session:
             row = session.get(Episode, episode_id)
             if row is None:
                 raise EpisodeNotFoundError(f"episode {episode_id} does not exist")
             record = EpisodeRecord.of(row)
+            self.files.path_for(record.file_uri, episode_id=record.id)
             session.delete(row)
-        self.files.delete(record.file_uri)
+        self.files.delete(record.file_uri, episode_id=record.id)
         return record
 
-    def gc(self, dry_run: bool = False) -> GcReport:
-        """Remove episode files (and stale temp files) that no row points to."""
+    def gc(self, dry_run: bool = False, adopt: bool = False) -> GcReport:
+        """Remove episode files (and stale temp files) that no row points to.
+
+        Only in an episodes directory marked as this store's, and only files of the store's layout. An unmarked
+        directory that holds nothing else is marked first; `adopt` marks one that holds other files too (they
+        are never removed) or one another store marked.
+        """
+        self._check_gc_owner(adopt, dry_run)
         with self.db.read() as session:
             referenced = set(session.scalars(select(Episode.file_uri)))
         orphans = tuple(uri for uri in self.files.iter_uris() if uri not in referenced)
@@ -196,8 +236,31 @@ class EpisodeStore:
                 referenced = set(session.scalars(select(Episode.file_uri)))
             orphans = tuple(uri for uri in orphans if uri not in referenced)
             for uri in orphans:
-                self.files.delete(uri)
+                self.files.delete_own(uri)
         return GcReport(removed=orphans, kept=len(referenced), dry_run=dry_run)
+
+    def _check_gc_owner(self, adopt: bool, dry_run: bool) -> None:
+        files = self.files
+        if not files.root.is_dir():
+            return
+        owner = files.marked_owner()
+        if owner is None and not adopt:
+            foreign = files.foreign_files()
+            if foreign:
+                raise StoreError(
+                    f"refusing gc in {files.root}: it is not marked as a flywheel episodes directory and holds other "
+                    f"files ({', '.join(foreign)}); gc deletes only in the store's own directory. Move those files "
+                    "out, or run `flywheel gc --adopt` to mark it as this store's (only files named "
+                    f"{LAYOUT} are ever removed)"
+                )
+        elif owner is not None and owner != (files.owner or "") and not adopt:
+            raise StoreError(
+                f"refusing gc in {files.root}: it belongs to the store at {owner or 'an unnamed database'}, not "
+                f"{files.owner}; episodes of that store would look orphaned here. Run gc from that store, or "
+                "`flywheel gc --adopt` if this store replaces it"
+            )
+        if (owner is None or adopt) and not dry_run:  # a dry run changes nothing, the marker included
+            files.claim()
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -265,8 +328,10 @@ class EpisodeStore:
     def delete_many(self, episode_ids: Sequence[int]) -> int:
         """Delete several episodes (rows first, then files)."""
         with self.db.write() as session:
-            uris = list(session.scalars(select(Episode.file_uri).where(Episode.id.in_(episode_ids))))
+            rows = list(session.execute(select(Episode.id, Episode.file_uri).where(Episode.id.in_(episode_ids))))
+            for episode_id, uri in rows:
+                self.files.path_for(uri, episode_id=episode_id)
             session.execute(delete(Episode).where(Episode.id.in_(episode_ids)))
-        for uri in uris:
-            self.files.delete(uri)
-        return len(uris)
+        for episode_id, uri in rows:
+            self.files.delete(uri, episode_id=episode_id)
+        return len(rows)

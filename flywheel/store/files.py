@@ -3,6 +3,12 @@
 Layout under the episodes root: `<2 hex>/<32 hex>.safetensors`. Writes go to a hidden temp file in the
 same directory, are fsynced, then renamed into place (and the directory fsynced), so a reader sees either
 the whole file or nothing. A file without a row (a write that died before its commit) is removed by `gc`.
+
+A row's `file_uri` comes from a database that others may write to, so it is never used as a path: `path_for`
+accepts only this layout and returns a path inside the root, or refuses. The root holds a marker file
+(`.flywheel-episodes`, naming the store's database) written when the store first writes there; `gc` removes
+files only in a root marked as this store's, and only files named by the layout. Files and directories are
+created private to their owner (0600 / 0700).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -27,6 +34,13 @@ from flywheel.store.frames import EpisodeFrames
 
 SUFFIX = ".safetensors"
 TEMP_PREFIX = ".tmp-"
+MARKER = ".flywheel-episodes"
+MARKER_FORMAT = "flywheel-episodes"
+FILE_URI = re.compile(r"(?P<shard>[0-9a-f]{2})/(?P=shard)[0-9a-f]{30}\.safetensors")
+TEMP_URI = re.compile(r"[0-9a-f]{2}/\.tmp-[0-9a-f]{1,32}")
+LAYOUT = "<2 hex>/<32 hex>.safetensors"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 FORMAT_VERSION = "1"
 IMAGE_PREFIX = "image/"
 _SAFETENSORS_DTYPES = {
@@ -92,25 +106,102 @@ def _frames_from_tensors(tensors: dict[str, np.ndarray], name: str) -> EpisodeFr
 
 
 class EpisodeFiles:
-    """Reads and writes episode files under one root directory."""
+    """Reads and writes episode files under one root directory.
 
-    def __init__(self, root: Path) -> None:
+    `owner` names the store these files belong to (its database, password-free); it is written into the root's
+    marker so `gc` never deletes in a directory that is not this store's.
+    """
+
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = Path(root)
+        self.owner = owner
 
-    def path_for(self, uri: str) -> Path:
-        path = Path(uri)
-        return path if path.is_absolute() else self.root / path
+    def path_for(self, uri: str, *, episode_id: int | None = None) -> Path:
+        """The path of a row's `file_uri`: only the store's layout, resolved inside the root, else refused."""
+        who = f"episode {episode_id}" if episode_id is not None else "an episode row"
+        if not isinstance(uri, str) or FILE_URI.fullmatch(uri) is None:
+            raise EpisodeFileError(
+                f"{who} names file {str(uri)[:80]!a}, which is not a store file ({LAYOUT} under "
+                f"{self.root}); the row was altered or written by another tool: refusing to touch it"
+            )
+        root = self.root.resolve()
+        path = (root / uri).resolve()
+        if not path.is_relative_to(root):
+            raise EpisodeFileError(
+                f"{who}'s file {uri} resolves to {path}, outside the episodes directory {root} (a symbolic link?): "
+                "refusing to touch it"
+            )
+        return path
+
+    # -- ownership ------------------------------------------------------------------------------------
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    def marked_owner(self) -> str | None:
+        """The owner recorded in the root's marker; None when there is no (readable) marker."""
+        try:
+            data = json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
+            return None
+        return str(data.get("owner") or "")
+
+    def foreign_files(self, limit: int = 3) -> list[str]:
+        """Up to `limit` paths under the root that are neither the store's layout nor its marker."""
+        found: list[str] = []
+        if not self.root.is_dir():
+            return found
+        for path in self.root.rglob("*"):  # unsorted: stops at the first hit without listing everything
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_dir() and not path.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", rel):
+                continue
+            if path.is_file() and not path.is_symlink() and (rel == MARKER or self._own(rel)):
+                continue
+            found.append(rel)
+            if len(found) >= limit:
+                break
+        return found
+
+    def claim(self) -> None:
+        """Mark the root as this store's (creating it private); replaces an older marker."""
+        self._make_root()
+        data = {"format": MARKER_FORMAT, "version": 1, "owner": self.owner or ""}
+        _write_private(self.marker, (json.dumps(data) + "\n").encode())
+
+    def _ensure_marked(self) -> None:
+        """Before a write: mark a new, empty or store-only root as this store's (an unmarked root that holds
+        other files stays unmarked, so `gc` refuses there until `flywheel gc --adopt`)."""
+        if self.marker.exists():
+            return
+        if not self.foreign_files(limit=1):
+            self.claim()
+
+    def _make_root(self) -> None:
+        if not self.root.exists():
+            self.root.mkdir(parents=True, mode=DIR_MODE)
+            os.chmod(self.root, DIR_MODE)
+
+    @staticmethod
+    def _own(rel: str) -> bool:
+        return FILE_URI.fullmatch(rel) is not None or TEMP_URI.fullmatch(rel) is not None
+
+    # -- files ----------------------------------------------------------------------------------------
 
     def write(self, frames: EpisodeFrames) -> WrittenFile:
         """Write atomically (temp + fsync + rename + dir fsync); returns uri, sha256 and size."""
         blob = encode_frames(frames)
+        self._ensure_marked()
         name = uuid.uuid4().hex
         rel = Path(name[:2]) / f"{name}{SUFFIX}"
         final = self.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.parent.is_dir():
+            final.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         temp = final.parent / f"{TEMP_PREFIX}{name}"
         try:
-            with open(temp, "wb") as fh:
+            with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
                 fh.write(blob)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -122,7 +213,7 @@ class EpisodeFiles:
 
     def read(self, uri: str, sha256: str | None, *, episode_id: int | None = None) -> EpisodeFrames:
         """Read a whole episode, verifying its checksum when given."""
-        path = self.path_for(uri)
+        path = self.path_for(uri, episode_id=episode_id)
         label = f"episode {episode_id} file {path}" if episode_id is not None else f"episode file {path}"
         try:
             blob = path.read_bytes()
@@ -138,14 +229,14 @@ class EpisodeFiles:
             )
         return decode_frames(blob, label)
 
-    def open_arrays(self, uri: str) -> dict[str, np.ndarray]:
+    def open_arrays(self, uri: str, *, episode_id: int | None = None) -> dict[str, np.ndarray]:
         """Every array of an episode file as a read-only memory map (zero-copy; pages load on access).
 
         Safetensors is an 8-byte header length, a JSON header with dtype/shape/byte offsets, then raw
         little-endian data, so each array maps directly. No checksum: callers verify once with `read`
         or `verify` before relying on the bytes.
         """
-        path = self.path_for(uri)
+        path = self.path_for(uri, episode_id=episode_id)
         try:
             with open(path, "rb") as fh:
                 (header_len,) = struct.unpack("<Q", fh.read(8))
@@ -168,7 +259,7 @@ class EpisodeFiles:
 
     def verify(self, uri: str, sha256: str, *, episode_id: int | None = None) -> None:
         """Check a file's sha256 without decoding it."""
-        path = self.path_for(uri)
+        path = self.path_for(uri, episode_id=episode_id)
         digest = hashlib.sha256()
         try:
             with open(path, "rb") as fh:
@@ -179,13 +270,41 @@ class EpisodeFiles:
         if digest.hexdigest() != sha256:
             raise EpisodeFileError(f"episode {episode_id} file {path} fails its sha256 check (corrupt or altered)")
 
-    def delete(self, uri: str) -> None:
-        self.path_for(uri).unlink(missing_ok=True)
+    def delete(self, uri: str, *, episode_id: int | None = None) -> None:
+        self.path_for(uri, episode_id=episode_id).unlink(missing_ok=True)
+
+    def own_path(self, rel: str) -> Path:
+        """The path of one file of the store's layout (episode or stale temp file), as listed by `iter_uris`."""
+        if not self._own(rel):
+            raise EpisodeFileError(f"{rel} is not a file of the store's layout ({LAYOUT}); not touching it")
+        return self.root / rel
+
+    def delete_own(self, rel: str) -> None:
+        """Remove one file of the store's layout (episode or stale temp file), as listed by `iter_uris`."""
+        self.own_path(rel).unlink(missing_ok=True)
 
     def iter_uris(self) -> Iterator[str]:
-        """Every episode file and stale temp file under the root, as root-relative URIs."""
-        if not self.root.exists():
+        """Every episode file and stale temp file of the store's layout under the root, as root-relative URIs
+        (other files, and symbolic links, are never listed)."""
+        if not self.root.is_dir():
             return
-        for path in self.root.rglob("*"):
-            if path.is_file() and (path.suffix == SUFFIX or path.name.startswith(TEMP_PREFIX)):
-                yield path.relative_to(self.root).as_posix()
+        for shard in sorted(self.root.iterdir()):
+            if shard.is_symlink() or not shard.is_dir() or re.fullmatch(r"[0-9a-f]{2}", shard.name) is None:
+                continue
+            for path in sorted(shard.iterdir()):
+                rel = f"{shard.name}/{path.name}"
+                if self._own(rel) and path.is_file() and not path.is_symlink():
+                    yield rel
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a small file atomically, readable by its owner only."""
+    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -103,6 +103,8 @@ class Episode(Base):
     success: Mapped[bool] = mapped_column(Boolean)
     episode_return: Mapped[float] = mapped_column("return", Float)
     operator: Mapped[str | None] = mapped_column(String(64))
+    # An imported episode's operator as its dataset names it: a claim nobody here verified (`operator` is the importer).
+    claimed_operator: Mapped[str | None] = mapped_column(String(64))
     review_status: Mapped[str] = mapped_column(String(16), default="unreviewed")
     review_version: Mapped[int] = mapped_column(Integer, default=0)
     file_uri: Mapped[str] = mapped_column(Text)
@@ -134,6 +136,7 @@ class Segment(Base):
     end: Mapped[int] = mapped_column(Integer)
     controller: Mapped[str] = mapped_column(String(16))
     operator: Mapped[str | None] = mapped_column(String(64))
+    claimed_operator: Mapped[str | None] = mapped_column(String(64))  # from an imported dataset, unverified
     trigger: Mapped[str | None] = mapped_column(String(128))
 
     episode: Mapped[Episode] = relationship(back_populates="segments")
@@ -149,6 +152,8 @@ class Label(Base):
     episode_id: Mapped[int] = mapped_column(ForeignKey("episode.id", ondelete="CASCADE"), index=True)
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id", ondelete="CASCADE"))
     author: Mapped[str] = mapped_column(String(64))
+    # Who the machine says wrote it (`<os user>@<host>`, plus `console:<session>` in the console); undo matches it.
+    recorded_by: Mapped[str | None] = mapped_column(String(160))
     verdict: Mapped[str | None] = mapped_column(String(16))
     failure_mode: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
@@ -177,6 +182,7 @@ class AliasEvent(Base):
     from_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
     to_version_id: Mapped[int | None] = mapped_column(ForeignKey("policy_version.id", ondelete="SET NULL"))
     actor: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str | None] = mapped_column(String(160))  # the OS user/host (or console session) beside `actor`
     reason: Mapped[str] = mapped_column(Text)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

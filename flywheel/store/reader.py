@@ -25,7 +25,7 @@ class FrameReader:
         for record in self.records:
             if verify:
                 files.verify(record.file_uri, record.sha256, episode_id=record.id)
-            maps.append(files.open_arrays(record.file_uri))
+            maps.append(files.open_arrays(record.file_uri, episode_id=record.id))
         self.lengths = np.array([len(m["state"]) for m in maps], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         self.cameras = sorted({k[len(IMAGE_PREFIX) :] for m in maps for k in m if k.startswith(IMAGE_PREFIX)})

@@ -16,10 +16,11 @@ class SegmentRecord:
     controller: str
     operator: str | None
     trigger: str | None
+    claimed_operator: str | None = None
 
     @classmethod
     def of(cls, row: Segment) -> SegmentRecord:
-        return cls(row.id, row.start, row.end, row.controller, row.operator, row.trigger)
+        return cls(row.id, row.start, row.end, row.controller, row.operator, row.trigger, row.claimed_operator)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class EpisodeRecord:
     source_key: str | None
     created_at: datetime
     segments: tuple[SegmentRecord, ...] = field(default=())
+    claimed_operator: str | None = None
 
     @classmethod
     def of(cls, row: Episode, with_segments: bool = False) -> EpisodeRecord:
@@ -68,6 +70,7 @@ class EpisodeRecord:
             source_key=row.source_key,
             created_at=row.created_at,
             segments=tuple(SegmentRecord.of(s) for s in row.segments) if with_segments else (),
+            claimed_operator=row.claimed_operator,
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 
+def wandb_settings() -> Any:
+    """wandb without its run metadata: no command line (it may hold a database password), code, git or host info."""
+    import wandb
+
+    return wandb.Settings(x_disable_meta=True, disable_code=True, save_code=False, disable_git=True)
+
+
 class MetricsLogger:
     """Writes `metrics.jsonl` in the run directory and mirrors to wandb when enabled (main process only)."""
 
@@ -26,6 +33,7 @@ class MetricsLogger:
                 config=config,
                 mode=os.environ["WANDB_MODE"],
                 reinit="finish_previous",
+                settings=wandb_settings(),
             )
 
     def log(self, metrics: dict[str, float], step: int) -> None:
