@@ -83,7 +83,6 @@ def collect_command(
         task=version.task,
         obs_mode=mode,
         operator=operator,  # type: ignore[arg-type]
-        operator_name=f"simulated-operator@{cli.settings.operator}",
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,

@@ -45,7 +45,6 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         max_steps=cfg.max_steps,
         operator=cfg.operator_mode,  # type: ignore[arg-type]
         operator_config=cfg.operator,
-        operator_name="simulated-operator",
         policy_version_id=champion.id,
         policy_checkpoint=champion.checkpoint_uri,
         policy_sha256=champion.sha256,
