@@ -67,7 +67,10 @@ def test_wheel_installs_and_migrates_a_store(tmp_path: Path) -> None:
     missing = _package_files() - held
     assert not missing, f"the wheel lacks {sorted(missing)}"
 
-    venv = tmp_path / "venv"
+    venv = tmp_path / "venv"  # inside a git repository, which is not the installed code's
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    _run([*git, "init", "-q"], tmp_path)
+    _run([*git, "commit", "-q", "--allow-empty", "-m", "unrelated"], tmp_path)
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
@@ -87,6 +90,9 @@ def test_wheel_installs_and_migrates_a_store(tmp_path: Path) -> None:
     for name, where in json.loads(_run([str(python), "-c", probe], work)).items():
         assert Path(where).is_relative_to(site.resolve()), f"{name} comes from {where}, not the fresh venv {site}"
         assert Path(where).exists(), f"{name}: {where} is missing"
+
+    code_version = "from flywheel.registry.service import code_version; print(code_version())"
+    assert _run([str(python), "-c", code_version], work).strip() == "None"
 
     flywheel = str(venv / "bin" / "flywheel")
     home = tmp_path / "home"
