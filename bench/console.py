@@ -4,7 +4,7 @@
   click on "Take over" through the real console app under `streamlit.testing.v1.AppTest` (a full script rerun);
 - live view frames per second: the step + render loop of one session (policy acting, one 240x320 camera).
 Uses a tiny trained policy (tests/live_support.py) on a scratch SQLite store.
-    python bench/console.py [--trials 30] [--seconds 5]
+    python -m bench.console [--trials 30] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -15,25 +15,22 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
-# Run as `python bench/console.py`, this file's folder is sys.path[0] and would shadow the `sim` package.
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from flywheel.config import Settings
+from flywheel.live import LiveConfig, RolloutSpec, SessionManager
+from flywheel.store import EpisodeStore
+from tests.live_support import register_policy, train_tiny_policy
+
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from flywheel.config import Settings  # noqa: E402
-from flywheel.live import LiveConfig, RolloutSpec, SessionManager  # noqa: E402
-from flywheel.store import EpisodeStore  # noqa: E402
-from tests.live_support import register_policy, train_tiny_policy  # noqa: E402
-
 RESULTS = _HERE / "results" / "console.json"
 ROOT = _HERE.parent
 

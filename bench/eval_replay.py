@@ -5,21 +5,18 @@ iteration order, each keeping its own champion and promoted lineage. Fixed: one 
 pre-sequential procedure). Sequential: looks every `block` seeds. Reports per candidate the episodes used and
 the decision of each, the mean eval episodes per candidate, simulated rollouts (candidate plus any champion or
 lineage seeds not measured before), and the eval wall time scaled from the run's measured seconds per eval
-rollout. Needs a run whose candidates were evaluated on every seed: `python bench/flywheel.py --fixed-eval`.
+rollout. Needs a run whose candidates were evaluated on every seed: `python -m bench.flywheel --fixed-eval`.
 
-    python bench/eval_replay.py --home DIR [--config FILE] [--block 20]
+    python -m bench.eval_replay --home DIR [--config FILE] [--block 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]  # bench/sim.py shadows `sim`
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
@@ -60,7 +57,7 @@ def main() -> None:
     if incomplete:
         raise SystemExit(
             f"versions {incomplete} lack stored episodes on all {len(seeds)} eval seeds: replay a run made with "
-            "`python bench/flywheel.py --fixed-eval`"
+            "`python -m bench.flywheel --fixed-eval`"
         )
     fixed = _replay(candidates, data, [len(seeds)], config.eval.gates)
     sequential = _replay(candidates, data, _sizes(block, len(seeds)), config.eval.gates)

@@ -6,9 +6,9 @@ intervals, lineage drift; wall seconds, and the store's first-episode-to-last-it
 stays right when a killed run is resumed on the same --home) and bench/results/flywheel.png after every
 iteration, and prints one line at the end.
 
-    python bench/flywheel.py [--iterations 5] [--home DIR] [--config FILE] [--fixed-eval]
+    python -m bench.flywheel [--iterations 5] [--home DIR] [--config FILE] [--fixed-eval]
 
---fixed-eval evaluates every candidate on all eval seeds (one look), the run `bench/eval_replay.py` replays
+--fixed-eval evaluates every candidate on all eval seeds (one look), the run `python -m bench.eval_replay` replays
 through both fixed and sequential evaluation.
 """
 
@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]  # bench/sim.py shadows `sim`
-sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("MUJOCO_GL", "egl")

@@ -8,7 +8,7 @@
    operator's no-progress window before a takeover are labelled negative; RECAP's advantage threshold is the 90th
    percentile (see `MIXED_LABELLING`).
 
-    python bench/learn.py [--demos 50] [--collect 40] [--weak-steps 300] [--steps 6000] [--critic-steps 2000]
+    python -m bench.learn [--demos 50] [--collect 40] [--weak-steps 300] [--steps 6000] [--critic-steps 2000]
                           [--bc-demo-steps N]
 
 Writes bench/results/learn.json and prints a one-line summary.
@@ -23,18 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, bench/ is first on sys.path and bench/flywheel.py, bench/sim.py would shadow the packages.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds  # noqa: E402
-from flywheel.evaluate.stats import wilson_interval  # noqa: E402
-from flywheel.policy.runner import PolicyRunner  # noqa: E402
-from flywheel.train import TrainConfig, TrainResult, parse_config, run_training  # noqa: E402
-from flywheel.train.data import EpisodeInfo, TrainingEpisode  # noqa: E402
-from sim.operator import OperatorConfig, SimulatedOperator  # noqa: E402
+from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds
+from flywheel.evaluate.stats import wilson_interval
+from flywheel.policy.runner import PolicyRunner
+from flywheel.train import TrainConfig, TrainResult, parse_config, run_training
+from flywheel.train.data import EpisodeInfo, TrainingEpisode
+from sim.operator import OperatorConfig, SimulatedOperator
 
 TASK = "transfer_cube"
 # Forced-positive frames (demos, takeovers) are ~48% of this data. With the loop's 70th-percentile threshold the

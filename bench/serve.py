@@ -1,6 +1,6 @@
 """Policy serving: `/act` over HTTP against in-process `act_chunk`, and ONNX Runtime against PyTorch.
 
-    python bench/serve.py [--requests 300] [--c8-seconds 10] [--threads 1] [--train-steps 40]
+    python -m bench.serve [--requests 300] [--c8-seconds 10] [--threads 1] [--train-steps 40]
 
 A state policy with the model shape `flywheel run` trains (`default_train_config().model`, on transfer_cube's
 35-D state / 14-D action) is trained for a few steps on synthetic episodes — latency depends on the shape, not on
@@ -15,41 +15,39 @@ import os
 import sys
 from pathlib import Path
 
-# Run as a script, bench/ is first on sys.path and bench/flywheel.py, bench/sim.py would shadow the packages.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 os.environ.setdefault("WANDB_MODE", "offline")
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import http.client
+import importlib.util
+import json
+import platform
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime  # noqa: E402
-import torch  # noqa: E402
+import httpx
+import numpy as np
+import onnxruntime
+import torch
 
-from bench.report import run_and_report  # noqa: E402
-from flywheel.config import Settings  # noqa: E402
-from flywheel.policy.loading import LoadedPolicy, load_policy  # noqa: E402
-from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session  # noqa: E402
-from flywheel.policy.runner import PolicyRunner  # noqa: E402
-from flywheel.registry import PolicyRegistry  # noqa: E402
-from flywheel.scheduler.config import default_train_config  # noqa: E402
-from flywheel.store import EpisodeStore  # noqa: E402
-from flywheel.train import run_training  # noqa: E402
-from flywheel.train.synthetic import toy_episode  # noqa: E402
+from bench.report import run_and_report
+from flywheel.config import Settings
+from flywheel.policy.loading import LoadedPolicy, load_policy
+from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session
+from flywheel.policy.runner import PolicyRunner
+from flywheel.registry import PolicyRegistry
+from flywheel.scheduler.config import default_train_config
+from flywheel.store import EpisodeStore
+from flywheel.train import run_training
+from flywheel.train.synthetic import toy_episode
 
+_HERE = Path(__file__).resolve().parent
 RESULTS = _HERE / "results" / "serve.json"
 STATE_DIM, ACTION_DIM = 35, 14  # transfer_cube in state mode
 OVERHEAD_TARGET_MS = 2.0

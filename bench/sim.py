@@ -3,36 +3,31 @@
 Per core: one process, single-threaded MuJoCo, Mesa's llvmpipe limited to one thread (LP_NUM_THREADS=1).
 Collection with a policy is measured in `state` and `pixels` mode, against the bare env stepping the home pose
 and against the bare env replaying the collected episodes' actions (the same motions, without policy or recording).
-    python bench/sim.py                 # throughput only (~1 min)
-    python bench/sim.py --experts 100   # plus expert success over 100 seeds per task and takeover rate
-    python bench/sim.py --policy DIR    # plus `state` collection with a trained transfer_cube checkpoint
+    python -m bench.sim                 # throughput only (~1 min)
+    python -m bench.sim --experts 100   # plus expert success over 100 seeds per task and takeover rate
+    python -m bench.sim --policy DIR    # plus `state` collection with a trained transfer_cube checkpoint
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "1")
-# Run as `python bench/sim.py`, this file's folder is sys.path[0] and would shadow the `sim` package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
+import mujoco
+import numpy as np
 
-from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode  # noqa: E402
-from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action  # noqa: E402
+from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode
+from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action
 
 if TYPE_CHECKING:
     from flywheel.collect.spec import CollectSpec

@@ -5,7 +5,7 @@ is noisy. This replays each champion in turn (in the order the `champion` alias 
 held-out seeds with the simulated operator (the quickstart's settings), and counts the operator's takeovers.
 Nothing is stored.
 
-    python bench/takeovers.py --home DIR [--episodes 100] [--workers 2]
+    python -m bench.takeovers --home DIR [--episodes 100] [--workers 2]
 
 Writes bench/results/takeovers.json and prints one line.
 """
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from flywheel.registry.records import PolicyRecord
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]  # bench/sim.py shadows `sim`
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 # Held-out seeds away from the loop's eval seeds (those start at offset 0), so no champion was selected on them.
@@ -84,7 +82,7 @@ def main() -> None:
     from flywheel.store import EpisodeStore
 
     if not (args.home / "flywheel.db").is_file():
-        sys.exit(f"takeovers: no flywheel store in {args.home}; run bench/flywheel.py --home {args.home} first")
+        sys.exit(f"takeovers: no store in {args.home}; run `python -m bench.flywheel --home {args.home}` first")
     store = EpisodeStore.open(Settings(home=args.home), migrate=False)
     registry = PolicyRegistry(store.db)
     order = champions_in_order(registry)

@@ -1,6 +1,6 @@
 """GPU training step time and peak memory with a PaliGemma-sized frozen backbone (random init, real shape).
 
-    python bench/train_gpu.py [--batch 8] [--steps 10] [--small]
+    python -m bench.train_gpu [--batch 8] [--steps 10] [--small]
 
 Writes bench/results/train_gpu.json. Without CUDA it says so and exits 0 (nothing to measure on CPU).
 """

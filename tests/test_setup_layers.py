@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.checkout_support import REPO, copy_checkout
 
 
 def _cached_env() -> Path | None:
@@ -30,16 +29,6 @@ def _cached_env() -> Path | None:
     return base if base.name == hashlib.sha256(blob.encode()).hexdigest()[:16] else None
 
 
-def _checkout(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        source = REPO / rel
-        if source.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
-    return dest
-
-
 def _site_listing(base: Path) -> list[str]:
     site = next(base.glob("lib/python3*/site-packages"))
     return sorted(f"{p.name}:{p.stat().st_mtime_ns}" for p in site.iterdir())
@@ -52,7 +41,7 @@ def test_each_checkout_runs_its_own_code(tmp_path: Path) -> None:
     before = _site_listing(base)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["FLYWHEEL_VENV_CACHE"] = str(base.parent)
-    clones = [_checkout(tmp_path / name) for name in ("a", "b")]
+    clones = [copy_checkout(tmp_path / name) for name in ("a", "b")]
     for clone in clones:
         result = subprocess.run(
             ["bash", "scripts/setup.sh"], cwd=clone, env=env, capture_output=True, text=True, timeout=600

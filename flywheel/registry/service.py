@@ -25,8 +25,11 @@ class RegistryError(FlywheelError):
 
 
 def code_version() -> str | None:
-    """The git commit of the running code, when it runs from a checkout."""
+    """The git commit of the running code, when it runs from a checkout (an installed wheel: None, not the commit
+    of whatever repository its venv sits in)."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5

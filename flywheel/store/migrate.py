@@ -1,7 +1,13 @@
-"""Programmatic Alembic: upgrade, current revision, and the schema check done on every open."""
+"""Programmatic Alembic: upgrade, current revision, and the schema check done on every open.
+
+The scripts are the top-level `migrations` package, which ships in flywheel's distribution beside `flywheel`;
+`migrations_dir()` finds it through `importlib.resources`, so a checkout and an installed wheel work alike.
+"""
 
 from __future__ import annotations
 
+import importlib
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -9,15 +15,36 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from flywheel.errors import SchemaOutOfDateError
+from flywheel.errors import FlywheelError, SchemaOutOfDateError
 from flywheel.store.db import Database
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_PACKAGE = "migrations"
+
+
+class MigrationsNotFoundError(FlywheelError):
+    """flywheel's migration scripts are not importable (a broken install, or another `migrations` shadows them)."""
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: the installed `migrations` package's folder."""
+    try:
+        package = importlib.import_module(MIGRATIONS_PACKAGE)
+    except ImportError as exc:
+        raise MigrationsNotFoundError(
+            f"flywheel's migrations package is not importable ({exc}); reinstall flywheel (`pip install .`)"
+        ) from exc
+    root = resources.files(package)
+    if getattr(package, "OWNER", None) != "flywheel" or not isinstance(root, Path) or not (root / "env.py").is_file():
+        raise MigrationsNotFoundError(
+            f"`{MIGRATIONS_PACKAGE}` at {root} is not flywheel's migration scripts; "
+            "run flywheel from a directory without its own `migrations` package, or reinstall flywheel"
+        )
+    return root
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
