@@ -113,6 +113,18 @@ class SignInThrottle:
     clock: Callable[[], float] = time.monotonic
     max_clients: int = 10_000
     _failures: dict[str, _Failures] = field(default_factory=dict)
+    _in_flight: set[str] = field(default_factory=set)
+
+    def begin(self, client: str) -> bool:
+        """Reserve `client`'s one sign-in in progress; False while another is (parallel guesses would all pass
+        `retry_after` before any failure is recorded)."""
+        if client in self._in_flight:
+            return False
+        self._in_flight.add(client)
+        return True
+
+    def end(self, client: str) -> None:
+        self._in_flight.discard(client)
 
     def retry_after(self, client: str) -> float:
         """Seconds until `client` may try again (0: now)."""
@@ -277,6 +289,17 @@ class ConsoleGuard:
             retry = (b"retry-after", str(int(wait_s) + 1).encode())
             await self._page(send, 429, f"Too many failed attempts: try again in {int(wait_s) + 1} s.", retry)
             return
+        if not self.throttle.begin(client):  # checked and reserved before the first await: no parallel bursts
+            log.warning("console sign-in from %s refused: another attempt from it is in progress", client)
+            await self._page(send, 429, "Another sign-in from this address is in progress.", (b"retry-after", b"1"))
+            return
+        try:
+            await self._check_password(client, receive, send)
+        finally:
+            self.throttle.end(client)
+
+    async def _check_password(self, client: str, receive: Receive, send: Send) -> None:
+        assert self._digest is not None
         body = await self._read_form(receive)
         if body is None:
             await send_response(send, 413, b"sign-in form too large")

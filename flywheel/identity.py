@@ -56,6 +56,12 @@ def os_user() -> str:
         return f"uid{os.getuid()}"
 
 
+def acting_operator(configured: str | None, what: str = "operator name") -> str:
+    """Who acts, for audit records: the configured operator name, else the OS user (validated either way)."""
+    name = configured if configured and configured != UNKNOWN_OPERATOR else os_user()
+    return check_name(name, what)
+
+
 def process_identity() -> str:
     """Who the machine says is acting in this process: `<os user>@<host>`, recorded beside typed names."""
     return f"{os_user()}@{socket.gethostname()}"[:128]

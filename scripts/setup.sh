@@ -58,6 +58,11 @@ if [ ! -f "$venv/.complete" ]; then
   grep -rlI --null "$venv.tmp" "$venv/bin" | xargs -0 -r sed -i "s#$venv.tmp#$venv#g"
   touch "$venv/.complete"
 fi
+# Setups before the per-checkout layer installed a checkout's flywheel into the cache itself: take it out, so
+# no environment built on the cache can import another checkout's code.
+if compgen -G "$venv/lib/python3*/site-packages/__editable__*flywheel*" >/dev/null; then
+  "$venv/bin/pip" uninstall -q -y flywheel 2>&1 | quiet_pip
+fi
 # The per-checkout layer. Rebuilt when missing, when it was a symlink (older setups), or when it sits on another
 # cached environment; its editable install is refreshed every run.
 layer="$here/.venv"

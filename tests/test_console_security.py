@@ -86,6 +86,13 @@ def test_throttle_backs_off_per_address() -> None:
     assert throttle.retry_after("a") == 0
 
 
+def test_throttle_allows_one_sign_in_in_progress_per_address() -> None:
+    throttle = SignInThrottle()
+    assert throttle.begin("a") and not throttle.begin("a") and throttle.begin("b")
+    throttle.end("a")
+    assert throttle.begin("a")
+
+
 def _flywheel(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_CONSOLE")}
     return subprocess.run(

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from flywheel.collect.pool import CollectionError
 from flywheel.config import Settings
 from flywheel.errors import DatabaseUnavailableError
 from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
@@ -48,7 +49,7 @@ def _wrapped(orig: BaseException) -> OperationalError:
         _wrapped(psycopg.errors.DeadlockDetected("deadlock detected")),
         _wrapped(psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction")),
         _wrapped(sqlite3.OperationalError("database is locked")),
-        RuntimeError("episode with seed 3 crashed in its worker: ... server closed the connection unexpectedly"),
+        CollectionError("episode with seed 3 crashed in its worker: ... server closed the connection unexpectedly"),
     ],
     ids=[
         "refused",
@@ -74,8 +75,10 @@ def test_transient_errors_are_recognised(exc: BaseException) -> None:
         _wrapped(psycopg.OperationalError('password authentication failed for user "flywheel"')),
         ValueError("bad frames"),
         DatabaseUnavailableError("database still unreachable after 5 s"),
+        ConnectionRefusedError(111, "Connection refused"),  # not the database's: torch.distributed, HTTP, ...
+        RuntimeError("the rendezvous connection is closed"),
     ],
-    ids=["unique", "undefined-table", "auth", "value", "gave-up"],
+    ids=["unique", "undefined-table", "auth", "value", "gave-up", "socket", "runtime"],
 )
 def test_other_errors_are_not(exc: BaseException) -> None:
     assert not is_transient_db_error(exc)

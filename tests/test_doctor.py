@@ -287,6 +287,17 @@ def test_job_at_its_attempt_limit_points_at_retry_failed(home: Home) -> None:
     assert book.job(1, "eval").state == "failed"  # not a safe repair: a person fixes the cause first
 
 
+def test_handing_back_a_job_on_its_last_attempt_reports_it_failed(home: Home) -> None:
+    stuck = _running(home, "train", timedelta(minutes=10))
+    with home.store.db.write() as session:
+        session.get(Job, stuck).max_attempts = 1
+
+    code, data = report(home.settings, "--repair")
+    assert data["repaired"] == [f"job {stuck} (iteration 1 train): running → failed (its attempt limit is reached)"]
+    (found,) = problems(data, "failed-job")  # the re-check sees what the repair made of it
+    assert code == 1 and "--retry-failed" in found["fix"]
+
+
 def test_jobs_of_a_live_scheduler_are_left_alone(home: Home) -> None:
     _running(home, "train", timedelta(minutes=10))
     lock = acquire_lock(home.store.db, "flywheel run (test)")

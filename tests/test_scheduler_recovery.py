@@ -29,13 +29,16 @@ def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> Non
     ctx = PhaseContext(store, settings, FlywheelConfig.model_validate(yaml.safe_load(TINY)), progress=False)
     FlywheelLoop(ctx)._seed_demos()
     work = settings.checkpoints_root / "iteration-0000"
-    partial = work / "attempt-1"  # a killed attempt's half-written final: never registered
-    partial.mkdir(parents=True)
-    (partial / "policy.safetensors").write_bytes(b"half")
+    unregistered = work / "attempt-1"  # an attempt killed after writing its final, before registering it
+    half_written = work / ".attempt-2.tmp-0badc0de"  # one killed inside write_checkpoint
+    for leftover in (unregistered, half_written):
+        leftover.mkdir(parents=True)
+        (leftover / "policy.safetensors").write_bytes(b"half")
 
     first = train_phase(ctx, 0)
     version = ctx.registry.get(first["policy_version_id"])
-    assert Path(version.checkpoint_uri) == work / "attempt-2" and not partial.exists()
+    assert Path(version.checkpoint_uri) == work / "attempt-2"
+    assert not unregistered.exists() and not half_written.exists()
     verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
     before = _tree(work)
 

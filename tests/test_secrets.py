@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.config import InsecureConfigWarning, load_settings
 from flywheel.errors import ConfigError
-from flywheel.redact import redact_url
+from flywheel.redact import database_identity, redact_url, url_has_secret
 from flywheel.store.db import Database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,3 +108,20 @@ def test_wandb_run_files_do_not_record_the_command_line(tmp_path: Path) -> None:
     files = [p for p in (tmp_path / "wandb").rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files)  # the run was recorded
     assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+
+
+def test_a_password_with_an_unencoded_at_sign_is_never_shown_in_part() -> None:
+    assert "ss" not in redact_url("postgresql://u:p@ss@host/db").replace("postgresql", "")
+    assert url_has_secret("postgresql://u:s3cr3t@host:notaport/db")  # malformed, still refused on the command line
+
+
+def test_database_identity_ignores_credentials_driver_and_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The episodes directory's owner: moving the password into ~/.pgpass must not make gc refuse the store."""
+    assert database_identity("postgresql+psycopg://u:pw@db.lab:5432/fw?sslmode=require") == database_identity(
+        "postgresql://u@db.lab:5432/fw"
+    )
+    assert database_identity("postgresql://db.lab/fw") != database_identity("postgresql://db.lab/other")
+    monkeypatch.chdir(tmp_path)
+    assert database_identity("sqlite:///home/flywheel.db") == f"sqlite:///{tmp_path / 'home' / 'flywheel.db'}"

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flywheel.cli.context import state
-from flywheel.identity import UNKNOWN_OPERATOR
+from flywheel.identity import acting_operator
 from flywheel.store.tags import Controller
 
 export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
@@ -100,7 +100,7 @@ def import_lerobot(
     cli = state(ctx)
     store = cli.store()
     operator = cli.settings.operator
-    importer = None if operator == UNKNOWN_OPERATOR else operator  # None: the OS user running the import
+    importer = acting_operator(operator, "importing operator name")
     policy_id = None if policy is None else PolicyRegistry(store.db).resolve(policy).id
     plan = plan_import(path, task=task, tags=tuple(tag), default_controller=controller)
     console = Console(stderr=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.cli.context import state
-from flywheel.config import Settings
+from flywheel.identity import acting_operator
 
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
 
@@ -37,6 +36,7 @@ def run(
 ) -> None:
     """Seed demos if needed, then iterate collect → train → eval → promote until ITERATIONS are done."""
     from flywheel.scheduler import FlywheelLoop, PhaseContext, load_flywheel_config
+    from flywheel.scheduler.jobs import RetryRequest
 
     cli = state(ctx, home=home)
     cfg = load_flywheel_config(config)
@@ -48,32 +48,14 @@ def run(
     loop = FlywheelLoop(PhaseContext(cli.store(), cli.settings, cfg, progress=not quiet), console)
     if reason is not None and not retry_failed:
         raise typer.BadParameter("--reason goes with --retry-failed", param_hint="--reason")
-    if retry_failed:
-        from flywheel.scheduler.jobs import last_line
-
-        actor = audit_actor(cli.settings)
-        for job in loop.book.retry_failed(actor, reason or ""):
-            console.print(
-                f"iteration {job.iteration} {job.kind}: attempts reset (was {job.previous_attempts}, last error: "
-                f"{last_line(job.previous_error)}) by {actor}"
-            )
+    retry = RetryRequest(acting_operator(cli.settings.operator), reason or "") if retry_failed else None
     done_before = loop.book.completed_iterations()
     if resume and not done_before and loop.book.latest_iteration() is None:
         console.print("nothing to resume: starting fresh")
-    summaries = loop.run(iterations, on_summary=lambda s: console.print(_row_table([s])))
+    summaries = loop.run(iterations, on_summary=lambda s: console.print(_row_table([s])), retry_failed=retry)
     console.rule("flywheel")
     console.print(_row_table(summaries))
     console.print("next: `flywheel console` to review interventions; `flywheel policies list` for lineage")
-
-
-def audit_actor(settings: Settings) -> str:
-    """Who acts, for audit records: the configured operator, else the OS user."""
-    if settings.operator != "unknown":
-        return settings.operator
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _row_table(summaries: list[dict[str, Any]]) -> Table:

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flywheel.collect.takeover_requests import NewTakeoverRequest, TakeoverRequests
+from flywheel.config import DEFAULT_DB_RETRY_SECONDS
 from flywheel.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class AttendedConfig(BaseModel):
 
     db_url: str = Field(..., min_length=1)
     busy_timeout_ms: int = Field(30_000, ge=0, le=600_000)
+    db_retry_seconds: float = Field(DEFAULT_DB_RETRY_SECONDS, ge=0, le=86_400)
     timeout_s: float = Field(60.0, gt=0, le=86_400, description="wait this long for a console operator to claim")
     claim_timeout_s: float = Field(30.0, gt=0, le=3_600, description="fall back when a claim's heartbeat is older")
     poll_s: float = Field(0.25, gt=0, le=10)
@@ -53,6 +55,7 @@ def attended_config(settings: Settings, timeout_s: float, claim_timeout_s: float
     return AttendedConfig(
         db_url=settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        db_retry_seconds=settings.db_retry_seconds,
         timeout_s=timeout_s,
         claim_timeout_s=claim_timeout_s,
     )
@@ -75,7 +78,7 @@ class Attendant:
 
         self.spec = spec
         self.config = config
-        self.db = Database(config.db_url, config.busy_timeout_ms)
+        self.db = Database(config.db_url, config.busy_timeout_ms, config.db_retry_seconds)
         self.requests = TakeoverRequests(self.db)
         self.worker = f"pid {os.getpid()} on {socket.gethostname()}"[:128]
 

@@ -31,9 +31,12 @@ CHECKS: tuple[Check, ...] = (
 )
 """Checks that read the tables; they run only once the schema check passes."""
 
-REPAIRS: tuple[tuple[Check, Repair], ...] = ((orphans.check, orphans.repair), (jobs.check, jobs.repair))
-"""The safe repairs, each with the check it answers: nothing they remove or reset is needed by anyone (see each
-module). They touch only unreferenced files and stuck job rows, so after repairing only these checks run again."""
+REPAIRS: tuple[Repair, ...] = (orphans.repair, jobs.repair)
+"""The safe repairs: nothing they remove or reset is needed by anyone (see each module)."""
+
+RECHECKS: tuple[Check, ...] = (orphans.check, jobs.check, jobs.check_failed)
+"""What the repairs can change (unreferenced files, job rows: handing back a job on its last attempt fails it),
+so after repairing only these checks run again."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,7 @@ def run_doctor(
     findings = _run_checks(ctx)
     if not repair or not any(p.repairable for f in findings for p in f.problems):
         return _report(findings, ())
-    repaired = [line for _, fix in REPAIRS for line in fix(ctx)]
+    repaired = [line for fix in REPAIRS for line in fix(ctx)]
     again = DoctorContext(store=store, settings=settings, now=utcnow(), hash_files=hash_files, progress=progress)
-    rechecked = {check: check(again) for check, _ in REPAIRS}
-    by_name = {f.check: f for f in rechecked.values()}
+    by_name = {f.check: f for f in (check(again) for check in RECHECKS)}
     return _report([by_name.get(f.check, f) for f in findings], repaired)

@@ -173,7 +173,9 @@ def champion_gate(champion: Comparison | None) -> GateVerdict:
 
 
 def drift_gate(lineage: Comparison | None, champion: Comparison | None, config: GateConfig) -> GateVerdict:
-    """Non-inferiority against the best promoted version of the lineage: losses cannot add up past the margin."""
+    """Non-inferiority against the best promoted version of the lineage (the highest stored success rate, each
+    on its own stored seeds), so a run of small losses cannot walk the champion down past the margin from it.
+    Each promotion's guarantee is its own test's (false-promotion rate ≤ α); "best" is a point estimate."""
     if not config.drift_guard:
         return GateVerdict("no_drift", True, "drift guard off (gates.drift_guard: false)", {})
     if lineage is None or (champion is not None and lineage.reference_id == champion.reference_id):
@@ -188,7 +190,9 @@ def drift_gate(lineage: Comparison | None, champion: Comparison | None, config: 
 def improvement_gate(
     champion: Comparison | None, config: GateConfig, takeovers: tuple[float, float] | None = None
 ) -> GateVerdict:
-    """A candidate that is not shown superior (a tie) is promoted only where some metric improves.
+    """A candidate that is not shown superior (a tie) is promoted only where some metric improves, judged on the
+    paired point estimates (a tie with no estimate above the champion's is refused; an improvement is not a
+    significance claim).
 
     `takeovers`: (candidate, champion) takeovers per episode where both were measured; eval rollouts run
     without an operator, so the loop's gate judges success and throughput.

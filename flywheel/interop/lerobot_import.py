@@ -24,7 +24,7 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.utils import SuppressProgressBars
 
-from flywheel.identity import NAME_RULE, check_name, is_valid_name, os_user
+from flywheel.identity import NAME_RULE, acting_operator, is_valid_name
 from flywheel.interop import lerobot_schema as fmt
 from flywheel.interop.lerobot_schema import EpisodeMeta, InteropError, Sidecar
 from flywheel.interop.task_shapes import TaskShapes, known_tasks, task_shapes
@@ -160,7 +160,7 @@ def run_import(
 
     `importer` (default: the OS user running the import) is recorded as each episode's operator; the operators
     the dataset names are kept as claims."""
-    importer = check_name(importer or os_user(), "importing operator name")
+    importer = acting_operator(importer, "importing operator name")
     _check_policy(store, plan, policy_version_id)
     imported: list[int] = []
     present: list[int] = []

@@ -34,6 +34,20 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+PARTIAL_MARKS = (".tmp-", ".old-")  # `.<name>.tmp-*` being written, `.<name>.old-*` being replaced
+
+
+def partial_writes(parent: Path, name_prefix: str) -> list[Path]:
+    """Directories a killed `write_checkpoint` left in `parent` for checkpoints named `name_prefix*`."""
+    if not parent.is_dir():
+        return []
+    return [
+        path
+        for path in parent.iterdir()
+        if path.name.startswith(f".{name_prefix}") and any(mark in path.name for mark in PARTIAL_MARKS)
+    ]
+
+
 def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]], documents: dict[str, Any]) -> str:
     """Write `<name>.safetensors` and `<name>.json` files to `directory` atomically; returns the sha256.
 
@@ -41,7 +55,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = directory.parent / f".{directory.name}{PARTIAL_MARKS[0]}{uuid.uuid4().hex[:8]}"
     tmp.mkdir(mode=0o700)  # private to its owner, like the files in it
     try:
         files: dict[str, str] = {}
@@ -60,7 +74,7 @@ def write_checkpoint(directory: Path, tensors: dict[str, dict[str, torch.Tensor]
             fsync_path(p)
         old = None
         if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
+            old = directory.parent / f".{directory.name}{PARTIAL_MARKS[1]}{uuid.uuid4().hex[:8]}"
             directory.rename(old)
         tmp.rename(directory)
         fsync_path(directory.parent)  # the rename itself is durable before anyone registers the sha256

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flywheel.errors import DatabaseUnavailableError, FlywheelError
+from flywheel.identity import process_identity
 from flywheel.store.db import Database, is_transient_db_error
 from flywheel.store.models import Iteration, Job, JobRetry, utcnow
 
@@ -43,6 +44,14 @@ class RetriedJob:
     kind: str
     previous_attempts: int
     previous_error: str | None
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    """`flywheel run --retry-failed`: who asks (a validated name) and why."""
+
+    actor: str
+    reason: str
 
 
 def last_line(error: str | None) -> str:
@@ -85,10 +94,15 @@ class JobBook:
         """Mark a job running (attempt +1) unless it already succeeded; a `running` job left by a killed
         scheduler is re-claimed (the lock guarantees nobody else is running it)."""
 
+        before = self.db.query(lambda session: _job_row(session, number, kind).attempts)
+
         def unit(session: Session) -> JobRef | str | None:
             job = _job_row(session, number, kind)
             if job.state == "succeeded":
                 return None
+            if job.state == "running" and job.attempts == before + 1:
+                # This unit's own claim, committed before a lost acknowledgement made it run again.
+                return JobRef(job.id, number, kind, job.attempts, dict(job.params or {}))
             if job.attempts >= job.max_attempts:
                 job.state = "failed"
                 return (
@@ -146,13 +160,22 @@ class JobBook:
                 '--retry-failed needs --reason "<what you fixed>" (recorded in the audit trail with your name)'
             )
 
+        at_limit = (
+            select(Job)
+            .join(Iteration)
+            .where(Job.state != "succeeded", Job.attempts >= Job.max_attempts)
+            .order_by(Iteration.number, Job.id)
+        )
+        expected = self.db.query(
+            lambda session: [
+                RetriedJob(job.iteration.number, job.kind, job.attempts, job.error) for job in session.scalars(at_limit)
+            ]
+        )
+        if not expected:
+            raise RetryRefusedError("--retry-failed: no job has reached its attempt limit; run `flywheel run`")
+
         def unit(session: Session) -> list[RetriedJob]:
-            rows = session.scalars(
-                select(Job)
-                .join(Iteration)
-                .where(Job.state != "succeeded", Job.attempts >= Job.max_attempts)
-                .order_by(Iteration.number, Job.id)
-            ).all()
+            rows = session.scalars(at_limit).all()
             retried = []
             for job in rows:
                 number = job.iteration.number
@@ -164,6 +187,7 @@ class JobBook:
                         previous_attempts=job.attempts,
                         previous_error=job.error,
                         actor=actor,
+                        recorded_by=process_identity(),
                         reason=reason.strip(),
                     )
                 )
@@ -171,10 +195,8 @@ class JobBook:
                 job.attempts, job.state = 0, "pending"
             return retried
 
-        retried = self.db.transaction(unit)
-        if not retried:
-            raise RetryRefusedError("--retry-failed: no job has reached its attempt limit; run `flywheel run`")
-        return retried
+        # Empty only when a lost acknowledgement re-ran a unit whose resets had committed: they are the expected.
+        return self.db.transaction(unit) or expected
 
     def retries(self) -> list[JobRetry]:
         return self.db.query(lambda session: list(session.scalars(select(JobRetry).order_by(JobRetry.id))))

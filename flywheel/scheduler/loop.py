@@ -15,7 +15,15 @@ from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import demo_seeds
 from flywheel.errors import DatabaseUnavailableError
 from flywheel.registry import CHAMPION
-from flywheel.scheduler.jobs import Heartbeat, JobBook, JobFailedError, JobRef, job_heartbeat
+from flywheel.scheduler.jobs import (
+    Heartbeat,
+    JobBook,
+    JobFailedError,
+    JobRef,
+    RetryRequest,
+    job_heartbeat,
+    last_line,
+)
 from flywheel.scheduler.lock import SchedulerLockHandle, acquire_lock
 from flywheel.scheduler.phases import (
     PhaseContext,
@@ -51,11 +59,17 @@ class FlywheelLoop:
         self.console = console or Console()
         self._lock: SchedulerLockHandle | None = None
 
-    def run(self, target: int, on_summary: SummaryCallback | None = None) -> list[dict[str, Any]]:
+    def run(
+        self, target: int, on_summary: SummaryCallback | None = None, retry_failed: RetryRequest | None = None
+    ) -> list[dict[str, Any]]:
+        """Run until `target` iterations are done; `retry_failed` first resets jobs at their attempt limit
+        (under the lock, so no running scheduler's job is reset)."""
         holder = f"flywheel run (pid {os.getpid()} on {socket.gethostname()})"
         self._lock = acquire_lock(self.ctx.store.db, holder)
         try:
-            self._seed_demos()
+            if retry_failed is not None:
+                self._retry_failed(retry_failed)
+            self.ctx.store.db.retrying(self._seed_demos)  # idempotent (demos carry source keys): re-run after an outage
             first = 0 if self._needs_bootstrap() else 1
             for number in range(first, target + 1):
                 if number in self.book.completed_iterations():
@@ -66,6 +80,13 @@ class FlywheelLoop:
             return self.book.summaries()
         finally:
             self._lock.release()
+
+    def _retry_failed(self, request: RetryRequest) -> None:
+        for job in self.book.retry_failed(request.actor, request.reason):
+            self.console.print(
+                f"iteration {job.iteration} {job.kind}: attempts reset (was {job.previous_attempts}, last error: "
+                f"{last_line(job.previous_error)}) by {request.actor}"
+            )
 
     def _needs_bootstrap(self) -> bool:
         done = self.book.completed_iterations()
@@ -90,7 +111,7 @@ class FlywheelLoop:
         candidate = int(trained["policy_version_id"])
         evaluation = self._job(number, "eval", lambda: eval_phase(self.ctx, number, candidate))
         verdict = self._job(number, "promote", lambda: promote_phase(self.ctx, number, candidate, evaluation))
-        summary = self._summary(number, collected, candidate, evaluation, verdict)
+        summary = self.ctx.store.db.retrying(lambda: self._summary(number, collected, candidate, evaluation, verdict))
         self.book.finish_iteration(number, summary)
         return summary
 

@@ -134,12 +134,16 @@ ATTEMPT_PREFIX = "attempt-"
 def _fresh_attempt_dir(work_dir: Path) -> Path:
     """A final-checkpoint directory no attempt has used; earlier attempts' unregistered finals are removed
     (the caller checked that nothing of this iteration is registered; the scheduler lock excludes others)."""
+    from flywheel.policy.checkpoint import partial_writes
+
     numbers = [0]
     if work_dir.is_dir():
         for path in work_dir.iterdir():
             if path.name.startswith(ATTEMPT_PREFIX) and path.name[len(ATTEMPT_PREFIX) :].isdigit():
                 numbers.append(int(path.name[len(ATTEMPT_PREFIX) :]))
                 shutil.rmtree(path, ignore_errors=True)
+        for path in partial_writes(work_dir, ATTEMPT_PREFIX):  # a write killed mid-way: a checkpoint's size each
+            shutil.rmtree(path, ignore_errors=True)
     return work_dir / f"{ATTEMPT_PREFIX}{max(numbers) + 1}"
 
 

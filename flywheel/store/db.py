@@ -3,6 +3,7 @@ and outages (a restart, a failover, a lost connection) waited out instead of fai
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from flywheel.config import DEFAULT_DB_RETRY_SECONDS
-from flywheel.errors import DatabaseUnavailableError
+from flywheel.errors import DatabaseUnavailableError, FlywheelError
 from flywheel.redact import redact_url
 
 IMMEDIATE = "flywheel_immediate"
@@ -80,9 +81,18 @@ def is_transient_db_error(exc: BaseException) -> bool:
         ):
             return True
         text_ = str(err).lower()
-        if any(message in text_ for message in TRANSIENT_MESSAGES):
+        if _speaks_for_database(err) and any(message in text_ for message in TRANSIENT_MESSAGES):
             return True
     return False
+
+
+def _speaks_for_database(err: BaseException) -> bool:
+    """Whether an error's text is the database's word: a SQLAlchemy or driver error, or a flywheel error that
+    relays one from a worker process. A bare `ConnectionRefusedError` or `RuntimeError` (torch.distributed, an
+    HTTP client) is not an outage to wait out."""
+    return isinstance(err, SQLAlchemyError | sqlite3.Error | FlywheelError) or type(err).__module__.startswith(
+        "psycopg"
+    )
 
 
 def _reason(exc: BaseException) -> str:

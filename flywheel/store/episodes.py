@@ -16,6 +16,7 @@ from flywheel.config import Settings
 from flywheel.errors import DatabaseUnavailableError, EpisodeNotFoundError, StoreError
 from flywheel.fsutil import make_private_dir, touch_private
 from flywheel.identity import check_name
+from flywheel.redact import database_identity
 from flywheel.store.db import Database, is_sqlite
 from flywheel.store.files import LAYOUT, EpisodeFiles
 from flywheel.store.frames import EpisodeFrames
@@ -129,7 +130,7 @@ class EpisodeStore:
         db.ping()
         if migrate:
             ensure_schema(db)
-        return cls(db, EpisodeFiles(settings.episodes_root, owner=db.safe_url))
+        return cls(db, EpisodeFiles(settings.episodes_root, owner=database_identity(db.url)))
 
     # -- writes ---------------------------------------------------------------------------------------
 

@@ -289,6 +289,7 @@ class JobRetry(Base):
     previous_attempts: Mapped[int] = mapped_column(Integer)
     previous_error: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str | None] = mapped_column(String(160))  # the OS user@host beside the typed `actor`
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

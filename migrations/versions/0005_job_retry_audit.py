@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("previous_attempts", sa.Integer(), nullable=False),
         sa.Column("previous_error", sa.Text(), nullable=True),
         sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("recorded_by", sa.String(length=160), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["job.id"], name=op.f("fk_job_retry_job_id_job"), ondelete="CASCADE"),
