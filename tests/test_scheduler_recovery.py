@@ -10,11 +10,14 @@ from pathlib import Path
 import yaml
 
 from flywheel.config import Settings
+from flywheel.identity import process_identity
 from flywheel.policy.checkpoint import verify_checkpoint
 from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
 from flywheel.scheduler.jobs import JobBook
+from flywheel.scheduler.lock import acquire_lock
 from flywheel.scheduler.phases import train_phase
 from flywheel.store import EpisodeStore
+from flywheel.store.db import Database
 from flywheel.store.models import JobRetry, PolicyVersion
 from tests.test_scheduler_crash import ROOT, TINY
 
@@ -97,4 +100,51 @@ def test_job_at_its_limit_is_retried_with_an_audited_reason(tmp_path: Path) -> N
         audit = session.query(JobRetry).one()
         assert (audit.actor, audit.reason, audit.iteration, audit.kind) == ("alice", "freed disk space", 0, "train")
         assert audit.previous_attempts == 1 and audit.previous_error.startswith("OSError: [Errno 28]")
-        assert audit.created_at is not None
+        assert audit.created_at is not None and audit.recorded_by == process_identity()
+
+
+def test_retry_failed_resets_nothing_while_another_scheduler_runs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = EpisodeStore.open(Settings(home=home))
+    book = JobBook(store.db)
+    book.ensure_iteration(0, "transfer_cube", max_attempts=1)
+    ref = book.claim(0, "train")  # the running scheduler's job, on its last attempt
+    assert ref is not None
+    running = acquire_lock(store.db, "flywheel run (the one at work)")
+    try:
+        refused = _flywheel(home, "--retry-failed", "--reason", "impatient", env={"FLYWHEEL_OPERATOR": "bob"})
+    finally:
+        running.release()
+    assert refused.returncode == 2 and "another scheduler is running" in refused.stderr, refused.stderr
+    job = book.job(0, "train")
+    assert (job.state, job.attempts) == ("running", 1)  # its attempts were not reset under it
+    with store.db.read() as session:
+        assert session.query(JobRetry).count() == 0
+
+
+def _replay_each_unit_once(db: Database) -> None:
+    """Fault injection: every transaction commits, then runs again, as after a commit whose acknowledgement
+    the connection lost (`Database.transaction` re-runs the whole unit)."""
+    commit = db.transaction
+
+    def twice(fn):  # type: ignore[no-untyped-def]
+        commit(fn)
+        return commit(fn)
+
+    db.transaction = twice  # type: ignore[method-assign]
+
+
+def test_a_claim_and_a_reset_run_twice_after_a_lost_acknowledgement_count_once(tmp_path: Path) -> None:
+    store = EpisodeStore.open(Settings(home=tmp_path / "home"))
+    book = JobBook(store.db)
+    book.ensure_iteration(0, "transfer_cube", max_attempts=1)
+    _replay_each_unit_once(store.db)
+
+    ref = book.claim(0, "train")
+    assert ref is not None and ref.attempts == 1 and book.job(0, "train").attempts == 1
+    book.fail(ref, "OSError: disk full")
+    (reset,) = book.retry_failed("alice", "freed disk space")
+    assert (reset.kind, reset.previous_attempts) == ("train", 1)
+    with store.db.read() as session:
+        assert session.query(JobRetry).count() == 1
+    assert book.job(0, "train").attempts == 0
