@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from flywheel.config import Settings
 from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeFrames, EpisodeStore
 from flywheel.store.tags import CONTROLLER_CODES, Controller
-from tests.pg_server import PostgresServer, find_postgres_bin
+from tests.pg_server import PostgresServer, private_server
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -44,19 +42,8 @@ def pg_server() -> Iterator[PostgresServer]:
     if url:
         yield PostgresServer.external(url)
         return
-    bindir = find_postgres_bin()
-    if bindir is None:
-        if os.environ.get("FLYWHEEL_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL server binaries not found (apt-get install postgresql)")
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    # Not under pytest's tmp dir: when tests run as root the server runs as `postgres`, which must reach it.
-    workdir = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
-    server = PostgresServer.start(bindir, workdir)
-    try:
+    with private_server("flywheel-pg-") as (server, _):
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

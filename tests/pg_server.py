@@ -7,7 +7,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +147,26 @@ class PostgresServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"pg_ctl start failed: {proc.stderr.strip() or proc.stdout.strip()}")
             time.sleep(0.3)
+
+
+@contextmanager
+def private_server(prefix: str) -> Iterator[tuple[PostgresServer, Path]]:
+    """A PostgreSQL server of the caller's own in a fresh directory, stopped and removed afterwards (tests that
+    stop or kill their server never touch the session's shared one). Skips where the binaries are missing,
+    unless FLYWHEEL_REQUIRE_POSTGRES makes that a failure (CI)."""
+    import pytest
+
+    bindir = find_postgres_bin()
+    if bindir is None:
+        missing = "PostgreSQL server binaries not found (apt-get install postgresql)"
+        if os.environ.get("FLYWHEEL_REQUIRE_POSTGRES"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    # Not under pytest's tmp dir: when tests run as root the server runs as `postgres`, which must reach it.
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    server = PostgresServer.start(bindir, workdir)
+    try:
+        yield server, workdir
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

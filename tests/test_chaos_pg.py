@@ -5,15 +5,13 @@ checkpoint matches its sha256. (The SQLite counterpart, the loop itself killed: 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.chaos import ITERATIONS, PHASES, chaos_case
-from tests.pg_server import PostgresServer, find_postgres_bin
+from tests.pg_server import PostgresServer, private_server
 
 pytestmark = pytest.mark.postgres
 
@@ -21,16 +19,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def chaos_pg() -> Iterator[tuple[PostgresServer, Path]]:
     """A server of this module's own: the session's shared one is never stopped."""
-    bindir = find_postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    workdir = Path(tempfile.mkdtemp(prefix="flywheel-chaos-"))
-    server = PostgresServer.start(bindir, workdir)
-    try:
-        yield server, workdir
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_server("flywheel-chaos-") as server_and_dir:
+        yield server_and_dir
 
 
 @pytest.mark.parametrize("phase", PHASES)

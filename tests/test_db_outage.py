@@ -3,9 +3,7 @@ that is stopped, killed and restarted under the caller."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ from flywheel.scheduler.lock import acquire_lock
 from flywheel.store import EpisodeStore
 from flywheel.store.db import Database, is_transient_db_error
 from flywheel.store.models import Job, SchedulerLock
-from tests.pg_server import PostgresServer, find_postgres_bin
+from tests.pg_server import PostgresServer, private_server
 
 
 def _wrapped(orig: BaseException) -> OperationalError:
@@ -100,16 +98,8 @@ def test_gave_up_is_not_transient_even_with_a_transient_cause() -> None:
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PostgresServer]:
     """A server of this module's own (the session's shared server is never stopped)."""
-    bindir = find_postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql)")
-    workdir = Path(tempfile.mkdtemp(prefix="flywheel-pg-outage-"))
-    server = PostgresServer.start(bindir, workdir)
-    try:
+    with private_server("flywheel-pg-outage-") as (server, _):
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
