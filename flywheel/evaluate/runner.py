@@ -24,6 +24,7 @@ from flywheel.evaluate.stats import percentile, wilson_interval
 from flywheel.evaluate.throughput import throughput
 from flywheel.progress import episode_progress
 from flywheel.registry import CHAMPION, PolicyRecord, PolicyRegistry
+from flywheel.registry.service import ROLLBACK_PREFIX
 from flywheel.store import EpisodeStore
 from flywheel.store.models import AliasEvent, EvalEpisode, EvalRun, PolicyVersion
 
@@ -147,7 +148,7 @@ def promoted_versions(store: EpisodeStore, task: str) -> list[int]:
             .where(AliasEvent.alias == CHAMPION, PolicyVersion.task == task)
             .order_by(AliasEvent.id)
         ).all()
-    rolled_back = {src for src, _, reason in moves if reason.startswith("rollback:") and src is not None}
+    rolled_back = {src for src, _, reason in moves if reason.startswith(ROLLBACK_PREFIX) and src is not None}
     seen: list[int] = []
     for _, dst, _ in moves:
         if dst not in seen and dst not in rolled_back:

@@ -18,6 +18,7 @@ from flywheel.store.models import Alias, AliasEvent, EvalRun, PolicyVersion, utc
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
+ROLLBACK_PREFIX = "rollback: "  # how a rollback's alias move is recorded (its audited reason follows)
 
 
 class RegistryError(FlywheelError):
@@ -181,7 +182,7 @@ class PolicyRegistry:
                 CHAMPION,
                 target.id,
                 actor=actor,
-                reason=f"rollback: {reason}",
+                reason=f"{ROLLBACK_PREFIX}{reason}",
                 forced=True,
                 recorded_by=recorded_by,
             )
