@@ -15,7 +15,7 @@ from flywheel.policy.checkpoint import verify_checkpoint
 from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.lock import acquire_lock
-from flywheel.scheduler.phases import train_phase
+from flywheel.scheduler.phases import collect_phase, train_phase
 from flywheel.store import EpisodeStore
 from flywheel.store.db import Database
 from flywheel.store.models import JobRetry, PolicyVersion
@@ -148,3 +148,47 @@ def test_a_claim_and_a_reset_run_twice_after_a_lost_acknowledgement_count_once(t
     with store.db.read() as session:
         assert session.query(JobRetry).count() == 1
     assert book.job(0, "train").attempts == 0
+
+
+def test_a_store_wedged_by_a_rewritten_checkpoint_is_retrained_after_retry_failed(tmp_path: Path) -> None:
+    """The issue's wedge: a registered candidate's files changed under it (as an older train retry did), so its
+    eval fails on every attempt. `--retry-failed` rejects it as corrupt and trains the iteration again."""
+    home, config = tmp_path / "home", tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    settings = Settings(home=home)
+    store = EpisodeStore.open(settings)
+    ctx = PhaseContext(store, settings, FlywheelConfig.model_validate(yaml.safe_load(TINY)), progress=False)
+    book = JobBook(store.db)
+    FlywheelLoop(ctx)._seed_demos()
+    book.ensure_iteration(0, "transfer_cube", max_attempts=1)
+    for kind in ("collect", "train"):
+        ref = book.claim(0, kind)
+        assert ref is not None
+        book.succeed(ref, collect_phase(ctx, 0) if kind == "collect" else train_phase(ctx, 0))
+    old = ctx.registry.get(int(book.result(0, "train")["policy_version_id"]))
+    weights = next(Path(old.checkpoint_uri).glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"rewrite!")  # the files no longer match the registry
+
+    wedged = _flywheel(home, "--config", str(config))
+    assert wedged.returncode == 2 and "iteration 0 eval job failed 1 time(s)" in wedged.stderr, wedged.stderr[-2000:]
+
+    resumed = _flywheel(
+        home,
+        "--config",
+        str(config),
+        "--retry-failed",
+        "--reason",
+        "checkpoint volume restored",
+        env={"FLYWHEEL_OPERATOR": "alice"},
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"candidate v{old.id} rejected" in resumed.stdout
+    assert book.completed_iterations() == [0]
+    new_id = int(book.result(0, "train")["policy_version_id"])
+    assert new_id != old.id and ctx.registry.get(old.id).status == "rejected"
+    new = ctx.registry.get(new_id)
+    verify_checkpoint(Path(new.checkpoint_uri), new.sha256)
+    assert Path(old.checkpoint_uri).is_dir()  # the rejected version's row still points at its files
+    with store.db.read() as session:
+        audited = {(r.kind, r.actor) for r in session.query(JobRetry)}
+    assert audited == {("eval", "alice"), ("train", "alice")}

@@ -7,6 +7,7 @@ from pathlib import Path
 from flywheel.doctor.problems import DoctorContext, Findings
 from flywheel.policy.checkpoint import CheckpointError, checkpoint_sha256, verify_checkpoint
 from flywheel.registry import CHAMPION, PolicyRecord, PolicyRegistry
+from flywheel.registry.service import rejected_as_corrupt
 
 CHECK = "checkpoint"
 
@@ -33,6 +34,10 @@ def check(ctx: DoctorContext) -> Findings:
     with ctx.track(f"verifying {len(versions)} checkpoints", len(versions)) as advance:
         for record in versions:
             directory = checkpoint_dir(record)
+            if rejected_as_corrupt(record.status, record.metrics):
+                findings.notes.append(f"policy version {record.id}: rejected as corrupt, checkpoint not checked")
+                advance(1)
+                continue
             try:
                 if ctx.hash_files:
                     verify_checkpoint(directory, record.sha256)

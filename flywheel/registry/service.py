@@ -19,6 +19,12 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
 ROLLBACK_PREFIX = "rollback: "  # how a rollback's alias move is recorded (its audited reason follows)
+CORRUPT_REJECTION = "checkpoint no longer matches its registered sha256"  # a rejected_reason's opening words
+
+
+def rejected_as_corrupt(status: str, metrics: dict[str, Any] | None) -> bool:
+    """A version rejected because its checkpoint's files changed after registration (a known, recorded state)."""
+    return status == "rejected" and str((metrics or {}).get("rejected_reason", "")).startswith(CORRUPT_REJECTION)
 
 
 class RegistryError(FlywheelError):

@@ -198,6 +198,31 @@ class JobBook:
         # Empty only when a lost acknowledgement re-ran a unit whose resets had committed: they are the expected.
         return self.db.transaction(unit) or expected
 
+    def reopen(self, number: int, kind: str, actor: str, reason: str) -> bool:
+        """Send a succeeded job back to `pending` with fresh attempts (its result is cleared), with an audit row
+        like `retry_failed`'s. False, and nothing written, when the job is not `succeeded` (already reopened)."""
+
+        def unit(session: Session) -> bool:
+            job = _job_row(session, number, kind)
+            if job.state != "succeeded":
+                return False
+            session.add(
+                JobRetry(
+                    job_id=job.id,
+                    iteration=number,
+                    kind=kind,
+                    previous_attempts=job.attempts,
+                    previous_error=None,
+                    actor=actor,
+                    recorded_by=process_identity(),
+                    reason=reason,
+                )
+            )
+            job.attempts, job.state, job.result = 0, "pending", None
+            return True
+
+        return self.db.transaction(unit)
+
     def retries(self) -> list[JobRetry]:
         return self.db.query(lambda session: list(session.scalars(select(JobRetry).order_by(JobRetry.id))))
 

@@ -30,6 +30,7 @@ from flywheel.scheduler.phases import (
     collect_phase,
     eval_phase,
     promote_phase,
+    retrain_corrupt_candidates,
     train_phase,
 )
 from flywheel.store import EpisodeFilter
@@ -82,11 +83,15 @@ class FlywheelLoop:
             self._lock.release()
 
     def _retry_failed(self, request: RetryRequest) -> None:
-        for job in self.book.retry_failed(request.actor, request.reason):
+        retried = self.book.retry_failed(request.actor, request.reason)
+        for job in retried:
             self.console.print(
                 f"iteration {job.iteration} {job.kind}: attempts reset (was {job.previous_attempts}, last error: "
                 f"{last_line(job.previous_error)}) by {request.actor}"
             )
+        iterations = [job.iteration for job in retried]
+        for line in retrain_corrupt_candidates(self.ctx, self.book, iterations, request.actor, request.reason):
+            self.console.print(line)
 
     def _needs_bootstrap(self) -> bool:
         done = self.book.completed_iterations()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from flywheel.collect.seeds import collection_seeds
 from flywheel.config import Settings
 from flywheel.evaluate.runner import Evaluator
 from flywheel.registry import CHAMPION, PolicyRegistry
+from flywheel.registry.service import CORRUPT_REJECTION, rejected_as_corrupt
 from flywheel.scheduler.config import FlywheelConfig
+from flywheel.scheduler.jobs import JobBook
 from flywheel.store import EpisodeFilter, EpisodeStore
 from flywheel.store.models import PolicyVersion
 
@@ -101,7 +104,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
     if registered is not None:
         return {"policy_version_id": registered.id, "steps": train_config.steps, "metrics": dict(registered.metrics)}
     work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
-    final_dir = _fresh_attempt_dir(work_dir)
+    final_dir = _fresh_attempt_dir(work_dir, keep=_registered_dirs(ctx, iteration))
     init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
     episodes = load_training_episodes(ctx.store, cfg.task)
     result = run_training(
@@ -131,7 +134,19 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
 ATTEMPT_PREFIX = "attempt-"
 
 
-def _fresh_attempt_dir(work_dir: Path) -> Path:
+def _registered_dirs(ctx: PhaseContext, iteration: int) -> frozenset[Path]:
+    """Checkpoint directories registered for `iteration` (a rejected candidate's stays: its row points there)."""
+    from sqlalchemy import select
+
+    uris = ctx.store.db.query(
+        lambda session: list(
+            session.scalars(select(PolicyVersion.checkpoint_uri).where(PolicyVersion.iteration == iteration))
+        )
+    )
+    return frozenset(Path(uri) for uri in uris)
+
+
+def _fresh_attempt_dir(work_dir: Path, keep: frozenset[Path] = frozenset()) -> Path:
     """A final-checkpoint directory no attempt has used; earlier attempts' unregistered finals are removed
     (the caller checked that nothing of this iteration is registered; the scheduler lock excludes others)."""
     from flywheel.policy.checkpoint import partial_writes
@@ -141,23 +156,52 @@ def _fresh_attempt_dir(work_dir: Path) -> Path:
         for path in work_dir.iterdir():
             if path.name.startswith(ATTEMPT_PREFIX) and path.name[len(ATTEMPT_PREFIX) :].isdigit():
                 numbers.append(int(path.name[len(ATTEMPT_PREFIX) :]))
-                shutil.rmtree(path, ignore_errors=True)
+                if path not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
         for path in partial_writes(work_dir, ATTEMPT_PREFIX):  # a write killed mid-way: a checkpoint's size each
             shutil.rmtree(path, ignore_errors=True)
     return work_dir / f"{ATTEMPT_PREFIX}{max(numbers) + 1}"
 
 
 def _registered(ctx: PhaseContext, iteration: int) -> PolicyVersion | None:
-    """The candidate the loop registered for `iteration`, if any."""
+    """The candidate the loop registered for `iteration`, if any (a candidate rejected as corrupt does not count:
+    `retrain_corrupt_candidates` sends its iteration back to training)."""
     from sqlalchemy import select
 
-    return ctx.store.db.query(
+    rows = ctx.store.db.query(
         lambda session: session.scalars(
             select(PolicyVersion)
             .where(PolicyVersion.iteration == iteration, PolicyVersion.task == ctx.config.task)
             .order_by(PolicyVersion.id)
-        ).first()
+        ).all()
     )
+    return next((row for row in rows if not rejected_as_corrupt(row.status, row.metrics)), None)
+
+
+def retrain_corrupt_candidates(
+    ctx: PhaseContext, book: JobBook, iterations: Iterable[int], actor: str, reason: str
+) -> list[str]:
+    """The way out of an iteration whose registered candidate's checkpoint fails its sha256 (its eval fails on
+    every attempt): reject that candidate as corrupt and send the iteration's train job back to pending, each
+    audited, so the next run trains a new candidate into a directory of its own. Unfinished iterations only;
+    a champion is never touched (roll back first)."""
+    from flywheel.policy.checkpoint import CheckpointError, verify_checkpoint
+
+    done: list[str] = []
+    finished = set(book.completed_iterations())
+    for number in sorted(set(iterations)):
+        if number in finished or book.job(number, "train").state != "succeeded":
+            continue
+        candidate = ctx.registry.get(int(book.result(number, "train")["policy_version_id"]))
+        if candidate.status == "champion":
+            continue
+        try:
+            verify_checkpoint(Path(candidate.checkpoint_uri), candidate.sha256)
+        except CheckpointError as exc:
+            ctx.registry.reject(candidate.id, reason=f"{CORRUPT_REJECTION} ({exc}); retrained after: {reason}")
+            book.reopen(number, "train", actor, f"candidate v{candidate.id} rejected as corrupt; {reason}")
+            done.append(f"iteration {number}: candidate v{candidate.id} rejected ({exc}); it will be trained again")
+    return done
 
 
 def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str, Any]:
