@@ -199,15 +199,7 @@ class EpisodeFiles:
         final = self.root / rel
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        temp = final.parent / f"{TEMP_PREFIX}{name}"
-        try:
-            with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temp, final)
-        finally:
-            temp.unlink(missing_ok=True)
+        _write_private(final, blob, temp=final.parent / f"{TEMP_PREFIX}{name}")
         fsync_path(final.parent)
         return WrittenFile(uri=rel.as_posix(), sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob))
 
@@ -297,9 +289,9 @@ class EpisodeFiles:
                     yield rel
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a small file atomically, readable by its owner only."""
-    temp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+def _write_private(path: Path, data: bytes, temp: Path | None = None) -> None:
+    """Write a file atomically (a fsynced temp file renamed into place), readable by its owner only."""
+    temp = temp or path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
             fh.write(data)
