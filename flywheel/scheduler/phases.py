@@ -100,11 +100,13 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
     train_config = cfg.train
     if champion_id is None and cfg.bootstrap_steps is not None:
         train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
-    registered = _registered(ctx, iteration)
+    versions = _iteration_versions(ctx, iteration)
+    registered = _candidate(versions)
     if registered is not None:
         return {"policy_version_id": registered.id, "steps": train_config.steps, "metrics": dict(registered.metrics)}
     work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
-    final_dir = _fresh_attempt_dir(work_dir, keep=_registered_dirs(ctx, iteration))
+    # A rejected candidate's directory stays: its row still points there.
+    final_dir = _fresh_attempt_dir(work_dir, keep=frozenset(Path(v.checkpoint_uri).resolve() for v in versions))
     init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
     episodes = load_training_episodes(ctx.store, cfg.task)
     result = run_training(
@@ -114,7 +116,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
 
     def register() -> int:
         # Re-checked first: a retry after a commit whose acknowledgement was lost finds the version it wrote.
-        existing = _registered(ctx, iteration)
+        existing = _candidate(_iteration_versions(ctx, iteration))
         if existing is not None:
             return existing.id
         return register_trained_candidate(
@@ -134,21 +136,9 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
 ATTEMPT_PREFIX = "attempt-"
 
 
-def _registered_dirs(ctx: PhaseContext, iteration: int) -> frozenset[Path]:
-    """Checkpoint directories registered for `iteration` (a rejected candidate's stays: its row points there)."""
-    from sqlalchemy import select
-
-    uris = ctx.store.db.query(
-        lambda session: list(
-            session.scalars(select(PolicyVersion.checkpoint_uri).where(PolicyVersion.iteration == iteration))
-        )
-    )
-    return frozenset(Path(uri) for uri in uris)
-
-
 def _fresh_attempt_dir(work_dir: Path, keep: frozenset[Path] = frozenset()) -> Path:
-    """A final-checkpoint directory no attempt has used; earlier attempts' unregistered finals are removed
-    (the caller checked that nothing of this iteration is registered; the scheduler lock excludes others)."""
+    """A final-checkpoint directory no attempt has used; earlier attempts' finals not in `keep` (the registered
+    ones, resolved) and half-written ones are removed (the scheduler lock excludes other writers)."""
     from flywheel.policy.checkpoint import partial_writes
 
     numbers = [0]
@@ -156,26 +146,32 @@ def _fresh_attempt_dir(work_dir: Path, keep: frozenset[Path] = frozenset()) -> P
         for path in work_dir.iterdir():
             if path.name.startswith(ATTEMPT_PREFIX) and path.name[len(ATTEMPT_PREFIX) :].isdigit():
                 numbers.append(int(path.name[len(ATTEMPT_PREFIX) :]))
-                if path not in keep:
+                if path.resolve() not in keep:
                     shutil.rmtree(path, ignore_errors=True)
         for path in partial_writes(work_dir, ATTEMPT_PREFIX):  # a write killed mid-way: a checkpoint's size each
             shutil.rmtree(path, ignore_errors=True)
     return work_dir / f"{ATTEMPT_PREFIX}{max(numbers) + 1}"
 
 
-def _registered(ctx: PhaseContext, iteration: int) -> PolicyVersion | None:
-    """The candidate the loop registered for `iteration`, if any (a candidate rejected as corrupt does not count:
-    `retrain_corrupt_candidates` sends its iteration back to training)."""
+def _iteration_versions(ctx: PhaseContext, iteration: int) -> list[PolicyVersion]:
+    """Every version the loop registered for `iteration`, oldest first."""
     from sqlalchemy import select
 
-    rows = ctx.store.db.query(
-        lambda session: session.scalars(
-            select(PolicyVersion)
-            .where(PolicyVersion.iteration == iteration, PolicyVersion.task == ctx.config.task)
-            .order_by(PolicyVersion.id)
-        ).all()
+    return ctx.store.db.query(
+        lambda session: list(
+            session.scalars(
+                select(PolicyVersion)
+                .where(PolicyVersion.iteration == iteration, PolicyVersion.task == ctx.config.task)
+                .order_by(PolicyVersion.id)
+            )
+        )
     )
-    return next((row for row in rows if not rejected_as_corrupt(row.status, row.metrics)), None)
+
+
+def _candidate(versions: list[PolicyVersion]) -> PolicyVersion | None:
+    """The iteration's candidate: its first registered version, unless that was rejected as corrupt
+    (`retrain_corrupt_candidates` sends such an iteration back to training)."""
+    return next((v for v in versions if not rejected_as_corrupt(v.status, v.metrics)), None)
 
 
 def retrain_corrupt_candidates(
