@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from flywheel.config import DEFAULT_DB_RETRY_SECONDS
@@ -230,12 +230,10 @@ class Database:
     def ping(self) -> None:
         """Connect once, or raise a one-line error naming the URL."""
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            self._select_one()
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
             raise DatabaseUnavailableError(
-                f"cannot connect to database {self.safe_url}: {reason}; check FLYWHEEL_DB_URL and that the "
+                f"cannot connect to database {self.safe_url}: {_reason(exc)}; check FLYWHEEL_DB_URL and that the "
                 "server is running"
             ) from None
 
@@ -266,7 +264,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def is_locked_error(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and "locked" in str(exc).lower()
