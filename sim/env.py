@@ -35,6 +35,11 @@ _JOINT_QPOS_IDX = np.array([0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14])
 _GRIPPER_OBS_IDX = np.array([6, 13])
 
 
+PROPRIOCEPTION = ("qpos", "qvel")
+"""The state entries a real robot measures itself (joint positions and velocities); every other entry is an object
+pose read from the physics, which only the simulation has."""
+
+
 def state_layout(task: str) -> dict[str, slice]:
     """Named slices of the float32 `obs["state"]` vector for `task`.
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flywheel.config import Settings
+from flywheel.policy.input_spec import read_checkpoint_inputs
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeStore
 
@@ -45,7 +46,9 @@ def test_train_registers_a_candidate_and_eval_stores_its_gates(tmp_path: Path) -
     assert "registered candidate policy 1" in trained.stdout
     store = EpisodeStore.open(Settings(home=home))
     version = PolicyRegistry(store.db).get(1)
-    assert version.status == "candidate" and version.config["obs_mode"] == "state"
+    assert version.status == "candidate" and "obs_mode" not in version.config  # the checkpoint says what it reads
+    inputs = read_checkpoint_inputs(version.checkpoint_uri)
+    assert inputs.obs_mode == "state" and inputs.privileged and "box_pose" in inputs.state_names
     assert version.data_fingerprint["counts_by_tag"] == {"demo": 2}
 
     evaluated = _flywheel("eval", "--policy", "1", "--episodes", "2", "--workers", "1", "--json", home=home)

@@ -38,10 +38,8 @@ def candidate(sqlite_settings, torch_one_thread) -> tuple[EpisodeStore, int]:
     config = parse_config(TINY)
     out = sqlite_settings.checkpoints_root / "v1"
     result = run_training(config, load_training_episodes(store, "transfer_cube"), out, progress=False)
-    version = register_trained_candidate(
-        PolicyRegistry(store.db), task="transfer_cube", obs_mode="state", config=config, result=result
-    )
-    assert version.config["obs_mode"] == "state" and version.config["method"] == "bc"
+    version = register_trained_candidate(PolicyRegistry(store.db), task="transfer_cube", config=config, result=result)
+    assert version.config["method"] == "bc"
     return store, version.id
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from flywheel.policy.input_spec import InputSpec, StateEntry
 from flywheel.policy.normalize import Normalizer, NormStats
 from flywheel.train.data import TrainingEpisode
 from flywheel.train.norm_fit import fit_norm_stats
@@ -47,6 +48,9 @@ def test_bad_fit_arguments_are_rejected() -> None:
         Normalizer.fit([np.zeros((3, 1))], "mean_std", clip=0.0)
 
 
+WHOLE = InputSpec.whole_state("toy_reach", state_dim=6, action_dim=3)
+
+
 def _episode(seed: int, controllers: list[str] | str) -> TrainingEpisode:
     return TrainingEpisode(*toy_episode(seed, controllers, length=20))
 
@@ -61,18 +65,26 @@ def test_statistics_come_from_demos_then_controlled_frames_then_all() -> None:
     auto = _episode(3, "policy")
     data = [mixed, demo, auto]
 
-    by_demos = fit_norm_stats(data, "mean_std", "demos", state_clip=5.0)
+    by_demos = fit_norm_stats(data, "mean_std", "demos", state_clip=5.0, spec=WHOLE)
     np.testing.assert_allclose(by_demos.action.shift, _mean([demo.frames.action]), atol=1e-6)
     np.testing.assert_allclose(by_demos.state.shift, _mean([demo.frames.state]), atol=1e-6)
     assert by_demos.state.clip == 5.0
 
     controlled = [mixed.frames.action[12:], demo.frames.action]
-    by_control = fit_norm_stats(data, "mean_std", "controlled", state_clip=5.0)
+    by_control = fit_norm_stats(data, "mean_std", "controlled", state_clip=5.0, spec=WHOLE)
     np.testing.assert_allclose(by_control.action.shift, _mean(controlled), atol=1e-6)
-    no_demos = fit_norm_stats([mixed, auto], "mean_std", "demos", state_clip=5.0)
+    no_demos = fit_norm_stats([mixed, auto], "mean_std", "demos", state_clip=5.0, spec=WHOLE)
     np.testing.assert_allclose(no_demos.action.shift, _mean([mixed.frames.action[12:]]), atol=1e-6)
 
-    everything = fit_norm_stats(data, "mean_std", "all", state_clip=5.0)
+    everything = fit_norm_stats(data, "mean_std", "all", state_clip=5.0, spec=WHOLE)
     np.testing.assert_allclose(everything.action.shift, _mean([e.frames.action for e in data]), atol=1e-6)
-    only_policy = fit_norm_stats([auto], "mean_std", "demos", state_clip=5.0)
+    only_policy = fit_norm_stats([auto], "mean_std", "demos", state_clip=5.0, spec=WHOLE)
     np.testing.assert_allclose(only_policy.action.shift, _mean([auto.frames.action]), atol=1e-6)
+
+
+def test_state_statistics_cover_only_the_entries_the_policy_reads() -> None:
+    demo = _episode(2, "expert")
+    goal_only = InputSpec("toy_reach", 6, (StateEntry("goal", 2, 4),), action_dim=3, privileged=False)
+    stats = fit_norm_stats([demo], "mean_std", "demos", state_clip=5.0, spec=goal_only)
+    assert stats.state.shift.shape == (2,)
+    np.testing.assert_allclose(stats.state.shift, _mean([demo.frames.state[:, 2:4]]), atol=1e-6)

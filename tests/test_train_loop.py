@@ -11,6 +11,7 @@ import torch
 from flywheel.errors import StoreError
 from flywheel.policy.checkpoint import CheckpointError, read_tensors
 from flywheel.policy.expert import NEGATIVE, POSITIVE
+from flywheel.policy.input_spec import InputSpecError
 from flywheel.policy.runner import PolicyRunner
 from flywheel.train import run_training
 from flywheel.train.config import parse_config
@@ -142,7 +143,7 @@ def test_runner_receding_horizon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     runner.reset()
     runner.act(obs)
     assert len(calls) == 4
-    with pytest.raises(ValueError, match="state of size"):
+    with pytest.raises(InputSpecError, match="state vector of size 2, but this policy reads toy_reach's env state"):
         runner.act_chunk({"state": np.zeros(2, np.float32)})
 
 

@@ -51,7 +51,6 @@ def collect_command(
     console_timeout: float = typer.Option(
         60.0, "--console-timeout", min=1, help="--operator console: seconds to wait for a person, then simulated"
     ),
-    obs_mode: str | None = typer.Option(None, help="state | pixels (default: what the policy was trained on)"),
     precision: str | None = typer.Option(
         None, help="policy arithmetic: auto | fp32 | bf16 (default: the checkpoint's inference.precision)"
     ),
@@ -75,13 +74,12 @@ def collect_command(
     cli = state(ctx, home=home)
     store = cli.store()
     version = PolicyRegistry(store.db).resolve(policy)
-    mode = obs_mode or version.config.get("obs_mode", "state")
     existing = store.count(EpisodeFilter(policy_version_id=version.id))
     block = iteration if iteration is not None else 1 + version.id
     seeds = collection_seeds(block, existing + episodes)[existing:]
     spec = CollectSpec(
         task=version.task,
-        obs_mode=mode,
+        **CollectSpec.observation_for(version.checkpoint_uri),  # what the policy reads, from its checkpoint
         operator=operator,  # type: ignore[arg-type]
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,

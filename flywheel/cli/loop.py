@@ -103,9 +103,8 @@ def train(
     episodes = load_training_episodes(store, task)
     out_dir = out or cli.settings.checkpoints_root / f"manual-{len(registry.list_versions()) + 1:04d}"
     result = run_training(cfg, episodes, out_dir, init_from=parent.checkpoint_uri if parent else None)
-    obs_mode = "state" if cfg.model.encoder.vision == "none" else "pixels"
     version = register_trained_candidate(
-        registry, task=task, obs_mode=obs_mode, config=cfg, result=result, parent_id=parent.id if parent else None
+        registry, task=task, config=cfg, result=result, parent_id=parent.id if parent else None
     )
     Console().print(
         f"registered candidate policy {version.id} ({result.checkpoint_dir}); "

@@ -35,6 +35,9 @@ class WorkerRuntime:
             max_steps=spec.max_steps,
         )
         policy = self._load_policy(spec)
+        if policy is not None:  # refuse before the first episode when the env does not render what it reads
+            rendered = spec.cameras if spec.obs_mode == "pixels" else ()
+            policy.loaded.input_spec.check_env(self.env.layout, rendered, spec.image_size)
         self.policy = None if policy is None else TimedPolicy(policy)
         self.operator = self._make_operator(spec)
         self.attendant = self._make_attendant(spec)

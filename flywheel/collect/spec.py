@@ -74,6 +74,20 @@ class CollectSpec(BaseModel):
         """Expert demos of `task`: one source-key prefix per task, so every caller dedupes against the same keys."""
         return cls(task=task, operator="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
 
+    @staticmethod
+    def observation_for(checkpoint: str) -> dict[str, Any]:
+        """The env settings (`obs_mode`, `cameras`, `image_size`) that render what the policy at `checkpoint` reads:
+        its saved input spec, never a registry key or a default."""
+        from flywheel.policy.input_spec import read_checkpoint_inputs
+
+        inputs = read_checkpoint_inputs(checkpoint)
+        settings: dict[str, Any] = {"obs_mode": inputs.obs_mode}
+        if inputs.cameras:
+            settings["cameras"] = inputs.cameras
+        if inputs.image_size is not None:
+            settings["image_size"] = inputs.image_size
+        return settings
+
     def job_size(self, pending: int, workers: int) -> int:
         """Seeds for a worker's next job: up to `envs_per_worker`, but the tail spread over the `workers`."""
         share = -(-pending // max(1, workers))

@@ -221,7 +221,7 @@ class Evaluator:
             return 0
         spec = CollectSpec(
             task=version.task,
-            obs_mode=version.config.get("obs_mode", "state"),
+            **CollectSpec.observation_for(version.checkpoint_uri),
             max_steps=self.config.max_steps,
             operator="none",
             operator_name="eval",

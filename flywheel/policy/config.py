@@ -46,6 +46,14 @@ class EncoderConfig(Strict):
     state_layers: int = Field(default=2, ge=1, le=8)
     cnn_channels: int = Field(default=32, ge=4, le=512)
     cnn_grid: int = Field(default=4, ge=1, le=16)
+    cnn_pool: Literal["avg", "spatial_softmax"] = Field(
+        default="avg",
+        description="avg: a cnn_grid² grid of pooled feature tokens per camera; spatial_softmax: one token per "
+        "camera from the expected image position of every feature channel (keypoints)",
+    )
+    augment_shift: int = Field(
+        default=0, ge=0, le=32, description="training only: random shift of every image by up to ± this many pixels"
+    )
     backbone: BackboneConfig | None = None
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
@@ -53,6 +61,29 @@ class EncoderConfig(Strict):
     def _backbone_given(self) -> EncoderConfig:
         if self.vision == "backbone" and self.backbone is None:
             raise ValueError("encoder: vision='backbone' needs a `backbone` section")
+        return self
+
+
+class InputsConfig(Strict):
+    """Which observations the policy reads (saved with the checkpoint as its input spec, `flywheel.policy.io`).
+
+    `state`: entries of the env state vector (`sim.env.state_layout`: `qpos`, `qvel`, object poses); None reads
+    all of them, object poses included: privileged, sim-only. `cameras`: for vision encoders, the cameras to read;
+    None reads every camera the training data has.
+    """
+
+    state: list[str] | None = None
+    cameras: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> InputsConfig:
+        if self.state is not None and not self.state:
+            raise ValueError("inputs.state: list at least one entry (e.g. qpos), or null for the whole state")
+        if self.cameras is not None and not self.cameras:
+            raise ValueError("inputs.cameras: list at least one camera, or null for every camera in the data")
+        for name, values in (("state", self.state), ("cameras", self.cameras)):
+            if values is not None and len(set(values)) != len(values):
+                raise ValueError(f"inputs.{name}: {values} lists an entry twice")
         return self
 
 
@@ -106,6 +137,7 @@ class InferenceConfig(Strict):
 class ModelConfig(Strict):
     """Everything needed to rebuild the networks (stored with every checkpoint)."""
 
+    inputs: InputsConfig = InputsConfig()
     encoder: EncoderConfig = EncoderConfig()
     expert: ExpertConfig = ExpertConfig()
     critic: CriticConfig = CriticConfig()

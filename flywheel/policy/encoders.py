@@ -1,8 +1,10 @@
-"""Observation encoders: state MLP, a small CNN for pixels, a projection of frozen backbone tokens."""
+"""Observation encoders: state MLP, a small CNN for pixels (grid tokens or spatial-softmax keypoints, random-shift
+augmentation in training), a projection of frozen backbone tokens."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from flywheel.policy.config import EncoderConfig
@@ -21,10 +23,40 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, dropout: float = 0.
     return nn.Sequential(*mods)
 
 
-class SmallCnn(nn.Module):
-    """Four stride-2 conv blocks then adaptive pooling to a grid: (B, 3, H, W) uint8 range → (B, grid², C)."""
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ's augmentation: pad each image by `pad` (edge pixels repeated) and crop it back at a random offset, one
+    offset per image: (B, C, H, W) → (B, C, H, W)."""
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), device=images.device)
+    rows = (offsets[:, 0, None] + torch.arange(h, device=images.device)[None])[:, None, :, None]
+    cols = (offsets[:, 1, None] + torch.arange(w, device=images.device)[None])[:, None, None, :]
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]
 
-    def __init__(self, channels: int, grid: int) -> None:
+
+class SpatialSoftmax(nn.Module):
+    """Per channel, the softmax-weighted mean image position (x, y in [-1, 1]): (B, C, h, w) → (B, C, 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.temperature = nn.Parameter(torch.ones(1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = features.shape
+        attention = torch.softmax(features.flatten(2) / self.temperature, dim=-1)  # (B, C, h*w)
+        ys = torch.linspace(-1.0, 1.0, h, device=features.device, dtype=features.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=features.device, dtype=features.dtype)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+        return attention @ grid
+
+
+class SmallCnn(nn.Module):
+    """Four stride-2 conv blocks, then either adaptive pooling to a grid, (B, 3, H, W) uint8 range → (B, grid², 2C),
+    or spatial-softmax keypoints flattened into one feature vector, → (B, 1, 4C)."""
+
+    def __init__(self, channels: int, grid: int, pool: str = "avg") -> None:
         super().__init__()
         c = channels
         self.net = nn.Sequential(
@@ -32,13 +64,18 @@ class SmallCnn(nn.Module):
             nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.GELU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * c), nn.GELU(),
             nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * c), nn.GELU(),
-            nn.AdaptiveAvgPool2d(grid),
         )  # fmt: skip
-        self.out_dim = 2 * c
+        self.keypoints = SpatialSoftmax() if pool == "spatial_softmax" else None
+        self.pool = None if self.keypoints is not None else nn.AdaptiveAvgPool2d(grid)
+        self.out_dim = 4 * c if self.keypoints is not None else 2 * c
+        self.tokens = 1 if self.keypoints is not None else grid**2
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 127.5 - 1.0
-        return self.net(x).flatten(2).transpose(1, 2)
+        x = self.net(images.float() / 127.5 - 1.0)
+        if self.keypoints is not None:
+            return self.keypoints(x).flatten(1).unsqueeze(1)
+        assert self.pool is not None
+        return self.pool(x).flatten(2).transpose(1, 2)
 
 
 class ObservationEncoder(nn.Module):
@@ -54,10 +91,10 @@ class ObservationEncoder(nn.Module):
         self.cnn: SmallCnn | None = None
         self.backbone_proj: nn.Module | None = None
         if cfg.vision == "cnn":
-            self.cnn = SmallCnn(cfg.cnn_channels, cfg.cnn_grid)
+            self.cnn = SmallCnn(cfg.cnn_channels, cfg.cnn_grid, cfg.cnn_pool)
             self.cnn_proj = nn.Linear(self.cnn.out_dim, dim)
             self.camera_embed = nn.Parameter(torch.zeros(len(self.cameras), 1, dim))
-            self.cnn_pos = nn.Parameter(torch.randn(1, cfg.cnn_grid**2, dim) * 0.02)
+            self.cnn_pos = nn.Parameter(torch.randn(1, self.cnn.tokens, dim) * 0.02)
         elif cfg.vision == "backbone":
             if backbone_dim is None:
                 raise ValueError("encoder: vision='backbone' needs the backbone's output width")
@@ -73,8 +110,10 @@ class ObservationEncoder(nn.Module):
         if self.cnn is not None:
             if images is None:
                 raise ValueError(f"encoder: pixel observations needed for cameras {self.cameras}")
+            shift = self.cfg.augment_shift if self.training else 0
             for i, cam in enumerate(self.cameras):
-                feat = self.cnn_proj(self.cnn(images[cam]))
+                pixels = random_shift(images[cam], shift) if shift else images[cam]
+                feat = self.cnn_proj(self.cnn(pixels))
                 tokens.append(feat + self.cnn_pos + self.camera_embed[i])
         if self.backbone_proj is not None:
             if backbone_tokens is None:

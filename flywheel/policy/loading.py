@@ -19,6 +19,7 @@ from flywheel.policy.checkpoint import (
 )
 from flywheel.policy.config import ModelConfig
 from flywheel.policy.critic import IqlCritic
+from flywheel.policy.io import IO_DOCUMENT, InputSpec, PolicyIO
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.packed_bf16 import PackedBlockStack
@@ -27,13 +28,22 @@ from flywheel.policy.packed_bf16 import PackedBlockStack
 @dataclass
 class LoadedPolicy:
     policy: FlywheelPolicy
-    norm: NormStats
+    io: PolicyIO
     model_config: ModelConfig
     spec: PolicySpec
     meta: dict[str, Any]
     sha256: str
     _packed_blocks: PackedBlockStack | None = field(default=None, init=False, repr=False, compare=False)
     _packing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    @property
+    def norm(self) -> NormStats:
+        return self.io.norm
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What this policy consumes (the checkpoint's `io.json`)."""
+        return self.io.spec
 
     def packed_blocks(self) -> PackedBlockStack:
         """The expert's transformer stack with bf16 weights packed for oneDNN, built once and shared by every
@@ -91,7 +101,21 @@ def load_policy(
     _load_state(policy, read_tensors(directory, "policy"), "policy", directory)
     norm = NormStats.from_tensors(read_tensors(directory, "norm"))
     policy.to(device).eval()
-    return LoadedPolicy(policy, norm, cfg, spec, doc.get("meta", {}), checkpoint_sha256(directory))
+    io = PolicyIO(read_input_spec(directory, spec), norm)
+    return LoadedPolicy(policy, io, cfg, spec, doc.get("meta", {}), checkpoint_sha256(directory))
+
+
+def read_input_spec(directory: Path, spec: PolicySpec) -> InputSpec:
+    """The checkpoint's input spec; checkpoints written before `io.json` existed read the whole state vector."""
+    if (Path(directory) / f"{IO_DOCUMENT}.json").is_file():
+        io_spec = InputSpec.from_document(read_document(directory, IO_DOCUMENT))
+        if io_spec.state_dim != spec.state_dim or tuple(io_spec.cameras) != tuple(spec.cameras):
+            raise CheckpointError(
+                f"checkpoint {directory}: io.json ({io_spec.describe()}) disagrees with the network's inputs "
+                f"(state {spec.state_dim}, cameras {list(spec.cameras)})"
+            )
+        return io_spec
+    return InputSpec.whole_state(spec.task, spec.state_dim, spec.action_dim, spec.cameras)
 
 
 def load_critic(directory: str | Path, loaded: LoadedPolicy, device: str | torch.device = "cpu") -> IqlCritic:

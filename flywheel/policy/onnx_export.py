@@ -118,7 +118,8 @@ def _fix_adaptive_pools(policy: FlywheelPolicy, state_dim: int, image_size: tupl
 
 
 class InferenceGraph(nn.Module):
-    """normalise → encode → K denoising steps → unnormalise, with the noise as an input (what gets exported)."""
+    """select the spec's state entries → normalise → encode → K denoising steps → unnormalise, with the noise as
+    an input (what gets exported). The graph takes the env's whole state vector, like `PolicyRunner`."""
 
     def __init__(self, loaded: LoadedPolicy, settings: SamplingSettings, image_size: tuple[int, int]) -> None:
         super().__init__()
@@ -131,10 +132,11 @@ class InferenceGraph(nn.Module):
         self.settings = settings
         if self.cameras:
             _fix_adaptive_pools(self.policy, loaded.spec.state_dim, image_size)
-        self.norm = loaded.norm  # the same normalisers as PyTorch inference; traced into graph constants
+        self.norm = loaded.io.norm  # the same normalisers as PyTorch inference; traced into graph constants
+        self.register_buffer("state_index", torch.from_numpy(loaded.input_spec.state_index).long())
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
-        s = self.norm.state.normalize(state)
+        s = self.norm.state.normalize(state.index_select(1, self.state_index))
         pixels = {c: img.permute(0, 3, 1, 2).float() for c, img in zip(self.cameras, images, strict=True)} or None
         st = self.settings
         chunk = self.policy.sample_chunk(s, pixels, noise, st.num_steps, indicator=st.indicator, cfg_beta=st.cfg_beta)
@@ -153,7 +155,7 @@ def export_onnx(loaded: LoadedPolicy, out: Path, image_size: tuple[int, int] = D
     graph = InferenceGraph(loaded, settings, image_size)
     spec, chunk = loaded.spec, loaded.model_config.expert.chunk
     args = (
-        torch.zeros(1, spec.state_dim),
+        torch.zeros(1, loaded.input_spec.env_state_dim),
         torch.zeros(1, chunk, spec.action_dim),
         *(torch.zeros(1, *image_size, 3, dtype=torch.uint8) for _ in graph.cameras),
     )
@@ -191,13 +193,10 @@ def reference_actions(
     """PyTorch actions (B, H, A) for a batch, computed the way `PolicyRunner.act_chunk` does, with given noise."""
     settings = SamplingSettings.of(loaded)
     device = next(loaded.policy.parameters()).device
-    s = loaded.norm.state.normalize(torch.from_numpy(np.asarray(state, np.float32))).to(device)
-    pixels = None
-    if loaded.policy.encoder.cameras:
-        pixels = {
-            c: torch.from_numpy(np.ascontiguousarray((images or {})[c])).permute(0, 3, 1, 2).float().to(device)
-            for c in loaded.policy.encoder.cameras
-        }
+    s = loaded.io.state_inputs(state).to(device)
+    pixels = loaded.io.image_inputs(images or {})
+    if pixels is not None:
+        pixels = {c: v.to(device) for c, v in pixels.items()}
     chunk = loaded.policy.sample_chunk(
         s,
         pixels,
@@ -206,17 +205,20 @@ def reference_actions(
         indicator=settings.indicator,
         cfg_beta=settings.cfg_beta,
     )
-    return loaded.norm.action.denormalize(chunk.float().cpu()).numpy()
+    return loaded.io.actions(chunk)
 
 
 def random_observations(
     loaded: LoadedPolicy, n: int, image_size: tuple[int, int], seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """`n` random (state, noise, images): states around the training distribution, uniform uint8 pixels."""
+    """`n` random (env state, noise, images): the policy's state entries around the training distribution, the
+    entries it does not read random too, uniform uint8 pixels."""
     rng = np.random.default_rng(seed)
     spec, chunk = loaded.spec, loaded.model_config.expert.chunk
     norm = loaded.norm.state
-    state = (norm.shift + norm.scale * rng.standard_normal((n, spec.state_dim))).astype(np.float32)
+    io_spec = loaded.input_spec
+    state = rng.standard_normal((n, io_spec.env_state_dim)).astype(np.float32)
+    state[:, io_spec.state_index] = norm.shift + norm.scale * rng.standard_normal((n, spec.state_dim))
     noise = rng.standard_normal((n, chunk, spec.action_dim)).astype(np.float32)
     cams = loaded.policy.encoder.cameras
     images = {c: rng.integers(0, 256, (n, *image_size, 3), dtype=np.uint8) for c in cams}

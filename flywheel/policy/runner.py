@@ -17,7 +17,8 @@ from flywheel.policy.packed_bf16 import resolve_precision
 class PolicyRunner:
     """`act(obs)` returns one action, re-planning a chunk every `execute_steps` calls; `reset()` per episode.
 
-    obs: {"state": float32 (S,), "images": {camera: uint8 (H, W, 3)}} (images only for pixel policies).
+    obs: {"state": float32 (S,), "images": {camera: uint8 (H, W, 3)}}: the env's observation; the checkpoint's
+    `PolicyIO` picks what the policy reads from it (`loaded.input_spec`).
     """
 
     def __init__(
@@ -72,34 +73,6 @@ class PolicyRunner:
         if seed is not None:
             self._gen = torch.Generator().manual_seed(seed)
 
-    def _observation_arrays(self, obs: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The validated raw state (S,) and the camera images (H, W, 3) this policy reads from `obs`."""
-        spec = self.loaded.spec
-        state = np.asarray(obs["state"], dtype=np.float32).reshape(-1)
-        if state.shape[0] != spec.state_dim:
-            raise ValueError(f"policy expects a state of size {spec.state_dim}, got {state.shape[0]}")
-        cams = self.loaded.policy.encoder.cameras
-        given = obs.get("images") or {}
-        missing = [c for c in cams if c not in given]
-        if missing:
-            raise ValueError(f"policy needs camera images {missing}")
-        return state, {c: given[c] for c in cams}
-
-    def _batch_tensors(
-        self, arrays: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """Normalised states (B, S) and float images (B, 3, H, W) for a batch of observation arrays."""
-        states = torch.from_numpy(np.stack([state for state, _ in arrays]))
-        normalised = self.loaded.norm.state.normalize(states).to(self.device)
-        cams = self.loaded.policy.encoder.cameras
-        if not cams:
-            return normalised, None
-        images = {
-            c: torch.from_numpy(np.stack([imgs[c] for _, imgs in arrays])).permute(0, 3, 1, 2).float().to(self.device)
-            for c in cams
-        }
-        return normalised, images
-
     def _noise(self) -> torch.Tensor:
         """The next (1, H, A) sampling noise from this runner's generator."""
         return torch.randn((1, self.chunk_size, self.loaded.spec.action_dim), generator=self._gen)
@@ -120,9 +93,9 @@ class PolicyRunner:
 
     def act_chunk(self, obs: dict) -> np.ndarray:
         """A fresh (H, A) chunk of actions in environment units."""
-        state, images = self._batch_tensors([self._observation_arrays(obs)])
+        state, images = self.loaded.io.inputs([obs], self.device)
         chunk = self.sample(state, images, self._noise().to(self.device))
-        return self.loaded.norm.action.denormalize(chunk[0].cpu()).numpy().astype(np.float32)
+        return self.loaded.io.actions(chunk[0])
 
     @property
     def needs_chunk(self) -> bool:
@@ -158,9 +131,8 @@ def plan_chunks(runners: Sequence[PolicyRunner], observations: Sequence[dict]) -
     settings = (lead.loaded, lead.num_steps, lead.cfg_beta, lead.indicator, lead.device, lead.precision)
     if any((r.loaded, r.num_steps, r.cfg_beta, r.indicator, r.device, r.precision) != settings for r in runners):
         raise ValueError("plan_chunks: the runners must share one loaded policy and its sampling settings")
-    state, images = lead._batch_tensors([r._observation_arrays(o) for r, o in zip(runners, observations, strict=True)])
+    state, images = lead.loaded.io.inputs(observations, lead.device)
     noise = torch.cat([r._noise() for r in runners]).to(lead.device)
-    chunks = lead.sample(state, images, noise)
-    actions = lead.loaded.norm.action.denormalize(chunks.cpu()).numpy().astype(np.float32)
+    actions = lead.loaded.io.actions(lead.sample(state, images, noise))
     for runner, chunk in zip(runners, actions, strict=True):
         runner._start_chunk(chunk)

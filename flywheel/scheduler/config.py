@@ -43,7 +43,9 @@ class FlywheelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str = "transfer_cube"
-    obs_mode: str = Field("state", pattern="^(state|pixels)$")
+    obs_mode: str = Field("state", pattern="^(state|pixels)$", description="what demos record (pixels: cameras)")
+    cameras: list[str] = Field(default_factory=lambda: ["top"], min_length=1, description="pixels: cameras to record")
+    image_size: tuple[int, int] = Field((96, 128), description="pixels: (height, width) of every camera")
     demos: int = Field(50, ge=1, le=100_000, description="expert demos seeded when the store has none")
     bootstrap_steps: int | None = Field(
         4000, ge=1, le=10_000_000, description="policy steps with no champion to warm-start from (None: train.steps)"

@@ -33,6 +33,7 @@ from flywheel.scheduler.phases import (
     retrain_corrupt_candidates,
     train_phase,
 )
+from flywheel.scheduler.preflight import check_observations
 from flywheel.store import EpisodeFilter
 from flywheel.store.db import is_transient_db_error
 
@@ -70,6 +71,7 @@ class FlywheelLoop:
         try:
             if retry_failed is not None:
                 self._retry_failed(retry_failed)
+            self.ctx.store.db.retrying(lambda: check_observations(self.ctx))  # refuse before collecting anything
             self.ctx.store.db.retrying(self._seed_demos)  # idempotent (demos carry source keys): re-run after an outage
             first = 0 if self._needs_bootstrap() else 1
             for number in range(first, target + 1):
@@ -104,7 +106,13 @@ class FlywheelLoop:
         if have >= cfg.demos or self.ctx.registry.alias(CHAMPION) is not None:
             return
         self.console.rule(f"seeding {cfg.demos} expert demos ({cfg.task})")
-        spec = CollectSpec.for_demos(cfg.task, obs_mode=cfg.obs_mode, max_steps=cfg.max_steps)
+        spec = CollectSpec.for_demos(
+            cfg.task,
+            obs_mode=cfg.obs_mode,
+            cameras=tuple(cfg.cameras),
+            image_size=tuple(cfg.image_size),
+            max_steps=cfg.max_steps,
+        )
         collect(self.ctx.store, spec, demo_seeds(cfg.demos), workers=cfg.workers, progress=self.ctx.progress)
 
     def _iteration(self, number: int) -> dict[str, Any]:

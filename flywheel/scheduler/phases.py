@@ -44,7 +44,7 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
     cfg = ctx.config
     spec = CollectSpec(
         task=cfg.task,
-        obs_mode=cfg.obs_mode,
+        **CollectSpec.observation_for(champion.checkpoint_uri),
         max_steps=cfg.max_steps,
         operator=cfg.operator_mode,  # type: ignore[arg-type]
         operator_config=cfg.operator,
@@ -122,7 +122,6 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         return register_trained_candidate(
             ctx.registry,
             task=cfg.task,
-            obs_mode=cfg.obs_mode,
             config=train_config,
             result=result,
             parent_id=champion_id,

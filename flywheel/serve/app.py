@@ -39,6 +39,7 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def version_of(served: ServedPolicy, holder: PolicyHolder, config: ServeConfig) -> VersionResponse:
+    image_size = config.image_size or served.image_size
     return VersionResponse(
         policy_version=served.version_id,
         alias=served.alias,
@@ -46,9 +47,11 @@ def version_of(served: ServedPolicy, holder: PolicyHolder, config: ServeConfig) 
         task=served.task,
         obs_mode=served.obs_mode,
         state_dim=served.state_dim,
+        state_entries=list(served.state_entries),
+        privileged=served.privileged,
         action_dim=served.action_dim,
         cameras=list(served.cameras),
-        image_shape=[*config.image_size, 3] if config.image_size and served.cameras else None,
+        image_shape=[*image_size, 3] if image_size and served.cameras else None,
         chunk_size=served.chunk_size,
         execute_steps=served.execute_steps,
         num_steps=served.num_steps,
@@ -118,7 +121,7 @@ def create_app(config: ServeConfig, source: PolicySource) -> FastAPI:
         The `Server-Timing` header says how long the policy itself took (`inference;dur=<ms>`).
         """
         served = holder.current
-        obs = observation_from_request(request, served, config.image_size)
+        obs = observation_from_request(request, served, config.image_size or served.image_size)
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED)
         actions, inference_ms = await asyncio.get_running_loop().run_in_executor(
             inference, timed_chunk, served, seed, obs

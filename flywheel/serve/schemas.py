@@ -85,7 +85,9 @@ class VersionResponse(BaseModel):
     sha256: str
     task: str
     obs_mode: str
-    state_dim: int
+    state_dim: int = Field(description="size of the env state vector a request sends")
+    state_entries: list[str] = Field(description="the entries of that vector the policy reads")
+    privileged: bool = Field(description="true when the policy reads object poses from the physics (sim only)")
     action_dim: int
     cameras: list[str]
     image_shape: list[int] | None = Field(description="(height, width, 3) every camera must have; null = any")
@@ -115,7 +117,7 @@ def observation_from_request(
         state = np.asarray(request.state, dtype=np.float32)
     if len(state) != served.state_dim:
         errors.append(
-            _error(("state",), f"expected {served.state_dim} values (the policy's state size), got {len(state)}")
+            _error(("state",), f"expected {served.state_dim} values (the env's state vector), got {len(state)}")
         )
     elif not np.isfinite(state).all():
         errors.append(_error(("state",), "values must fit in float32 (|x| < 3.4e38)"))

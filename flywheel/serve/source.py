@@ -31,7 +31,20 @@ class ServedPolicy:
 
     @property
     def state_dim(self) -> int:
-        return self.loaded.spec.state_dim
+        """The env state vector a request sends; the policy reads its `state_entries` (the checkpoint's spec)."""
+        return self.loaded.input_spec.env_state_dim
+
+    @property
+    def state_entries(self) -> tuple[str, ...]:
+        return self.loaded.input_spec.state_names
+
+    @property
+    def privileged(self) -> bool:
+        return self.loaded.input_spec.privileged
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        return self.loaded.input_spec.image_size
 
     @property
     def action_dim(self) -> int:
@@ -39,11 +52,11 @@ class ServedPolicy:
 
     @property
     def cameras(self) -> tuple[str, ...]:
-        return tuple(self.loaded.policy.encoder.cameras)
+        return self.loaded.input_spec.cameras
 
     @property
     def obs_mode(self) -> str:
-        return "pixels" if self.cameras else "state"
+        return self.loaded.input_spec.obs_mode
 
     @property
     def chunk_size(self) -> int:

@@ -326,6 +326,11 @@ class EpisodeStore:
     def read_record_frames(self, record: EpisodeRecord, verify: bool = True) -> EpisodeFrames:
         return self.files.read(record.file_uri, record.sha256 if verify else None, episode_id=record.id)
 
+    def open_record_frames(self, record: EpisodeRecord) -> EpisodeFrames:
+        """The episode's frames verified once, memory-mapped: training reads camera frames batch by batch
+        instead of holding every image in RAM."""
+        return self.files.open_frames(record.file_uri, record.sha256, episode_id=record.id)
+
     def delete_many(self, episode_ids: Sequence[int]) -> int:
         """Delete several episodes (rows first, then files)."""
         with self.db.write() as session:

@@ -221,6 +221,12 @@ class EpisodeFiles:
             )
         return decode_frames(blob, label)
 
+    def open_frames(self, uri: str, sha256: str, *, episode_id: int | None = None) -> EpisodeFrames:
+        """An episode verified against its sha256, its arrays memory-mapped (camera frames load on access)."""
+        self.verify(uri, sha256, episode_id=episode_id)
+        label = f"episode {episode_id} file {uri}" if episode_id is not None else f"episode file {uri}"
+        return _frames_from_tensors(self.open_arrays(uri, episode_id=episode_id), label)
+
     def open_arrays(self, uri: str, *, episode_id: int | None = None) -> dict[str, np.ndarray]:
         """Every array of an episode file as a read-only memory map (zero-copy; pages load on access).
 

@@ -10,6 +10,20 @@ from flywheel.store.files import IMAGE_PREFIX, EpisodeFiles
 from flywheel.store.records import EpisodeRecord
 
 
+def gather_rows(per_episode: Sequence[np.ndarray], offsets: np.ndarray, frame_indices: np.ndarray) -> np.ndarray:
+    """Rows of several per-episode arrays (memory maps or in RAM) by global frame index, episode `e`'s frames being
+    `offsets[e]:offsets[e + 1]`; only the pages of the asked-for rows are touched."""
+    idx = np.asarray(frame_indices, dtype=np.int64)
+    episodes = np.searchsorted(offsets, idx, side="right") - 1
+    local = idx - offsets[episodes]
+    first = per_episode[0]
+    out = np.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
+    for episode in np.unique(episodes):
+        rows = episodes == episode
+        out[rows] = per_episode[episode][local[rows]]
+    return out
+
+
 class FrameReader:
     """Index frames of many episodes as one table and gather arbitrary batches of them.
 
@@ -43,14 +57,6 @@ class FrameReader:
         """Gather frames by global index into arrays: state, action, reward, controller, image/<camera>."""
         idx = np.asarray(frame_indices, dtype=np.int64)
         out = {key: values[idx] for key, values in self._small.items()}
-        if self.cameras:
-            episodes = self.episode_of_frame[idx]
-            local = idx - self.offsets[episodes]
-            for cam, maps in self._images.items():
-                first = maps[0]
-                images = np.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
-                for episode in np.unique(episodes):
-                    rows = episodes == episode
-                    images[rows] = maps[episode][local[rows]]
-                out[IMAGE_PREFIX + cam] = images
+        for cam, maps in self._images.items():
+            out[IMAGE_PREFIX + cam] = gather_rows(maps, self.offsets, idx)
         return out

@@ -76,7 +76,7 @@ def load_training_episodes(
         if wanted is not None and _text(rec.tag) not in wanted:
             continue
         records.append(rec)
-    return usable_episodes(((r, store.read_frames(r.id)) for r in records), f"task {task!r}")
+    return usable_episodes(((r, store.open_record_frames(r)) for r in records), f"task {task!r}")
 
 
 def data_fingerprint(episodes: list[TrainingEpisode]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""In-memory frame table: normalised states, action chunks, chunked Bellman targets, tags, controllers."""
+"""The training frame table: normalised state inputs, action chunks, chunked Bellman targets, tags, controllers in
+RAM; camera frames stay in the episodes' arrays (memory maps of the store's files) and are gathered per batch."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from flywheel.policy.normalize import NormStats
+from flywheel.policy.io import PolicyIO
 from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
+from flywheel.store.reader import gather_rows
 from flywheel.store.tags import CONTROLLER_CODES, Controller
 from flywheel.train.data import TrainingEpisode, _text
 
@@ -23,6 +25,18 @@ class Batch:
     bootstrap: torch.Tensor  # (B,)
     next_state: torch.Tensor
     next_images: dict[str, torch.Tensor] | None
+
+
+@dataclass(frozen=True)
+class EpisodeImages:
+    """One camera's frames across episodes, left where they are (memory maps of episode files, or arrays)."""
+
+    per_episode: list[np.ndarray]
+    offsets: np.ndarray  # (E + 1,) first global frame of each episode, then the total
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 frames by global frame index."""
+        return torch.from_numpy(gather_rows(self.per_episode, self.offsets, idx.numpy()))
 
 
 @dataclass
@@ -42,7 +56,7 @@ class FrameTable:
     tag: np.ndarray
     episode_of: np.ndarray
     tasks: list[str]
-    images: dict[str, torch.Tensor] = field(default_factory=dict)
+    images: dict[str, EpisodeImages] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
@@ -50,7 +64,7 @@ class FrameTable:
     def _images(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor] | None:
         if not self.images:
             return None
-        return {c: v[idx].to(device).permute(0, 3, 1, 2).float() for c, v in self.images.items()}
+        return {c: v.gather(idx).to(device).permute(0, 3, 1, 2).float() for c, v in self.images.items()}
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> Batch:
         nxt = self.next_idx[idx]
@@ -68,14 +82,14 @@ class FrameTable:
 
 def build_frame_table(
     episodes: list[TrainingEpisode],
-    norm: NormStats,
+    io: PolicyIO,
     chunk: int,
     gamma: float,
     reward: RewardConfig,
-    cameras: list[str],
     pre_takeover_steps: int = 0,
 ) -> FrameTable:
-    """Flatten episodes; action chunks past an episode's end repeat its last action and are masked.
+    """Flatten episodes into the policy's inputs (`io`: the state entries and cameras it reads, normalised);
+    action chunks past an episode's end repeat its last action and are masked.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert: the takeover is the operator's verdict that the policy was failing there.
@@ -96,7 +110,7 @@ def build_frame_table(
         rets.append(ret)
         nexts.append(nxt + offset)
         boots.append(boot)
-        states.append(f.state)
+        states.append(io.spec.select_state(f.state, f"episode {ep.meta.id}"))
         actions.append(f.action)
         forced.append(f.controller != policy_code)
         negative.append(pre_takeover_frames(f.controller == policy_code, pre_takeover_steps))
@@ -104,9 +118,10 @@ def build_frame_table(
         tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
         episode_of.append(np.full(t_len, ep_i))
         offset += t_len
-    state = norm.state.normalize(torch.from_numpy(np.concatenate(states)))
-    action = norm.action.normalize(torch.from_numpy(np.concatenate(actions)))
-    images = {c: torch.from_numpy(np.concatenate([e.frames.images[c] for e in episodes])) for c in cameras}
+    state = io.norm.state.normalize(torch.from_numpy(np.concatenate(states)))
+    action = io.normalize_actions(np.concatenate(actions))
+    offsets = np.concatenate([[0], np.cumsum([len(e.frames) for e in episodes])]).astype(np.int64)
+    images = {c: EpisodeImages([e.frames.images[c] for e in episodes], offsets) for c in io.spec.cameras}
     return FrameTable(
         state=state.float(),
         action=action.float(),

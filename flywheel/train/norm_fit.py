@@ -18,6 +18,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from flywheel.policy.io import InputSpec
 from flywheel.policy.normalize import NormKind, NormStats
 from flywheel.store.tags import CONTROLLER_CODES, Controller, Tag
 from flywheel.train.data import TrainingEpisode, _text
@@ -42,10 +43,15 @@ def norm_frame_masks(episodes: Sequence[TrainingEpisode], frames: NormFrames) ->
 
 
 def fit_norm_stats(
-    episodes: Sequence[TrainingEpisode], kind: NormKind, frames: NormFrames, state_clip: float
+    episodes: Sequence[TrainingEpisode],
+    kind: NormKind,
+    frames: NormFrames,
+    state_clip: float,
+    spec: InputSpec,
 ) -> NormStats:
-    """Statistics over the chosen frames of `episodes` (see `norm_frame_masks`)."""
+    """Statistics of the state inputs `spec` selects and the actions, over the chosen frames of `episodes` (see
+    `norm_frame_masks`)."""
     masks = norm_frame_masks(episodes, frames)
-    states = [e.frames.state[m] for e, m in zip(episodes, masks, strict=True)]
+    states = [spec.select_state(e.frames.state[m]) for e, m in zip(episodes, masks, strict=True)]
     actions = [e.frames.action[m] for e, m in zip(episodes, masks, strict=True)]
     return NormStats.fit(states, actions, kind, state_clip)

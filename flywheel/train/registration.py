@@ -12,19 +12,19 @@ def register_trained_candidate(
     registry: PolicyRegistry,
     *,
     task: str,
-    obs_mode: str,
     config: TrainConfig,
     result: TrainResult,
     parent_id: int | None = None,
     iteration: int | None = None,
 ) -> PolicyRecord:
-    """A candidate with its lineage: the exact training config (plus the observation mode the policy expects),
-    the training-data fingerprint and the final metrics."""
+    """A candidate with its lineage: the exact training config, the training-data fingerprint and the final
+    metrics. What the policy reads is its checkpoint's input spec (`flywheel.policy.input_spec`), not a registry
+    key."""
     return registry.register_candidate(
         task=task,
         checkpoint_uri=str(result.checkpoint_dir),
         sha256=result.sha256,
-        config={**config.model_dump(mode="json"), "obs_mode": obs_mode},
+        config=config.model_dump(mode="json"),
         data_fingerprint=result.data_fingerprint,
         metrics=dict(result.metrics),
         parent_id=parent_id,

@@ -30,6 +30,7 @@ from flywheel.policy.checkpoint import (
     write_checkpoint,
 )
 from flywheel.policy.expert import UNCONDITIONAL
+from flywheel.policy.io import IO_DOCUMENT, InputSpec, InputSpecError, PolicyIO
 from flywheel.policy.loading import build_critic, load_critic, load_policy, model_document
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
@@ -91,24 +92,60 @@ def _as_episodes(episodes: Iterable[TrainingEpisode | tuple[EpisodeMeta, Episode
     return usable_episodes(pairs, "the given episodes")
 
 
-def _spec(config: TrainConfig, episodes: list[TrainingEpisode]) -> PolicySpec:
-    first = episodes[0].frames
-    state_dim, action_dim = first.state.shape[1], first.action.shape[1]
-    vision = config.model.encoder.vision != "none"
-    cameras = tuple(sorted(first.images)) if vision else ()
-    for ep in episodes:
-        f = ep.frames
-        if f.state.shape[1] != state_dim or f.action.shape[1] != action_dim:
-            raise ValueError(
-                f"episode {ep.meta.id}: state/action dims {f.state.shape[1]}/{f.action.shape[1]} differ from "
-                f"{state_dim}/{action_dim} of episode {episodes[0].meta.id}"
-            )
-        if vision and not set(cameras) <= set(f.images):
-            raise ValueError(f"episode {ep.meta.id} lacks camera images {sorted(set(cameras) - set(f.images))}")
-    if vision and not cameras:
-        raise ValueError("encoder vision needs camera images, but the episodes have none (state-only data)")
+def _specs(config: TrainConfig, episodes: list[TrainingEpisode]) -> tuple[InputSpec, PolicySpec]:
+    """What the policy reads (the model config's `inputs` over the episodes' env layout) and its network shapes.
+
+    Every episode must provide it: a state-only episode in pixels training, or a missing camera, is refused with
+    the episode named, before anything is written.
+    """
     tasks = sorted({e.meta.task for e in episodes})
-    return PolicySpec(state_dim, action_dim, cameras, tasks[0])
+    first = episodes[0]
+    layout, proprioception = _state_layout(tasks[0], int(first.frames.state.shape[1]))
+    inputs = config.model.inputs
+    vision = config.model.encoder.vision != "none"
+    cameras: tuple[str, ...] = ()
+    image_size: tuple[int, int] | None = None
+    if vision:
+        cameras = tuple(inputs.cameras) if inputs.cameras is not None else tuple(sorted(first.frames.images))
+        if not cameras:
+            raise InputSpecError(
+                f"encoder vision={config.model.encoder.vision!r} needs camera images, but episode {first.meta.id} "
+                "has none (state-only data): collect pixels episodes or use a state preset"
+            )
+        if cameras[0] not in first.frames.images:
+            raise InputSpecError(f"episode {first.meta.id} lacks camera images {[cameras[0]]} this policy reads")
+        h, w = first.frames.images[cameras[0]].shape[1:3]
+        image_size = (int(h), int(w))
+    spec = InputSpec.from_layout(
+        tasks[0],
+        layout,
+        inputs.state,
+        int(first.frames.action.shape[1]),
+        proprioception=proprioception,
+        cameras=cameras,
+        image_size=image_size,
+    )
+    for ep in episodes:
+        where = f"episode {ep.meta.id}"
+        if ep.meta.task != spec.task:
+            raise InputSpecError(f"{where} is task {ep.meta.task!r}; one policy trains on one task ({spec.task!r})")
+        spec.select_state(ep.frames.state[:1], where)
+        if ep.frames.action.shape[1] != spec.action_dim:
+            raise InputSpecError(f"{where}: action size {ep.frames.action.shape[1]}, expected {spec.action_dim}")
+        spec.check_images(ep.frames.images, where)
+    return spec, PolicySpec(spec.state_dim, spec.action_dim, spec.cameras, spec.task)
+
+
+def _state_layout(task: str, state_dim: int) -> tuple[dict[str, slice], tuple[str, ...]]:
+    """The named state entries of `task`'s env and which of them are proprioception; data of a task the sim does not
+    know (toy data) has one entry, `state`, of its whole width."""
+    from sim.env import PROPRIOCEPTION, state_layout
+    from sim.errors import UnknownTaskError
+
+    try:
+        return state_layout(task), PROPRIOCEPTION
+    except UnknownTaskError:
+        return {"state": slice(0, state_dim)}, ()
 
 
 class Trainer:
@@ -130,7 +167,7 @@ class Trainer:
         self.final_dir = Path(final_dir) if final_dir is not None else self.out_dir / "final"
         self.ctx: DistContext = setup_distributed(config.device)
         self.fingerprint = data_fingerprint(episodes)
-        self.spec = _spec(config, episodes)
+        self.input_spec, self.spec = _specs(config, episodes)
         self.progress_enabled = progress and self.ctx.is_main
         cfg = config.model
         torch.manual_seed(config.seed)
@@ -138,19 +175,23 @@ class Trainer:
         self.critic = build_critic(cfg, self.spec, self.policy).to(self.ctx.device) if config.uses_critic else None
         if init_from is not None:
             loaded = load_policy(init_from, self.ctx.device)
+            if not loaded.input_spec.reads_like(self.input_spec):
+                raise InputSpecError(
+                    f"cannot fine-tune {init_from}: it reads {loaded.input_spec.describe()}, this run "
+                    f"{self.input_spec.describe()}"
+                )
             self.policy.load_state_dict(loaded.policy.state_dict())
             self.norm = loaded.norm
             if self.critic is not None and (Path(init_from) / "critic.safetensors").is_file():
                 self.critic.load_state_dict(load_critic(init_from, loaded, self.ctx.device).state_dict())
         else:
-            self.norm = fit_norm_stats(episodes, cfg.norm, config.norm_frames, cfg.state_clip)
+            self.norm = fit_norm_stats(episodes, cfg.norm, config.norm_frames, cfg.state_clip, self.input_spec)
         self.table: FrameTable = build_frame_table(
             episodes,
-            self.norm,
+            self.io,
             cfg.expert.chunk,
             cfg.critic.gamma,
             config.reward,
-            list(self.spec.cameras),
             pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
         )
         self.tags = self.table.tag
@@ -175,6 +216,11 @@ class Trainer:
         self._check_batch_split()
 
     # ----- helpers -------------------------------------------------------------------------------------
+    @property
+    def io(self) -> PolicyIO:
+        """The input/output processor saved with this run's checkpoints."""
+        return PolicyIO(self.input_spec, self.norm)
+
     def _check_batch_split(self) -> None:
         per = self.ctx.world_size * self.config.grad_accum
         if self.config.batch_size % per:
@@ -365,7 +411,10 @@ class Trainer:
         tensors = {"policy": self.policy.state_dict(), "norm": self.norm.to_tensors()}
         if self.critic is not None:
             tensors["critic"] = self.critic.state_dict()
-        docs = {"model": model_document(self.config.model, self.spec, self._meta())}
+        docs = {
+            "model": model_document(self.config.model, self.spec, self._meta()),
+            IO_DOCUMENT: self.input_spec.to_document(),
+        }
         return tensors, docs
 
     def save_state(self) -> Path:
