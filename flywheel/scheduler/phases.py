@@ -97,9 +97,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
 
     cfg = ctx.config
     champion_id = ctx.registry.alias(CHAMPION)
-    train_config = cfg.train
-    if champion_id is None and cfg.bootstrap_steps is not None:
-        train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
+    train_config = cfg.train if champion_id is not None else cfg.bootstrap_train()
     versions = _iteration_versions(ctx, iteration)
     registered = _candidate(versions)
     if registered is not None:
