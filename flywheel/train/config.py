@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.policy.config import ModelConfig, Strict
-from flywheel.policy.rewards import RewardConfig
+from flywheel.policy.recap import RewardConfig
 from flywheel.train.norm_fit import NormFrames
 
 TAGS = ("demo", "autonomous", "intervention")
