@@ -38,7 +38,7 @@ def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> Non
         (leftover / "policy.safetensors").write_bytes(b"half")
 
     first = train_phase(ctx, 0)
-    version = ctx.registry.get(first["policy_version_id"])
+    version = ctx.registry.get(first.policy_version_id)
     assert Path(version.checkpoint_uri) == work / "attempt-2"
     assert not unregistered.exists() and not half_written.exists()
     verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
@@ -46,7 +46,7 @@ def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> Non
 
     # The job fails after registering (e.g. the connection drops before `succeed`) and is run again.
     again = train_phase(ctx, 0)
-    assert again["policy_version_id"] == version.id
+    assert again.policy_version_id == version.id
     assert _tree(work) == before  # no retraining: not a byte of the run or the checkpoint was written
     verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
     with store.db.read() as session:

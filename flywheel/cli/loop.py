@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from flywheel.cli.context import state
 from flywheel.identity import acting_operator
+
+if TYPE_CHECKING:
+    from flywheel.scheduler.results import IterationSummary
 
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
 PRESET_HELP = "named settings (`flywheel presets` lists them; default quickstart)"
@@ -62,21 +65,21 @@ def run(
     console.print("next: `flywheel console` to review interventions; `flywheel policies list` for lineage")
 
 
-def _row_table(summaries: list[dict[str, Any]]) -> Table:
+def _row_table(summaries: list[IterationSummary]) -> Table:
     table = Table(title="iterations")
     for column in ("iter", "episodes by tag", "takeovers/ep", "candidate success [95% CI]", "champion", "verdict"):
         table.add_column(column)
     for s in summaries:
-        tags = " ".join(f"{k[:4]}:{v}" for k, v in s.get("episodes_by_tag", {}).items() if v) or "-"
-        ci = s.get("candidate_ci") or [0, 0]
-        champion = "-" if s.get("champion_success") is None else f"{s['champion_success']:.0%} (v{s['champion']})"
+        tags = " ".join(f"{k[:4]}:{v}" for k, v in s.episodes_by_tag.items() if v) or "-"
+        ci = s.candidate_ci
+        champion = "-" if s.champion_success is None else f"{s.champion_success:.0%} (v{s.champion})"
         table.add_row(
-            str(s["iteration"]),
+            str(s.iteration),
             tags,
-            f"{s.get('interventions_per_episode', 0):.2f}",
-            f"{s['candidate_success']:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s['candidate']})",
+            f"{s.interventions_per_episode:.2f}",
+            f"{s.candidate_success:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s.candidate})",
             champion,
-            s["verdict"] + (f": {s['reason']}" if s.get("reason") else ""),
+            s.verdict + (f": {s.reason}" if s.reason else ""),
         )
     return table
 
