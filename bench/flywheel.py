@@ -20,6 +20,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flywheel.scheduler.results import IterationSummary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +58,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     loop = FlywheelLoop(PhaseContext(store, settings, config, progress=False), Console())
 
-    def write(summaries: list[dict], complete: bool) -> dict:
+    def write(summaries: list[IterationSummary], complete: bool) -> dict:
         rows = [_row(s) for s in summaries]
         result = {
             "iterations": rows,
@@ -80,7 +84,7 @@ def main() -> None:
         return result
 
     # written after every iteration, so an interrupted run still leaves its curve so far
-    summaries = loop.run(args.iterations, on_summary=lambda s: write(loop.book.summaries(), complete=False))
+    summaries = loop.run(args.iterations, on_summary=lambda _: write(loop.book.summaries(), complete=False))
     result = write(summaries, complete=True)
     rows = result["iterations"]
     curve = " ".join(
@@ -90,31 +94,31 @@ def main() -> None:
     print(f"flywheel: champion success by iteration {curve}; wall {result['wall_seconds'] / 60:.1f} min")
 
 
-def _row(s: dict) -> dict:
-    ci = s.get("champion_ci") or [None, None]
-    per_hour_ci = s.get("champion_successes_per_hour_ci") or [None, None]
-    fresh_ci = s.get("champion_fresh_ci") or [None, None]
+def _row(s: IterationSummary) -> dict:
+    ci = s.champion_ci or [None, None]
+    per_hour_ci = s.champion_successes_per_hour_ci or [None, None]
+    fresh_ci = s.champion_fresh_ci or [None, None]
     return {
-        "iteration": s["iteration"],
-        "champion": s.get("champion"),
-        "champion_success": s.get("champion_success"),
+        "iteration": s.iteration,
+        "champion": s.champion,
+        "champion_success": s.champion_success,
         "ci_low": ci[0],
         "ci_high": ci[1],
-        "candidate_success": s["candidate_success"],
-        "interventions_per_episode": s.get("interventions_per_episode", 0.0),
-        "episodes_by_tag": s.get("episodes_by_tag", {}),
-        "collect_success_rate": s.get("collect_success_rate"),
-        "verdict": s["verdict"],
-        "eval_episodes_used": s.get("eval_episodes_used"),
-        "eval_rollouts": s.get("eval_rollouts"),
-        "champion_successes_per_hour": s.get("champion_successes_per_hour"),
+        "candidate_success": s.candidate_success,
+        "interventions_per_episode": s.interventions_per_episode,
+        "episodes_by_tag": s.episodes_by_tag,
+        "collect_success_rate": s.collect_success_rate,
+        "verdict": s.verdict,
+        "eval_episodes_used": s.eval_episodes_used,
+        "eval_rollouts": s.eval_rollouts,
+        "champion_successes_per_hour": s.champion_successes_per_hour,
         "champion_successes_per_hour_ci_low": per_hour_ci[0],
         "champion_successes_per_hour_ci_high": per_hour_ci[1],
-        "champion_fresh_success": s.get("champion_fresh_success"),
+        "champion_fresh_success": s.champion_fresh_success,
         "champion_fresh_ci_low": fresh_ci[0],
         "champion_fresh_ci_high": fresh_ci[1],
-        "champion_fresh_episodes": s.get("champion_fresh_episodes"),
-        "lineage_drift": s.get("lineage_drift"),
+        "champion_fresh_episodes": s.champion_fresh_episodes,
+        "lineage_drift": s.lineage_drift,
     }
 
 

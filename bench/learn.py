@@ -28,7 +28,8 @@ import numpy as np
 from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds
 from flywheel.evaluate.stats import wilson_interval
 from flywheel.policy.runner import PolicyRunner
-from flywheel.train import TrainConfig, TrainResult, parse_config, run_training
+from flywheel.presets import train_config
+from flywheel.train import TrainConfig, TrainResult, run_training
 from flywheel.train.data import EpisodeInfo, TrainingEpisode
 from sim.operator import OperatorConfig, SimulatedOperator
 
@@ -45,26 +46,18 @@ MIXED_LABELLING: dict[str, object] = {
 
 
 def _config(method: str, steps: int, critic_steps: int, threads: int) -> TrainConfig:
-    return parse_config(
+    return train_config(
+        "quickstart",  # the loop's model; longer warmup, offline labelling
         {
             **MIXED_LABELLING,
             "method": method,
-            "seed": 0,
             "steps": steps,
             "critic_steps": critic_steps,
-            "batch_size": 64,
-            "lr": 3e-4,
             "warmup_steps": 200,
             "wandb": False,
             "cpu_threads": threads,
             "checkpoint_every": 1000,
-            "model": {
-                "encoder": {"hidden_dim": 256, "state_layers": 2},
-                "expert": {"chunk": 20, "dim": 128, "layers": 4, "heads": 4},
-                "critic": {"hidden_dim": 256},
-                "inference": {"num_steps": 4, "execute_steps": 8},
-            },
-        }
+        },
     )
 
 

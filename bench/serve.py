@@ -2,7 +2,7 @@
 
     python -m bench.serve [--requests 300] [--c8-seconds 10] [--threads 1] [--train-steps 40]
 
-A state policy with the model shape `flywheel run` trains (`default_train_config().model`, on transfer_cube's
+A state policy with the model shape `flywheel run` trains (the `quickstart` preset's model, on transfer_cube's
 35-D state / 14-D action) is trained for a few steps on synthetic episodes — latency depends on the shape, not on
 the weights — registered as champion in a scratch SQLite home, and served by `flywheel serve` in a subprocess
 (uvicorn, one worker) with `--threads` torch threads. In-process and server calls are interleaved one by one so
@@ -41,8 +41,8 @@ from flywheel.config import Settings
 from flywheel.policy.loading import LoadedPolicy, load_policy
 from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session
 from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
 from flywheel.registry import PolicyRegistry
-from flywheel.scheduler.config import default_train_config
 from flywheel.store import EpisodeStore
 from flywheel.train import run_training
 from flywheel.train.synthetic import toy_episode
@@ -70,16 +70,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def train_policy(root: Path, steps: int, threads: int) -> tuple[Path, str, dict[str, Any]]:
     """Default-shaped policy, a few steps on synthetic 35-D/14-D episodes (latency needs the shape, not skill)."""
-    base = default_train_config()
-    cfg = base.model_copy(
-        update={
+    cfg = train_config(
+        "quickstart",
+        {
             "steps": steps,
             "critic_steps": max(1, steps // 4),
             "warmup_steps": 1,
             "wandb": False,
             "cpu_threads": threads,
             "checkpoint_every": 10 * steps,
-        }
+        },
     )
     episodes = [toy_episode(i, length=80, state_dim=STATE_DIM, action_dim=ACTION_DIM) for i in range(8)]
     episodes += [toy_episode(100 + i, ["policy"] * 40 + ["expert"] * 40, 80, STATE_DIM, ACTION_DIM) for i in range(4)]

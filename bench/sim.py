@@ -85,7 +85,8 @@ def physics_limit(steps: int) -> float:
 def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     """A default-config policy (plus a small CNN for `pixels`) trained for a few steps on three expert demos: its
     speed, not its skill, is measured. Returns (checkpoint dir, sha256)."""
-    from flywheel.train import parse_config, run_training
+    from flywheel.presets import train_config
+    from flywheel.train import run_training
     from flywheel.train.data import EpisodeInfo, TrainingEpisode
 
     env = make_env("transfer_cube", obs_mode=obs_mode, image_size=(96, 128))  # type: ignore[arg-type]
@@ -95,9 +96,7 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
         TrainingEpisode(EpisodeInfo(f"demo-{i}", "transfer_cube", "demo", True), d.frames) for i, d in enumerate(demos)
     ]
     overrides: dict = {"model": {"encoder": {"vision": "cnn"}}} if obs_mode == "pixels" else {}
-    config = parse_config(
-        {"method": "bc", "steps": 5, "critic_steps": 0, "warmup_steps": 1, "wandb": False, **overrides}
-    )
+    config = train_config("quickstart", {"method": "bc", "steps": 5, "warmup_steps": 1, "wandb": False, **overrides})
     trained = run_training(config, data, workdir / f"policy-{obs_mode}", progress=False)
     return str(trained.checkpoint_dir), trained.sha256
 

@@ -52,8 +52,8 @@ def main() -> int:
 
     from flywheel.policy.config import ModelConfig
     from flywheel.policy.model import FlywheelPolicy, PolicySpec
+    from flywheel.policy.recap import PolicyObjective
     from flywheel.train.dataset import Batch
-    from flywheel.train.objectives import PolicyObjective
 
     vision, text = (SMALL_VISION, SMALL_TEXT) if args.small else (SIGLIP_SO400M, GEMMA_2B)
     backbone = {

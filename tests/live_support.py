@@ -11,18 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from flywheel.collect import CollectSpec
+from flywheel.presets import train_config
 from flywheel.registry import PolicyRecord, PolicyRegistry
 from flywheel.store import EpisodeStore
 from flywheel.train import run_training
-from flywheel.train.config import parse_config
 from flywheel.train.data import EpisodeInfo
-
-TINY_MODEL = {
-    "encoder": {"hidden_dim": 32},
-    "expert": {"chunk": 8, "dim": 32, "layers": 1, "heads": 2},
-    "critic": {"hidden_dim": 32},
-    "inference": {"num_steps": 2, "execute_steps": 8},
-}
 
 
 def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool = False) -> tuple[Path, str]:
@@ -37,19 +30,8 @@ def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool =
         assert result.frames is not None
         episodes.append((EpisodeInfo(f"demo-{seed}", task, "demo", result.success), result.frames))
     env.close()
-    cfg = parse_config(
-        {
-            "method": "bc",
-            "steps": 10,
-            "batch_size": 16,
-            "warmup_steps": 2,
-            "log_every": 10,
-            "wandb": False,
-            "cpu_threads": 1,
-            "model": TINY_MODEL
-            | ({"encoder": TINY_MODEL["encoder"] | {"vision": "cnn", "cnn_channels": 8}} if pixels else {}),
-        }
-    )
+    vision = {"model": {"encoder": {"vision": "cnn", "cnn_channels": 8}}} if pixels else {}
+    cfg = train_config("tiny", {"method": "bc", "steps": 10, **vision})
     result = run_training(cfg, episodes, out_dir, progress=False)
     return Path(result.checkpoint_dir), result.sha256
 

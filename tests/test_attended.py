@@ -268,7 +268,7 @@ def test_scheduler_collect_phase_in_console_mode(
         console_timeout_seconds=1,
     )
     summary = collect_phase(PhaseContext(store, sqlite_settings, cfg, progress=False), iteration=2)
-    assert summary["episodes"] == 1 and summary["episodes_by_tag"]["intervention"] == 1
+    assert summary.episodes == 1 and summary.episodes_by_tag["intervention"] == 1
     (request,) = TakeoverRequests(store.db).list_recent()
     assert request.iteration == 2 and request.status == "expired" and request.policy_version_id == policy.id
     bad = subprocess.run(

@@ -14,19 +14,7 @@ from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeStore
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-method: bc
-steps: 3
-critic_steps: 0
-batch_size: 8
-warmup_steps: 1
-wandb: false
-cpu_threads: 1
-model:
-  encoder: {hidden_dim: 32}
-  expert: {chunk: 4, dim: 32, layers: 1, heads: 2}
-  inference: {execute_steps: 4, num_steps: 2}
-"""
+TINY = "method: bc\nsteps: 3\n"  # over --preset tiny
 
 
 def _flywheel(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -41,7 +29,7 @@ def test_train_registers_a_candidate_and_eval_stores_its_gates(tmp_path: Path) -
     config.write_text(TINY)
     assert _flywheel("demos", "--n", "2", home=home).returncode == 0
 
-    trained = _flywheel("train", "--config", str(config), home=home)
+    trained = _flywheel("train", "--preset", "tiny", "--config", str(config), home=home)
     assert trained.returncode == 0, trained.stderr
     assert "registered candidate policy 1" in trained.stdout
     store = EpisodeStore.open(Settings(home=home))

@@ -158,16 +158,11 @@ def test_overview_counts(store: EpisodeStore, filled: dict[str, int]) -> None:
 
 
 def test_training_curves_from_a_real_run(store: EpisodeStore, tmp_path: Path, torch_one_thread: None) -> None:
+    from flywheel.presets import train_config
     from flywheel.train import run_training
-    from flywheel.train.config import parse_config
     from flywheel.train.synthetic import toy_episode
 
-    small = {
-        "encoder": {"hidden_dim": 16},
-        "expert": {"chunk": 2, "dim": 16, "layers": 1, "heads": 2},
-        "inference": {"execute_steps": 2},
-    }
-    cfg = parse_config({"method": "bc", "steps": 3, "batch_size": 4, "wandb": False, "log_every": 1, "model": small})
+    cfg = train_config("tiny", {"method": "bc", "steps": 3, "batch_size": 4, "log_every": 1})
     result = run_training(cfg, [toy_episode(i, length=6) for i in range(2)], tmp_path / "run", progress=False)
     registry = PolicyRegistry(store.db)
     version = registry.get(_policy(registry, 1, str(result.checkpoint_dir)))

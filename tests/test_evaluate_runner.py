@@ -9,33 +9,21 @@ from flywheel.collect.runtime import WorkerRuntime
 from flywheel.collect.seeds import collection_seeds, demo_seeds, eval_seeds
 from flywheel.evaluate.gates import GateConfig
 from flywheel.evaluate.runner import EvalConfig, Evaluator
+from flywheel.presets import train_config
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeStore
-from flywheel.train import load_training_episodes, parse_config, run_training
+from flywheel.train import load_training_episodes, run_training
 from flywheel.train.registration import register_trained_candidate
 from tests.live_support import random_takeover_spec
 
-TINY = {
-    "method": "bc",
-    "steps": 3,
-    "critic_steps": 0,
-    "batch_size": 8,
-    "warmup_steps": 1,
-    "wandb": False,
-    "cpu_threads": 1,
-    "model": {
-        "encoder": {"hidden_dim": 32},
-        "expert": {"chunk": 4, "dim": 32, "layers": 1, "heads": 2},
-        "inference": {"execute_steps": 4, "num_steps": 2},
-    },
-}
+TINY = {"method": "bc", "steps": 3}  # over the tiny preset
 
 
 @pytest.fixture
 def candidate(sqlite_settings, torch_one_thread) -> tuple[EpisodeStore, int]:
     store = EpisodeStore.open(sqlite_settings)
     collect(store, CollectSpec.for_demos("transfer_cube", max_steps=40), demo_seeds(2), workers=1, progress=False)
-    config = parse_config(TINY)
+    config = train_config("tiny", TINY)
     out = sqlite_settings.checkpoints_root / "v1"
     result = run_training(config, load_training_episodes(store, "transfer_cube"), out, progress=False)
     version = register_trained_candidate(PolicyRegistry(store.db), task="transfer_cube", config=config, result=result)

@@ -17,30 +17,25 @@ from flywheel.policy.expert import NEGATIVE
 from flywheel.policy.loading import LoadedPolicy, load_policy
 from flywheel.policy.onnx_export import check_parity, export_onnx, onnx_session, reference_actions
 from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeStore
 from flywheel.train import TrainResult, run_training
-from flywheel.train.config import parse_config
 from flywheel.train.synthetic import toy_episode
 
-SMALL = {
-    "encoder": {"hidden_dim": 32},
-    "expert": {"chunk": 6, "dim": 32, "layers": 2, "heads": 2},
-    "critic": {"hidden_dim": 32},
-    "inference": {"execute_steps": 3, "num_steps": 5},
-}
+SMALL = {"expert": {"chunk": 6, "layers": 2}, "inference": {"execute_steps": 3, "num_steps": 5}}  # over tiny's model
 STATE_DIM, ACTION_DIM, CHUNK = 6, 3, 6
 
 
 def _train(out: Path, method: str = "recap", cfg_beta: float = 1.0, pixels: bool = False) -> TrainResult:
     model = {**SMALL, "inference": {**SMALL["inference"], "cfg_beta": cfg_beta}}
     if pixels:
-        model["encoder"] = {"hidden_dim": 32, "vision": "cnn", "cnn_channels": 4, "cnn_grid": 2}
+        model["encoder"] = {"vision": "cnn", "cnn_channels": 4, "cnn_grid": 2}
     cams = ("top",) if pixels else ()
     eps = [toy_episode(i, length=10, images=cams, image_hw=(40, 56)) for i in range(2)]
     eps.append(toy_episode(7, ["policy"] * 5 + ["expert"] * 5, 10, images=cams, image_hw=(40, 56)))
-    raw = {"method": method, "steps": 6, "critic_steps": 3, "batch_size": 8, "warmup_steps": 1, "wandb": False}
-    return run_training(parse_config({**raw, "model": model}), eps, out, progress=False)
+    raw = {"method": method, "steps": 6, "critic_steps": 3, "batch_size": 8, "warmup_steps": 1}
+    return run_training(train_config("tiny", {**raw, "model": model}), eps, out, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import torch
 
 from flywheel.policy.model import FlywheelPolicy
 from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
 from flywheel.train import run_training
-from flywheel.train.config import parse_config
 from flywheel.train.synthetic import toy_episode
 
 SIGLIP = {
@@ -54,15 +54,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 def test_pixel_policy_trains_and_acts(tmp_path: Path, encoder: dict) -> None:
     eps = [toy_episode(i, length=6, images=("top", "wrist"), image_hw=(24, 32)) for i in range(2)]
     eps.append(toy_episode(5, ["policy"] * 3 + ["human"] * 3, length=6, images=("top", "wrist"), image_hw=(24, 32)))
-    model = {
-        "encoder": {"hidden_dim": 32, **encoder},
-        "expert": {"chunk": 4, "dim": 32, "layers": 1, "heads": 2},
-        "critic": {"hidden_dim": 32},
-        "inference": {"execute_steps": 2, "num_steps": 2},
-    }
-    cfg = parse_config(
-        {"method": "recap", "steps": 2, "critic_steps": 2, "batch_size": 4, "wandb": False, "model": model}
-    )
+    model = {"encoder": encoder, "expert": {"chunk": 4}, "inference": {"execute_steps": 2}}  # over tiny's model
+    cfg = train_config("tiny", {"steps": 2, "critic_steps": 2, "batch_size": 4, "model": model})
     res = run_training(cfg, eps, tmp_path / "run", progress=False)
     assert np.isfinite(res.metrics["train/policy_loss"]) and np.isfinite(res.metrics["train/q_loss"])
     runner = PolicyRunner.load(res.checkpoint_dir, expected_sha256=res.sha256)

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from flywheel.policy.config import CriticConfig, EncoderConfig
-from flywheel.policy.critic import IqlCritic, expectile_loss
-from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
+from flywheel.policy.recap import IqlCritic, RewardConfig, chunk_targets, expectile_loss, frame_rewards
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -8,8 +8,13 @@ import torch
 
 from flywheel.policy.config import ExpertConfig
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL, FlowMatchingExpert
-from flywheel.policy.recap import awr_weights, binarize_advantages, drop_indicator, source_weights
-from flywheel.train.dataset import pre_takeover_frames
+from flywheel.policy.recap import (
+    awr_weights,
+    binarize_advantages,
+    drop_indicator,
+    pre_takeover_frames,
+    source_weights,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from flywheel.config import Settings
 from flywheel.identity import process_identity
 from flywheel.policy.checkpoint import verify_checkpoint
-from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
+from flywheel.presets import flywheel_config
+from flywheel.scheduler import FlywheelLoop, PhaseContext
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.lock import acquire_lock
 from flywheel.scheduler.phases import collect_phase, train_phase
@@ -29,7 +28,7 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     store = EpisodeStore.open(settings)
-    ctx = PhaseContext(store, settings, FlywheelConfig.model_validate(yaml.safe_load(TINY)), progress=False)
+    ctx = PhaseContext(store, settings, flywheel_config("tiny"), progress=False)
     FlywheelLoop(ctx)._seed_demos()
     work = settings.checkpoints_root / "iteration-0000"
     unregistered = work / "attempt-1"  # an attempt killed after writing its final, before registering it
@@ -39,7 +38,7 @@ def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> Non
         (leftover / "policy.safetensors").write_bytes(b"half")
 
     first = train_phase(ctx, 0)
-    version = ctx.registry.get(first["policy_version_id"])
+    version = ctx.registry.get(first.policy_version_id)
     assert Path(version.checkpoint_uri) == work / "attempt-2"
     assert not unregistered.exists() and not half_written.exists()
     verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
@@ -47,7 +46,7 @@ def test_train_job_never_rewrites_a_registered_checkpoint(tmp_path: Path) -> Non
 
     # The job fails after registering (e.g. the connection drops before `succeed`) and is run again.
     again = train_phase(ctx, 0)
-    assert again["policy_version_id"] == version.id
+    assert again.policy_version_id == version.id
     assert _tree(work) == before  # no retraining: not a byte of the run or the checkpoint was written
     verify_checkpoint(Path(version.checkpoint_uri), version.sha256)
     with store.db.read() as session:
@@ -157,7 +156,7 @@ def test_a_store_wedged_by_a_rewritten_checkpoint_is_retrained_after_retry_faile
     config.write_text(TINY)
     settings = Settings(home=home)
     store = EpisodeStore.open(settings)
-    ctx = PhaseContext(store, settings, FlywheelConfig.model_validate(yaml.safe_load(TINY)), progress=False)
+    ctx = PhaseContext(store, settings, flywheel_config("tiny"), progress=False)
     book = JobBook(store.db)
     FlywheelLoop(ctx)._seed_demos()
     book.ensure_iteration(0, "transfer_cube", max_attempts=1)

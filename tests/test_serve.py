@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from flywheel.config import Settings
 from flywheel.policy.checkpoint import checkpoint_sha256
 from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
 from flywheel.registry import PolicyRegistry
 from flywheel.serve.app import create_app
 from flywheel.serve.config import TOKEN_ENV, ServeConfig, ServeError, is_loopback, read_token, serve_config
@@ -28,17 +29,11 @@ from flywheel.serve.server import ServerThread
 from flywheel.serve.source import RegistrySource
 from flywheel.store import EpisodeStore
 from flywheel.train import run_training
-from flywheel.train.config import parse_config
 from flywheel.train.synthetic import toy_episode
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 IMAGE_HW = (40, 56)
-SMALL = {
-    "encoder": {"hidden_dim": 32},
-    "expert": {"chunk": 4, "dim": 32, "layers": 1, "heads": 2},
-    "critic": {"hidden_dim": 32},
-    "inference": {"execute_steps": 2, "num_steps": 4},
-}
+SMALL = {"expert": {"chunk": 4}, "inference": {"execute_steps": 2, "num_steps": 4}}  # over the tiny preset's model
 
 
 @dataclass(frozen=True)
@@ -49,13 +44,11 @@ class Checkpoint:
 
 
 def _train(out: Path, seed: int, pixels: bool = False) -> Checkpoint:
-    model = (
-        {**SMALL, "encoder": {"hidden_dim": 32, "vision": "cnn", "cnn_channels": 4, "cnn_grid": 2}} if pixels else SMALL
-    )
+    model = {**SMALL, "encoder": {"vision": "cnn", "cnn_channels": 4, "cnn_grid": 2}} if pixels else SMALL
     cams = ("top",) if pixels else ()
     eps = [toy_episode(seed * 10 + i, length=10, images=cams, image_hw=IMAGE_HW) for i in range(2)]
-    cfg = parse_config(
-        {"method": "bc", "seed": seed, "steps": 3, "batch_size": 8, "warmup_steps": 1, "wandb": False, "model": model}
+    cfg = train_config(
+        "tiny", {"method": "bc", "seed": seed, "steps": 3, "batch_size": 8, "warmup_steps": 1, "model": model}
     )
     result = run_training(cfg, eps, out, progress=False)
     return Checkpoint(result.checkpoint_dir, result.sha256, "toy_reach")

@@ -13,7 +13,7 @@ from flywheel.train.config import TrainConfig, load_config, parse_config
 def test_defaults_are_valid() -> None:
     cfg = TrainConfig()
     assert cfg.method == "recap" and cfg.model.critic.expectile == 0.7
-    assert cfg.source_weights == {"demo": 1.0, "autonomous": 1.0, "intervention": 2.0}
+    assert cfg.source_weights == {"demo": 1.0, "autonomous": 1.0, "intervention": 0.5}  # the quickstart's
 
 
 @pytest.mark.parametrize(

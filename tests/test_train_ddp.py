@@ -12,24 +12,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from flywheel.train.config import parse_config
+from flywheel.presets import train_config
 from flywheel.train.synthetic import toy_episode
 from flywheel.train.trainer import Trainer
 
-MODEL = {
-    "encoder": {"hidden_dim": 32},
-    "expert": {"chunk": 4, "dim": 32, "layers": 1, "heads": 2},
-    "critic": {"hidden_dim": 32},
-    "inference": {"execute_steps": 2},
-}
+MODEL = {"expert": {"chunk": 4}, "inference": {"execute_steps": 2}}  # over the tiny preset's model
 
 
 def _grads(out: Path, tag: str) -> None:
     torch.set_num_threads(1)
     eps = [toy_episode(i, length=10) for i in range(2)] + [toy_episode(7, ["policy"] * 5 + ["human"] * 5, 10)]
-    cfg = parse_config(
-        {"method": "recap", "batch_size": 8, "grad_accum": 2, "wandb": False, "model": MODEL, "indicator_dropout": 0.5}
-    )
+    cfg = train_config("tiny", {"batch_size": 8, "grad_accum": 2, "model": MODEL, "indicator_dropout": 0.5})
     trainer = Trainer(cfg, eps, out / tag, None, progress=False)
     grads: dict[str, torch.Tensor] = {}
     trainer._critic_step(0)

@@ -13,12 +13,13 @@ from flywheel.policy.checkpoint import CheckpointError, read_tensors
 from flywheel.policy.expert import NEGATIVE, POSITIVE
 from flywheel.policy.input_spec import InputSpecError
 from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
 from flywheel.train import run_training
-from flywheel.train.config import parse_config
 from flywheel.train.data import data_fingerprint, usable_episodes
 from flywheel.train.errors import TrainingDivergedError
 from flywheel.train.synthetic import expert_action, toy_episode
 
+# the tiny preset, wide enough to learn the toy task
 SMALL = {
     "encoder": {"hidden_dim": 64},
     "expert": {"chunk": 4, "dim": 64, "layers": 2, "heads": 4},
@@ -28,8 +29,8 @@ SMALL = {
 
 
 def _cfg(**kw: object) -> object:
-    base = {"batch_size": 32, "wandb": False, "cpu_threads": 1, "log_every": 10, "warmup_steps": 10, "model": SMALL}
-    return parse_config({**base, **kw})
+    base = {"batch_size": 32, "log_every": 10, "warmup_steps": 10, "checkpoint_every": 500, "model": SMALL}
+    return train_config("tiny", {**base, **kw})
 
 
 def test_overfits_tiny_dataset(tmp_path: Path) -> None:

@@ -83,17 +83,17 @@ def errors_panel(status: SchedulerStatus) -> None:
 def iterations_table(status: SchedulerStatus) -> None:
     rows = []
     for it in status.iterations:
-        summary = it.summary
+        s = it.summary  # None until the iteration is done
         rows.append(
             {
                 "iteration": it.number,
                 "state": it.state,
                 "phase": it.phase or "done",
-                "episodes": summary.get("episodes"),
-                "takeovers / episode": summary.get("interventions_per_episode"),
-                "candidate": None if summary.get("candidate") is None else f"v{summary['candidate']}",
-                "candidate success": summary.get("candidate_success"),
-                "verdict": summary.get("verdict"),
+                "episodes": s and s.episodes,
+                "takeovers / episode": s and s.interventions_per_episode,
+                "candidate": s and f"v{s.candidate}",
+                "candidate success": s and s.candidate_success,
+                "verdict": s and s.verdict,
                 "started (UTC)": fmt_time(it.created_at),
                 "finished (UTC)": fmt_time(it.finished_at),
             }

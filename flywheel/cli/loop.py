@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,13 +13,20 @@ from rich.table import Table
 from flywheel.cli.context import state
 from flywheel.identity import acting_operator
 
+if TYPE_CHECKING:
+    from flywheel.scheduler.results import IterationSummary
+
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
+PRESET_HELP = "named settings (`flywheel presets` lists them; default quickstart)"
 
 
 def run(
     ctx: typer.Context,
     iterations: int = typer.Option(5, min=0, help="run until this many iterations are complete"),
-    config: Path | None = typer.Option(None, "--config", help="flywheel config (YAML); defaults are the quickstart's"),
+    config: Path | None = typer.Option(
+        None, "--config", help="flywheel config (YAML), laid over the preset; may name one (`preset: NAME`)"
+    ),
+    preset: str | None = typer.Option(None, "--preset", help=PRESET_HELP),
     resume: bool = typer.Option(False, "--resume", help="continue after a crash (a plain re-run does the same)"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
@@ -39,7 +46,7 @@ def run(
     from flywheel.scheduler.jobs import RetryRequest
 
     cli = state(ctx, home=home)
-    cfg = load_flywheel_config(config)
+    cfg = load_flywheel_config(config, preset)
     if operator is not None and operator not in ("simulated", "console"):
         raise typer.BadParameter("use simulated or console", param_hint="--operator")
     overrides = {"operator_mode": operator, "console_timeout_seconds": console_timeout}
@@ -58,28 +65,29 @@ def run(
     console.print("next: `flywheel console` to review interventions; `flywheel policies list` for lineage")
 
 
-def _row_table(summaries: list[dict[str, Any]]) -> Table:
+def _row_table(summaries: list[IterationSummary]) -> Table:
     table = Table(title="iterations")
     for column in ("iter", "episodes by tag", "takeovers/ep", "candidate success [95% CI]", "champion", "verdict"):
         table.add_column(column)
     for s in summaries:
-        tags = " ".join(f"{k[:4]}:{v}" for k, v in s.get("episodes_by_tag", {}).items() if v) or "-"
-        ci = s.get("candidate_ci") or [0, 0]
-        champion = "-" if s.get("champion_success") is None else f"{s['champion_success']:.0%} (v{s['champion']})"
+        tags = " ".join(f"{k[:4]}:{v}" for k, v in s.episodes_by_tag.items() if v) or "-"
+        ci = s.candidate_ci
+        champion = "-" if s.champion_success is None else f"{s.champion_success:.0%} (v{s.champion})"
         table.add_row(
-            str(s["iteration"]),
+            str(s.iteration),
             tags,
-            f"{s.get('interventions_per_episode', 0):.2f}",
-            f"{s['candidate_success']:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s['candidate']})",
+            f"{s.interventions_per_episode:.2f}",
+            f"{s.candidate_success:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s.candidate})",
             champion,
-            s["verdict"] + (f": {s['reason']}" if s.get("reason") else ""),
+            s.verdict + (f": {s.reason}" if s.reason else ""),
         )
     return table
 
 
 def train(
     ctx: typer.Context,
-    config: Path | None = typer.Option(None, "--config", help="training config (YAML/JSON)"),
+    config: Path | None = typer.Option(None, "--config", help="training config (YAML/JSON), laid over the preset"),
+    preset: str = typer.Option("quickstart", "--preset", help=PRESET_HELP),
     task: str = typer.Option("transfer_cube", help="task whose episodes to train on"),
     from_policy: str | None = typer.Option(None, "--from-policy", help="warm-start from this version or alias"),
     steps: int | None = typer.Option(None, "--steps", min=1, help="override the policy steps of the config"),
@@ -87,14 +95,15 @@ def train(
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
 ) -> None:
     """Train a candidate on the store's non-rejected episodes and register it."""
+    from flywheel.presets import train_config
     from flywheel.registry import PolicyRegistry
-    from flywheel.train.config import TrainConfig, load_config
+    from flywheel.train.config import load_config_data
     from flywheel.train.data import load_training_episodes
     from flywheel.train.registration import register_trained_candidate
     from flywheel.train.trainer import run_training
 
     cli = state(ctx, home=home)
-    cfg = load_config(config) if config is not None else TrainConfig()
+    cfg = train_config(preset, load_config_data(config) if config is not None else None, source=str(config or ""))
     if steps is not None:
         cfg = cfg.model_copy(update={"steps": steps})
     store = cli.store()
@@ -149,3 +158,21 @@ def evaluate(
     for v in result.verdicts:
         console.print(f"  {'[green]pass[/]' if v.passed else '[red]FAIL[/]'} {v.gate}: {v.reason}")
     console.print(f"eval run {result.eval_run_id}: {'all gates passed' if result.passed else 'gates failed'}")
+
+
+def presets(as_json: bool = typer.Option(False, "--json", help="each preset's full loop config as JSON")) -> None:
+    """List the named presets (`flywheel run --preset NAME`, `flywheel train --preset NAME`)."""
+    from flywheel.presets import PRESETS
+
+    if as_json:
+        typer.echo(json.dumps({name: p.flywheel().model_dump(mode="json") for name, p in PRESETS.items()}, indent=2))
+        return
+    table = Table(title="presets")
+    for column in ("name", "train (method, policy/critic steps, model)", "what it is"):
+        table.add_column(column)
+    for name, p in PRESETS.items():
+        t = p.train()
+        e = t.model.expert
+        shape = f"{t.method}, {t.steps}/{t.critic_steps if t.uses_critic else 0} steps, expert {e.dim}x{e.layers}"
+        table.add_row(name, shape, p.summary)
+    Console().print(table)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -15,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from flywheel.dashboards._time import age_seconds
 from flywheel.scheduler.jobs import PHASES
 from flywheel.scheduler.lock import LOCK_NAME
+from flywheel.scheduler.results import IterationSummary, parse_summary
 from flywheel.store.db import Database
 from flywheel.store.models import Iteration, Job, SchedulerLock, as_utc
 
@@ -80,7 +80,7 @@ class IterationInfo:
     state: str
     created_at: datetime
     finished_at: datetime | None
-    summary: dict[str, Any]
+    summary: IterationSummary | None  # None until the iteration is done
     jobs: tuple[JobInfo, ...] = field(default=())
 
     @property
@@ -136,7 +136,7 @@ def scheduler_status(
                 state=it.state,
                 created_at=as_utc(it.created_at),  # type: ignore[arg-type]
                 finished_at=as_utc(it.finished_at),
-                summary=dict(it.summary or {}),
+                summary=parse_summary(it.summary),
                 jobs=tuple(JobInfo.of(job, it.number, now) for job in it.jobs),
             )
             for it in rows

@@ -18,11 +18,11 @@ from flywheel.policy.checkpoint import (
     verify_checkpoint,
 )
 from flywheel.policy.config import ModelConfig
-from flywheel.policy.critic import IqlCritic
 from flywheel.policy.io import IO_DOCUMENT, InputSpec, PolicyIO
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.packed_bf16 import PackedBlockStack
+from flywheel.policy.recap import IqlCritic
 
 
 @dataclass

@@ -1,14 +1,257 @@
-"""RECAP labelling and the baselines' sample weights: advantages → indicator, AWR weights, source weights."""
+"""RECAP, top to bottom: rewards → chunked returns → IQL critic → advantages → indicator labels → the
+advantage-conditioned policy update (and the BC / AWR baselines' sample weights).
+
+Read it beside the paper (π*0.6's RECAP, with IQL as the value learner). The trainer (`flywheel.train.trainer`)
+owns only the loop around it: batches, gradient accumulation, DDP/FSDP, learning-rate schedule, checkpoints.
+
+1. Rewards. The simulator stores a per-frame stage reward (0..4; 4 = task solved at that frame) and the episode
+   keeps a success flag judged on the final state. Learning reward per frame t:
+
+       r_t = -step_cost
+             + stage_bonus · (new stage reached at t: max(0, max_{k≤t} s_k - max_{k<t} s_k))
+             + success_bonus · 1[t is the last frame and the episode succeeded]
+
+   The step cost makes faster solutions better; stage shaping gives dense credit for partial progress; the
+   success bonus ties the value to the outcome the eval gates measure. The last frame of every episode is
+   terminal (no bootstrap past it).
+2. Returns over an action chunk of H steps: R_t = Σ_{k<H} γ^k r_{t+k}, bootstrapped with γ^H · V(s_{t+H}).
+3. Critic (IQL): twin Q(s, A_chunk) regress R_t + γ^H V(s_{t+H}); V regresses the τ-expectile of min target Q;
+   the target nets follow by Polyak averaging.
+4. Advantages: A = min target Q(s, A) − V(s) (`q_minus_v`), or the n-step R_t + γ^H V(s_{t+H}) − V(s) (`nstep`).
+5. Labels: I = 1[A > ε_task], ε_task a quantile of the task's advantages; frames under human/expert control are
+   forced positive, the policy's frames just before a takeover forced negative.
+6. Policy: flow matching conditioned on I, with I dropped (replaced by "unconditional") at a configurable rate so
+   the same network also models p(A | s) for classifier-free guidance at inference; the loss is a per-frame
+   weighted mean (source weights; AWR weights for that baseline).
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
+from torch import nn
 
+from flywheel.policy.config import CriticConfig, EncoderConfig, Strict
+from flywheel.policy.encoders import ObservationEncoder, mlp
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL
+
+if TYPE_CHECKING:
+    from flywheel.policy.model import FlywheelPolicy
+    from flywheel.train.config import TrainConfig
+    from flywheel.train.dataset import Batch
+
+# ----- 1. rewards ---------------------------------------------------------------------------------------------
+
+
+class RewardConfig(Strict):
+    step_cost: float = Field(default=0.01, ge=0.0, le=1.0)
+    stage_bonus: float = Field(default=0.25, ge=0.0, le=10.0)
+    success_bonus: float = Field(default=1.0, ge=0.0, le=100.0)
+
+
+def frame_rewards(stage_reward: np.ndarray, success: bool, cfg: RewardConfig) -> np.ndarray:
+    """Per-frame learning reward (T,) float32 from the stored env reward and the success flag."""
+    stage = np.maximum.accumulate(np.asarray(stage_reward, dtype=np.float64))
+    progress = np.diff(stage, prepend=0.0).clip(min=0.0)
+    r = -cfg.step_cost + cfg.stage_bonus * progress
+    if success:
+        r[-1] += cfg.success_bonus
+    return r.astype(np.float32)
+
+
+# ----- 2. chunked returns -------------------------------------------------------------------------------------
+
+
+def chunk_targets(rewards: np.ndarray, gamma: float, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each frame t of one episode: (Σ_{k<H, t+k<T} γ^k r_{t+k}, next index t+H, bootstrap factor).
+
+    bootstrap = γ^H when s_{t+H} exists inside the episode, 0 when the episode ends inside the chunk
+    (terminal masking); the next index is then clamped to the last frame (unused).
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    t_len = r.shape[0]
+    padded = np.concatenate([r, np.zeros(chunk)])
+    disc = gamma ** np.arange(chunk)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, chunk)[:t_len]
+    ret = windows @ disc
+    nxt = np.arange(t_len) + chunk
+    alive = nxt < t_len
+    bootstrap = np.where(alive, gamma**chunk, 0.0)
+    return ret.astype(np.float32), np.minimum(nxt, t_len - 1), bootstrap.astype(np.float32)
+
+
+# ----- 3. the IQL critic: twin Q, expectile V, Polyak targets -------------------------------------------------
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Element-wise |τ - 1[diff < 0]| · diff², diff = target - prediction."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return weight * diff.pow(2)
+
+
+class ChunkQ(nn.Module):
+    """Q(features, flattened normalised action chunk) → scalar."""
+
+    def __init__(self, feat_dim: int, chunk_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.net = mlp(feat_dim + chunk_dim, hidden, 1, layers)
+
+    def forward(self, feat: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([feat, actions.flatten(1)], dim=-1)).squeeze(-1)
+
+
+class IqlCritic(nn.Module):
+    """Own trainable observation head over the shared (frozen, detached) backbone tokens, twin Q, V."""
+
+    def __init__(
+        self,
+        cfg: CriticConfig,
+        enc_cfg: EncoderConfig,
+        state_dim: int,
+        action_dim: int,
+        chunk: int,
+        cameras: list[str],
+        backbone_dim: int | None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h = cfg.hidden_dim
+        self.encoder = ObservationEncoder(enc_cfg, state_dim, cameras, h, backbone_dim)
+        self.q1 = ChunkQ(h, chunk * action_dim, h, cfg.layers)
+        self.q2 = ChunkQ(h, chunk * action_dim, h, cfg.layers)
+        self.v = mlp(h, h, 1, cfg.layers)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_q1 = copy.deepcopy(self.q1).requires_grad_(False)
+        self.target_q2 = copy.deepcopy(self.q2).requires_grad_(False)
+
+    def features(self, state: torch.Tensor, images: dict | None, tokens: torch.Tensor | None) -> torch.Tensor:
+        return self.encoder(state, images, tokens).mean(dim=1)
+
+    def value(self, state: torch.Tensor, images: dict | None, tokens: torch.Tensor | None) -> torch.Tensor:
+        return self.v(self.features(state, images, tokens)).squeeze(-1)
+
+    def target_q(
+        self, state: torch.Tensor, images: dict | None, tokens: torch.Tensor | None, actions: torch.Tensor
+    ) -> torch.Tensor:
+        """min of the two target Qs (no graph)."""
+        with torch.no_grad():
+            feat = self.target_encoder(state, images, tokens).mean(dim=1)
+            return torch.minimum(self.target_q1(feat, actions), self.target_q2(feat, actions))
+
+    def losses(
+        self,
+        state: torch.Tensor,
+        images: dict | None,
+        tokens: torch.Tensor | None,
+        actions: torch.Tensor,
+        chunk_return: torch.Tensor,
+        bootstrap: torch.Tensor,
+        next_state: torch.Tensor,
+        next_images: dict | None,
+        next_tokens: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (q_loss, v_loss).
+
+        Q target = Σ_{k<H} γ^k r_{t+k} + bootstrap · V(s_{t+H}), where bootstrap = γ^H, or 0 when the episode
+        ends inside the chunk. V regresses the `expectile` of min target Q.
+        """
+        feat = self.features(state, images, tokens)
+        with torch.no_grad():
+            v_next = self.value(next_state, next_images, next_tokens)
+            q_target = chunk_return + bootstrap * v_next
+        tq = self.target_q(state, images, tokens, actions)
+        v = self.v(feat).squeeze(-1)
+        v_loss = expectile_loss(tq - v, self.cfg.expectile)
+        q_loss = (self.q1(feat, actions) - q_target).pow(2) + (self.q2(feat, actions) - q_target).pow(2)
+        return q_loss, v_loss
+
+    @torch.no_grad()
+    def advantage(
+        self, state: torch.Tensor, images: dict | None, tokens: torch.Tensor | None, actions: torch.Tensor
+    ) -> torch.Tensor:
+        """A = min target Q(s, A) − V(s)."""
+        return self.target_q(state, images, tokens, actions) - self.value(state, images, tokens)
+
+    @torch.no_grad()
+    def polyak_update(self) -> None:
+        """θ' ← (1 − τ)·θ' + τ·θ for the target encoder and Qs."""
+        tau = self.cfg.tau
+        for online, target in (
+            (self.encoder, self.target_encoder),
+            (self.q1, self.target_q1),
+            (self.q2, self.target_q2),
+        ):
+            for p, tp in zip(online.parameters(), target.parameters(), strict=True):
+                tp.lerp_(p.detach(), tau)
+
+
+class CriticObjective(nn.Module):
+    """IQL (q_loss, v_loss) per sample, as one forward call (so DDP/FSDP hooks see it); backbone tokens come
+    from the policy's frozen backbone."""
+
+    def __init__(self, critic: IqlCritic, policy: FlywheelPolicy) -> None:
+        super().__init__()
+        self.critic = critic
+        self._policy = (policy,)  # not a submodule: its parameters are not the critic's
+
+    def tokens(self, images: dict | None) -> torch.Tensor | None:
+        policy = self._policy[0]
+        if policy.backbone is None:
+            return None
+        with torch.no_grad():
+            return policy.backbone_tokens(images).detach()
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.critic.losses(
+            batch.state,
+            batch.images,
+            self.tokens(batch.images),
+            batch.actions,
+            batch.chunk_return,
+            batch.bootstrap,
+            batch.next_state,
+            batch.next_images,
+            self.tokens(batch.next_images),
+        )
+
+
+# ----- 4. advantages ------------------------------------------------------------------------------------------
+
+AdvantageKind = Literal["q_minus_v", "nstep"]
+
+
+@torch.no_grad()
+def batch_advantages(objective: CriticObjective, batch: Batch, kind: AdvantageKind) -> torch.Tensor:
+    """A per frame of `batch`: min target Q − V (`q_minus_v`), or R_t + bootstrap · V(s_{t+H}) − V(s) (`nstep`)."""
+    critic = objective.critic
+    tokens = objective.tokens(batch.images)
+    if kind == "q_minus_v":
+        return critic.advantage(batch.state, batch.images, tokens, batch.actions)
+    v = critic.value(batch.state, batch.images, tokens)
+    v_next = critic.value(batch.next_state, batch.next_images, objective.tokens(batch.next_images))
+    return batch.chunk_return + batch.bootstrap * v_next - v
+
+
+# ----- 5. indicator labels (and the baselines' weights) -------------------------------------------------------
+
+
+def pre_takeover_frames(policy_acting: np.ndarray, window: int) -> np.ndarray:
+    """Policy frames among the last `window` before each switch from the policy to another controller."""
+    acting = np.asarray(policy_acting, dtype=bool)
+    marked = np.zeros(acting.shape, dtype=bool)
+    if window <= 0:
+        return marked
+    for switch in np.flatnonzero(acting[:-1] & ~acting[1:]) + 1:
+        start = max(0, switch - window)
+        marked[start:switch] = acting[start:switch]
+    return marked
 
 
 @dataclass(frozen=True)
@@ -61,7 +304,107 @@ def source_weights(tags: np.ndarray, weights: Mapping[str, float]) -> np.ndarray
     return np.array([weights[str(t)] for t in np.asarray(tags).tolist()], dtype=np.float32)
 
 
+@dataclass
+class FrameLabels:
+    """What the policy phase trains on, per frame of the dataset."""
+
+    indicator: torch.Tensor  # (N,) long: 0/1, or 2 (unconditional) everywhere for bc/awr
+    weight: torch.Tensor  # (N,) float: source weight × AWR weight
+    stats: dict[str, float]
+
+    @functools.cached_property
+    def mean_weight(self) -> float:
+        """Mean weight over the dataset: the policy loss divides by it, so weights shift emphasis between
+        frames without changing the effective learning rate (AWR's exp(βA) or zeroed sources would)."""
+        return max(float(self.weight.double().mean()), 1e-12)
+
+
+@dataclass(frozen=True)
+class LabelInputs:
+    """The per-frame facts labelling reads (a `FrameTable` has them all)."""
+
+    tag: np.ndarray  # episode tag name per frame
+    task_id: np.ndarray
+    tasks: list[str]  # task name per task id
+    forced_positive: np.ndarray  # a human or the expert was in control
+    forced_negative: np.ndarray  # policy frames just before a takeover (see pre_takeover_frames)
+
+
+def label_frames(config: TrainConfig, frames: LabelInputs, advantages: np.ndarray | None) -> FrameLabels:
+    """Indicator and weight per frame for `config.method`: RECAP's binarised advantages, AWR's exp-weights or
+    plain BC (`advantages` is None for bc)."""
+    src = source_weights(frames.tag, config.source_weights)
+    n = len(frames.tag)
+    stats: dict[str, float] = {}
+    if config.method == "bc":
+        indicator = np.full(n, UNCONDITIONAL, dtype=np.int64)
+        weight = src
+    else:
+        assert advantages is not None
+        adv = advantages
+        stats = {
+            "train/adv_mean": float(adv.mean()),
+            "train/adv_std": float(adv.std()),
+            "train/adv_min": float(adv.min()),
+            "train/adv_max": float(adv.max()),
+        }
+        if config.method == "awr":
+            w = awr_weights(adv, config.awr_beta, config.awr_max_weight)
+            indicator = np.full(n, UNCONDITIONAL, dtype=np.int64)
+            weight = src * w
+            stats["train/awr_weight_mean"] = float(w.mean())
+        else:
+            labels = binarize_advantages(
+                adv, frames.task_id, frames.forced_positive, config.advantage_quantile, frames.forced_negative
+            )
+            indicator, weight = labels.indicator, src
+            stats["train/positive_fraction"] = labels.positive_fraction
+            for tid, eps in labels.thresholds.items():
+                stats[f"train/threshold/{frames.tasks[tid]}"] = eps
+    return FrameLabels(torch.from_numpy(indicator).long(), torch.from_numpy(weight).float(), stats)
+
+
+# ----- 6. the advantage-conditioned policy update -------------------------------------------------------------
+
+
+def dropout_indicator(indicator: torch.Tensor, uniform: torch.Tensor, rate: float) -> torch.Tensor:
+    """Replace the indicator by UNCONDITIONAL where `uniform` (pre-drawn U[0, 1) per frame) < `rate`, so the
+    model also learns p(A | s)."""
+    return torch.where(uniform < rate, torch.full_like(indicator, UNCONDITIONAL), indicator)
+
+
 def drop_indicator(indicator: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace a `rate` fraction of indicators by UNCONDITIONAL so the model also learns p(A | s)."""
-    drop = torch.rand(indicator.shape, generator=generator, device=indicator.device) < rate
-    return torch.where(drop, torch.full_like(indicator, UNCONDITIONAL), indicator)
+    """`dropout_indicator` with the uniforms drawn from `generator`."""
+    uniform = torch.rand(indicator.shape, generator=generator, device=indicator.device)
+    return dropout_indicator(indicator, uniform, rate)
+
+
+def policy_indicator(
+    config: TrainConfig, labels: FrameLabels, idx: torch.Tensor, uniform: torch.Tensor
+) -> torch.Tensor:
+    """The indicator the policy is conditioned on for frames `idx` (dropout applies to RECAP only)."""
+    ind = labels.indicator[idx]
+    if config.method == "recap" and config.indicator_dropout > 0:
+        ind = dropout_indicator(ind, uniform, config.indicator_dropout)
+    return ind
+
+
+class PolicyObjective(nn.Module):
+    """Flow-matching loss per sample, conditioned on the indicator: mean over the valid steps of the chunk."""
+
+    def __init__(self, policy: FlywheelPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: Batch, indicator: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ctx = self.policy.context(batch.state, batch.images)
+        per_step = self.policy.expert.flow_loss(batch.actions, ctx, indicator, noise, t)
+        mask = batch.step_mask
+        return (per_step * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def weighted_policy_loss(
+    per_sample: torch.Tensor, weight: torch.Tensor, local_batch: int, mean_weight: float
+) -> torch.Tensor:
+    """Σ w_i · loss_i / (local batch · mean dataset weight): a micro-batch's share of the step's weighted mean."""
+    return (per_sample.float() * weight).sum() / (local_batch * mean_weight)

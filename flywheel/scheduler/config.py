@@ -6,39 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.collect.spec import POLICY_DEVICE_PATTERN
-from flywheel.errors import ConfigError, describe_validation_error
+from flywheel.errors import ConfigError
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.train.config import TrainConfig
 
 
-def default_train_config() -> TrainConfig:
-    """Sized for the quickstart: five iterations within 30 minutes on 2 CPU cores (state mode).
-
-    Labelling is tuned on the loop's own data (simulated-operator interventions, warm start from the champion):
-    the policy frames in the operator's no-progress window before a takeover are negative, frames above the 70th
-    percentile of the advantages are positive, and intervention episodes weigh 0.5. With the trainer's defaults
-    (median threshold, weight 2.0) the intervention episodes pulled every candidate below its champion.
-    """
-    return TrainConfig(
-        method="recap",
-        steps=1000,
-        critic_steps=500,
-        batch_size=64,
-        warmup_steps=50,
-        checkpoint_every=250,
-        log_every=50,
-        cpu_threads=1,
-        advantage_quantile=0.7,
-        pre_takeover_negative_steps=60,
-        source_weights={"demo": 1.0, "autonomous": 1.0, "intervention": 0.5},
-    )
-
-
 class FlywheelConfig(BaseModel):
-    """What `flywheel run` does each iteration."""
+    """What `flywheel run` does each iteration. The defaults are the `quickstart` preset (`flywheel.presets`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -63,22 +40,35 @@ class FlywheelConfig(BaseModel):
     operator_mode: str = Field("simulated", pattern="^(simulated|console)$", description="console: ask a person")
     console_timeout_seconds: float = Field(60.0, gt=0, le=86_400, description="console mode: wait, then simulated")
     console_claim_timeout_seconds: float = Field(30.0, gt=0, le=3_600, description="claim heartbeat older: fall back")
-    train: TrainConfig = Field(default_factory=default_train_config)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(episodes=100, workers=2))
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per job before the iteration fails")
     heartbeat_seconds: float = Field(5.0, gt=0, le=600)
 
+    def bootstrap_train(self) -> TrainConfig:
+        """The training config with no champion to warm-start from (iteration 0: demos only)."""
+        if self.bootstrap_steps is None:
+            return self.train
+        return self.train.model_copy(update={"steps": self.bootstrap_steps})
 
-def load_flywheel_config(path: Path | None) -> FlywheelConfig:
-    if path is None:
-        return FlywheelConfig()
-    if not path.is_file():
-        raise ConfigError(f"flywheel config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return FlywheelConfig.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        problems = describe_validation_error(exc)
-        raise ConfigError(f"{path}: invalid flywheel config: {problems}") from None
+
+def load_flywheel_config(path: Path | None, preset: str | None = None) -> FlywheelConfig:
+    """The named preset (`preset`, else the file's `preset:` key, else `quickstart`) with the YAML file's
+    values laid over it; a `--preset` that contradicts the file's `preset:` key is an error."""
+    from flywheel.presets import DEFAULT_PRESET, flywheel_config
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"flywheel config {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+        data = dict(loaded)
+    named = data.pop("preset", None)
+    if preset is not None and named is not None and named != preset:
+        raise ConfigError(f"{path} names preset {named!r} but --preset is {preset!r}; drop one of them")
+    return flywheel_config(preset or named or DEFAULT_PRESET, data, source=str(path) if path else "flywheel config")

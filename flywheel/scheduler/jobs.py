@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from flywheel.errors import DatabaseUnavailableError, FlywheelError
 from flywheel.identity import process_identity
+from flywheel.scheduler.results import IterationSummary, StoredResult, parse_summary
 from flywheel.store.db import Database, is_transient_db_error
 from flywheel.store.models import Iteration, Job, JobRetry, utcnow
 
@@ -121,11 +122,13 @@ class JobBook:
             raise JobFailedError(outcome)
         return outcome
 
-    def succeed(self, ref: JobRef, result: dict[str, Any]) -> None:
+    def succeed(self, ref: JobRef, result: StoredResult | dict[str, Any]) -> None:
+        stored = result.to_json() if isinstance(result, StoredResult) else result
+
         def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
-            job.state, job.result, job.progress, job.finished_at = "succeeded", result, 1.0, utcnow()
+            job.state, job.result, job.progress, job.finished_at = "succeeded", stored, 1.0, utcnow()
 
         self.db.transaction(unit)
 
@@ -237,17 +240,21 @@ class JobBook:
     def result(self, number: int, kind: str) -> dict[str, Any]:
         return dict(self.job(number, kind).result or {})
 
-    def finish_iteration(self, number: int, summary: dict[str, Any]) -> None:
+    def finish_iteration(self, number: int, summary: IterationSummary) -> None:
+        stored = summary.to_json()
+
         def unit(session: Session) -> None:
             iteration = session.scalars(select(Iteration).where(Iteration.number == number)).one()
-            iteration.state, iteration.summary, iteration.finished_at = "done", summary, utcnow()
+            iteration.state, iteration.summary, iteration.finished_at = "done", stored, utcnow()
 
         self.db.transaction(unit)
 
-    def summaries(self) -> list[dict[str, Any]]:
-        def unit(session: Session) -> list[dict[str, Any]]:
+    def summaries(self) -> list[IterationSummary]:
+        """Finished iterations' summaries, oldest first (rows stored by older versions parse too)."""
+
+        def unit(session: Session) -> list[IterationSummary]:
             rows = session.scalars(select(Iteration).where(Iteration.state == "done").order_by(Iteration.number))
-            return [dict(r.summary or {}) for r in rows]
+            return [s for s in (parse_summary(r.summary) for r in rows) if s is not None]
 
         return self.db.query(unit)
 

@@ -7,7 +7,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from rich.console import Console
 
@@ -34,10 +34,19 @@ from flywheel.scheduler.phases import (
     train_phase,
 )
 from flywheel.scheduler.preflight import check_observations
+from flywheel.scheduler.results import (
+    CollectResult,
+    EvalPhaseResult,
+    IterationSummary,
+    PromoteResult,
+    StoredResult,
+    TrainPhaseResult,
+)
 from flywheel.store import EpisodeFilter
 from flywheel.store.db import is_transient_db_error
 
-SummaryCallback = Callable[[dict[str, Any]], None]
+SummaryCallback = Callable[[IterationSummary], None]
+R = TypeVar("R", bound=StoredResult)
 FAILPOINT_ENV = "FLYWHEEL_FAILPOINT_PAUSE"
 MAX_OUTAGES_PER_JOB = 20  # a "transient" error that never clears (a standby never promoted) fails the job
 
@@ -63,7 +72,7 @@ class FlywheelLoop:
 
     def run(
         self, target: int, on_summary: SummaryCallback | None = None, retry_failed: RetryRequest | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[IterationSummary]:
         """Run until `target` iterations are done; `retry_failed` first resets jobs at their attempt limit
         (under the lock, so no running scheduler's job is reset)."""
         holder = f"flywheel run (pid {os.getpid()} on {socket.gethostname()})"
@@ -115,25 +124,27 @@ class FlywheelLoop:
         )
         collect(self.ctx.store, spec, demo_seeds(cfg.demos), workers=cfg.workers, progress=self.ctx.progress)
 
-    def _iteration(self, number: int) -> dict[str, Any]:
+    def _iteration(self, number: int) -> IterationSummary:
         cfg = self.ctx.config
         self.book.ensure_iteration(number, cfg.task, cfg.max_attempts)
         self.console.rule(f"iteration {number}")
-        collected = self._job(number, "collect", lambda: collect_phase(self.ctx, number))
-        trained = self._job(number, "train", lambda: train_phase(self.ctx, number))
-        candidate = int(trained["policy_version_id"])
-        evaluation = self._job(number, "eval", lambda: eval_phase(self.ctx, number, candidate))
-        verdict = self._job(number, "promote", lambda: promote_phase(self.ctx, number, candidate, evaluation))
+        collected = self._job(number, "collect", CollectResult, lambda: collect_phase(self.ctx, number))
+        trained = self._job(number, "train", TrainPhaseResult, lambda: train_phase(self.ctx, number))
+        candidate = trained.policy_version_id
+        evaluation = self._job(number, "eval", EvalPhaseResult, lambda: eval_phase(self.ctx, number, candidate))
+        verdict = self._job(
+            number, "promote", PromoteResult, lambda: promote_phase(self.ctx, number, candidate, evaluation)
+        )
         summary = self.ctx.store.db.retrying(lambda: self._summary(number, collected, candidate, evaluation, verdict))
         self.book.finish_iteration(number, summary)
         return summary
 
-    def _job(self, number: int, kind: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _job(self, number: int, kind: str, model: type[R], body: Callable[[], R]) -> R:
         outages = 0
         while True:
             ref = self.book.claim(number, kind)
             if ref is None:
-                return self.book.result(number, kind)
+                return model.model_validate(self.book.result(number, kind))  # stored by an earlier run
             self.console.print(f"[bold]{kind}[/] (iteration {number}, attempt {ref.attempts})")
             try:
                 result = self._with_heartbeat(ref, body)
@@ -161,7 +172,7 @@ class FlywheelLoop:
         self.ctx.store.db.wait_until_reachable()
         self.book.release(ref, f"interrupted by a database outage: {reason}")
 
-    def _with_heartbeat(self, ref: JobRef, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _with_heartbeat(self, ref: JobRef, body: Callable[[], R]) -> R:
         lock = self._lock
         assert lock is not None
 
@@ -179,11 +190,11 @@ class FlywheelLoop:
     def _summary(
         self,
         number: int,
-        collected: dict[str, Any],
+        collected: CollectResult,
         candidate: int,
-        evaluation: dict[str, Any],
-        verdict: dict[str, Any],
-    ) -> dict[str, Any]:
+        evaluation: EvalPhaseResult,
+        verdict: PromoteResult,
+    ) -> IterationSummary:
         from flywheel.evaluate.runner import Evaluator, throughput_metrics
 
         champion_id = self.ctx.registry.alias(CHAMPION)
@@ -195,31 +206,29 @@ class FlywheelLoop:
             fresh = evaluator.latest_fresh(champion_id)
             drift = evaluator.lineage_drift(self.ctx.config.task, champion_id)
         per_hour_ci = per_hour.get("successes_per_hour_ci") or [None, None]
-        return {
-            "iteration": number,
-            "episodes_by_tag": collected.get("episodes_by_tag", {}),
-            "episodes": collected.get("episodes", 0),
-            "interventions_per_episode": collected.get("interventions_per_episode", 0.0),
-            "collect_success_rate": (collected.get("successes", 0) / collected["episodes"])
-            if collected.get("episodes")
-            else None,
-            "candidate": candidate,
-            "candidate_success": evaluation["success_rate"],
-            "candidate_ci": [evaluation["ci_low"], evaluation["ci_high"]],
-            "eval_episodes_used": evaluation.get("eval_episodes_used"),
-            "eval_rollouts": evaluation.get("eval_rollouts"),
-            "champion": champion_id,
-            "champion_success": None if champion_eval is None else champion_eval.success_rate,
-            "champion_ci": None if champion_eval is None else [champion_eval.ci_low, champion_eval.ci_high],
-            "champion_eval_episodes": None if champion_eval is None else champion_eval.episodes,
-            "champion_successes_per_hour": per_hour.get("successes_per_hour"),
-            "champion_successes_per_hour_ci": list(per_hour_ci),
-            "champion_mean_seconds_to_success": per_hour.get("mean_seconds_to_success"),
-            "champion_fresh_success": None if fresh is None else fresh["success"],
-            "champion_fresh_ci": None if fresh is None else fresh["ci"],
-            "champion_fresh_episodes": None if fresh is None else fresh["episodes"],
+        return IterationSummary(
+            iteration=number,
+            episodes_by_tag=collected.episodes_by_tag,
+            episodes=collected.episodes,
+            interventions_per_episode=collected.interventions_per_episode,
+            collect_success_rate=(collected.successes / collected.episodes) if collected.episodes else None,
+            candidate=candidate,
+            candidate_success=evaluation.success_rate,
+            candidate_ci=[evaluation.ci_low, evaluation.ci_high],
+            eval_episodes_used=evaluation.eval_episodes_used,
+            eval_rollouts=evaluation.eval_rollouts,
+            champion=champion_id,
+            champion_success=None if champion_eval is None else champion_eval.success_rate,
+            champion_ci=None if champion_eval is None else [champion_eval.ci_low, champion_eval.ci_high],
+            champion_eval_episodes=None if champion_eval is None else champion_eval.episodes,
+            champion_successes_per_hour=per_hour.get("successes_per_hour"),
+            champion_successes_per_hour_ci=list(per_hour_ci),
+            champion_mean_seconds_to_success=per_hour.get("mean_seconds_to_success"),
+            champion_fresh_success=None if fresh is None else fresh["success"],
+            champion_fresh_ci=None if fresh is None else fresh["ci"],
+            champion_fresh_episodes=None if fresh is None else fresh["episodes"],
             **drift,
-            "verdict": verdict["verdict"],
-            "reason": verdict.get("reason"),
-            "passed_because": evaluation.get("passed_because", []),
-        }
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            passed_because=evaluation.passed_because,
+        )

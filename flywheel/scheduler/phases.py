@@ -6,7 +6,6 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.attended import attended_config
@@ -17,6 +16,7 @@ from flywheel.registry import CHAMPION, PolicyRegistry
 from flywheel.registry.service import CORRUPT_REJECTION, rejected_as_corrupt
 from flywheel.scheduler.config import FlywheelConfig
 from flywheel.scheduler.jobs import JobBook
+from flywheel.scheduler.results import CollectResult, EvalPhaseResult, PromoteResult, TrainPhaseResult
 from flywheel.store import EpisodeFilter, EpisodeStore
 from flywheel.store.models import PolicyVersion
 
@@ -35,11 +35,11 @@ class PhaseContext:
         return PolicyRegistry(self.store.db)
 
 
-def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
+def collect_phase(ctx: PhaseContext, iteration: int) -> CollectResult:
     """Roll out the champion with the simulated operator on this iteration's seeds."""
     champion_id = ctx.registry.alias(CHAMPION)
     if champion_id is None:
-        return {"skipped": "no champion yet: this iteration trains on demos only", "episodes": 0}
+        return CollectResult(skipped="no champion yet: this iteration trains on demos only")
     champion = ctx.registry.get(champion_id)
     cfg = ctx.config
     spec = CollectSpec(
@@ -66,24 +66,24 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         workers=cfg.workers,
         progress=ctx.progress,
     )
-    return iteration_data_summary(ctx.store, iteration) | {"policy_version_id": champion.id}
+    return iteration_data_summary(ctx.store, iteration).model_copy(update={"policy_version_id": champion.id})
 
 
-def iteration_data_summary(store: EpisodeStore, iteration: int) -> dict[str, Any]:
+def iteration_data_summary(store: EpisodeStore, iteration: int) -> CollectResult:
     """Counts from the store itself (right even when collection was resumed after a crash)."""
     filters = EpisodeFilter(iteration=iteration)
     episodes = store.count(filters)
     takeovers = store.takeover_count(filters)
-    return {
-        "episodes": episodes,
-        "episodes_by_tag": store.count_by_tag(filters),
-        "successes": store.count(EpisodeFilter(iteration=iteration, success=True)),
-        "interventions": takeovers,
-        "interventions_per_episode": takeovers / episodes if episodes else 0.0,
-    }
+    return CollectResult(
+        episodes=episodes,
+        episodes_by_tag=store.count_by_tag(filters),
+        successes=store.count(EpisodeFilter(iteration=iteration, success=True)),
+        interventions=takeovers,
+        interventions_per_episode=takeovers / episodes if episodes else 0.0,
+    )
 
 
-def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
+def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
     """Train a candidate on all non-rejected data, warm-started from the champion; register it once.
 
     The resumable training state lives in `iteration-NNNN/checkpoints`; each attempt's final checkpoint goes
@@ -97,13 +97,13 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
 
     cfg = ctx.config
     champion_id = ctx.registry.alias(CHAMPION)
-    train_config = cfg.train
-    if champion_id is None and cfg.bootstrap_steps is not None:
-        train_config = cfg.train.model_copy(update={"steps": cfg.bootstrap_steps})
+    train_config = cfg.train if champion_id is not None else cfg.bootstrap_train()
     versions = _iteration_versions(ctx, iteration)
     registered = _candidate(versions)
     if registered is not None:
-        return {"policy_version_id": registered.id, "steps": train_config.steps, "metrics": dict(registered.metrics)}
+        return TrainPhaseResult(
+            policy_version_id=registered.id, steps=train_config.steps, metrics=dict(registered.metrics)
+        )
     work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
     # A rejected candidate's directory stays: its row still points there.
     final_dir = _fresh_attempt_dir(work_dir, keep=frozenset(Path(v.checkpoint_uri).resolve() for v in versions))
@@ -129,7 +129,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> dict[str, Any]:
         ).id
 
     version_id = ctx.store.db.retrying(register)
-    return {"policy_version_id": version_id, "steps": result.steps, "metrics": dict(result.metrics)}
+    return TrainPhaseResult(policy_version_id=version_id, steps=result.steps, metrics=dict(result.metrics))
 
 
 ATTEMPT_PREFIX = "attempt-"
@@ -187,7 +187,7 @@ def retrain_corrupt_candidates(
     for number in sorted(set(iterations)):
         if number in finished or book.job(number, "train").state != "succeeded":
             continue
-        candidate = ctx.registry.get(int(book.result(number, "train")["policy_version_id"]))
+        candidate = ctx.registry.get(TrainPhaseResult.model_validate(book.result(number, "train")).policy_version_id)
         if candidate.status == "champion":
             continue
         try:
@@ -199,40 +199,40 @@ def retrain_corrupt_candidates(
     return done
 
 
-def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> dict[str, Any]:
+def eval_phase(ctx: PhaseContext, iteration: int, candidate_id: int) -> EvalPhaseResult:
     """Gate the candidate (sequentially, in blocks of paired seeds); episodes already stored are not re-run."""
     result = Evaluator(ctx.store, ctx.config.eval, progress=ctx.progress).evaluate(candidate_id, iteration=iteration)
     s = result.summary
-    return {
-        "eval_run_id": result.eval_run_id,
-        "passed": result.passed,
-        "success_rate": s.success_rate,
-        "ci_low": s.ci_low,
-        "ci_high": s.ci_high,
-        "latency_p95_ms": s.latency_p95_ms,
-        "eval_episodes_used": result.metrics["episodes_used"],
-        "eval_rollouts": result.metrics["rolled_out"],
-        "failed_gates": [v.reason for v in result.verdicts if not v.passed],
-        "passed_because": [v.reason for v in result.verdicts if v.passed and v.gate == "improvement"],
-    }
+    return EvalPhaseResult(
+        eval_run_id=result.eval_run_id,
+        passed=result.passed,
+        success_rate=s.success_rate,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        latency_p95_ms=s.latency_p95_ms,
+        eval_episodes_used=result.metrics["episodes_used"],
+        eval_rollouts=result.metrics["rolled_out"],
+        failed_gates=[v.reason for v in result.verdicts if not v.passed],
+        passed_because=[v.reason for v in result.verdicts if v.passed and v.gate == "improvement"],
+    )
 
 
-def promote_phase(ctx: PhaseContext, iteration: int, candidate_id: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+def promote_phase(ctx: PhaseContext, iteration: int, candidate_id: int, evaluation: EvalPhaseResult) -> PromoteResult:
     """Promote on a stored passing verdict (the registry re-checks it), then re-measure the new champion on fresh
     seeds (stored per seed, so a killed promote job resumes the fresh episodes); otherwise reject."""
     registry = ctx.registry
     status = registry.get(candidate_id).status
-    if evaluation.get("passed"):
+    if evaluation.passed:
         if status != "champion":
-            why = "; ".join(evaluation.get("passed_because", [])) or "all gates passed"
+            why = "; ".join(evaluation.passed_because) or "all gates passed"
             registry.promote(
                 candidate_id,
                 actor=SCHEDULER_ACTOR,
-                reason=f"iteration {iteration}: {why} (eval run {evaluation['eval_run_id']})",
+                reason=f"iteration {iteration}: {why} (eval run {evaluation.eval_run_id})",
             )
         fresh = Evaluator(ctx.store, ctx.config.eval, progress=ctx.progress).fresh(candidate_id, iteration=iteration)
-        return {"verdict": "promoted", "policy_version_id": candidate_id, "fresh": fresh}
-    reasons = "; ".join(evaluation.get("failed_gates", [])) or "gates failed"
+        return PromoteResult(verdict="promoted", policy_version_id=candidate_id, fresh=fresh)
+    reasons = "; ".join(evaluation.failed_gates) or "gates failed"
     if status != "rejected":
         registry.reject(candidate_id, reason=reasons)
-    return {"verdict": "rejected", "policy_version_id": candidate_id, "reason": reasons}
+    return PromoteResult(verdict="rejected", policy_version_id=candidate_id, reason=reasons)

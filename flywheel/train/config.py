@@ -11,35 +11,43 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.policy.config import ModelConfig, Strict
-from flywheel.policy.rewards import RewardConfig
+from flywheel.policy.recap import RewardConfig
 from flywheel.train.norm_fit import NormFrames
 
 TAGS = ("demo", "autonomous", "intervention")
 
 
 class TrainConfig(Strict):
-    """Everything a training run needs besides the data. `method` picks RECAP, plain BC or AWR."""
+    """Everything a training run needs besides the data. `method` picks RECAP, plain BC or AWR.
+
+    The defaults are the quickstart's (`flywheel run` and `flywheel train` with no preset): sized for five loop
+    iterations within 30 minutes on 2 CPU cores, state observations. Labelling is tuned on the loop's own data
+    (simulated-operator interventions, warm start from the champion): the policy frames in the operator's
+    no-progress window before a takeover are negative, frames above the 70th percentile of the advantages are
+    positive, and intervention episodes weigh 0.5; with a median threshold and intervention weight 2.0 the
+    intervention episodes pulled every candidate below its champion. Named variants: `flywheel.presets`.
+    """
 
     method: Literal["recap", "bc", "awr"] = "recap"
     seed: int = Field(default=0, ge=0)
     model: ModelConfig = ModelConfig()
     reward: RewardConfig = RewardConfig()
 
-    steps: int = Field(default=2000, ge=1, le=10_000_000, description="policy optimiser steps")
-    critic_steps: int = Field(default=1000, ge=0, le=10_000_000, description="IQL steps (recap/awr)")
+    steps: int = Field(default=1000, ge=1, le=10_000_000, description="policy optimiser steps")
+    critic_steps: int = Field(default=500, ge=0, le=10_000_000, description="IQL steps (recap/awr)")
     batch_size: int = Field(default=64, ge=1, le=65_536, description="global batch per optimiser step")
     grad_accum: int = Field(default=1, ge=1, le=1024)
     lr: float = Field(default=3e-4, gt=0.0, le=1.0)
     critic_lr: float = Field(default=3e-4, gt=0.0, le=1.0)
     weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
-    warmup_steps: int = Field(default=100, ge=0)
+    warmup_steps: int = Field(default=50, ge=0)
     min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)
 
     advantage: Literal["q_minus_v", "nstep"] = "q_minus_v"
-    advantage_quantile: float = Field(default=0.5, ge=0.0, le=1.0, description="ε = this quantile per task")
+    advantage_quantile: float = Field(default=0.7, ge=0.0, le=1.0, description="ε = this quantile per task")
     pre_takeover_negative_steps: int = Field(
-        default=0,
+        default=60,
         ge=0,
         le=100_000,
         description="policy frames this close before a takeover are labelled negative (the operator judged them)",
@@ -51,7 +59,7 @@ class TrainConfig(Strict):
     )
     indicator_dropout: float = Field(default=0.3, ge=0.0, le=1.0)
     source_weights: dict[str, float] = Field(
-        default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 2.0}
+        default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 0.5}
     )
     awr_beta: float = Field(default=1.0, gt=0.0, le=100.0)
     awr_max_weight: float = Field(default=20.0, gt=0.0, le=1e6)
@@ -59,8 +67,10 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
     strategy: Literal["ddp", "fsdp"] = "ddp"
-    cpu_threads: int | None = Field(default=None, ge=1, le=512, description="torch intra-op threads (CPU)")
-    checkpoint_every: int = Field(default=500, ge=1)
+    cpu_threads: int | None = Field(
+        default=1, ge=1, le=512, description="torch intra-op threads (CPU; null: torch's default)"
+    )
+    checkpoint_every: int = Field(default=250, ge=1)
     log_every: int = Field(default=50, ge=1)
     wandb: bool = True
     wandb_project: str = Field(default="flywheel", min_length=1)
@@ -97,8 +107,8 @@ def parse_config(data: dict, source: str = "config") -> TrainConfig:
         raise ConfigError(f"{source}: invalid training config: {problems}") from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Load a TrainConfig from a .yaml/.yml/.json file."""
+def load_config_data(path: str | Path) -> dict:
+    """The mapping in a .yaml/.yml/.json training config file (not yet validated)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"training config {p} does not exist")
@@ -111,4 +121,9 @@ def load_config(path: str | Path) -> TrainConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
-    return parse_config(data, str(p))
+    return data
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load a TrainConfig from a .yaml/.yml/.json file (over the schema defaults, i.e. the quickstart's)."""
+    return parse_config(load_config_data(path), str(Path(path)))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from flywheel.policy.io import PolicyIO
-from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
+from flywheel.policy.recap import RewardConfig, chunk_targets, frame_rewards, pre_takeover_frames
 from flywheel.store.reader import gather_rows
 from flywheel.store.tags import CONTROLLER_CODES, Controller
 from flywheel.train.data import TrainingEpisode, _text
@@ -138,15 +138,3 @@ def build_frame_table(
         tasks=tasks,
         images=images,
     )
-
-
-def pre_takeover_frames(policy_acting: np.ndarray, window: int) -> np.ndarray:
-    """Policy frames among the last `window` before each switch from the policy to another controller."""
-    acting = np.asarray(policy_acting, dtype=bool)
-    marked = np.zeros(acting.shape, dtype=bool)
-    if window <= 0:
-        return marked
-    for switch in np.flatnonzero(acting[:-1] & ~acting[1:]) + 1:
-        start = max(0, switch - window)
-        marked[start:switch] = acting[start:switch]
-    return marked

@@ -1,5 +1,8 @@
 """The training run: IQL critic → RECAP labels → flow-matching policy (or BC / AWR), resumable.
 
+The learning itself (rewards, critic losses, advantages, labels, the conditioned policy loss) is in
+`flywheel.policy.recap`; this module is the loop around it: batches, accumulation, DDP/FSDP, checkpoints.
+
 Every random draw of step s in phase p (batch indices, noise, flow times, indicator dropout) comes from a
 generator seeded by (seed, p, s) over the *global* batch, each rank taking its slice. A run resumed from a
 checkpoint therefore replays exactly the steps an uninterrupted run would, for any world size.
@@ -8,7 +11,6 @@ checkpoint therefore replays exactly the steps an uninterrupted run would, for a
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import shutil
@@ -29,12 +31,20 @@ from flywheel.policy.checkpoint import (
     verify_checkpoint,
     write_checkpoint,
 )
-from flywheel.policy.expert import UNCONDITIONAL
 from flywheel.policy.io import IO_DOCUMENT, InputSpec, InputSpecError, PolicyIO
 from flywheel.policy.loading import build_critic, load_critic, load_policy, model_document
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
-from flywheel.policy.recap import awr_weights, binarize_advantages, source_weights
+from flywheel.policy.recap import (
+    CriticObjective,
+    FrameLabels,
+    LabelInputs,
+    PolicyObjective,
+    batch_advantages,
+    label_frames,
+    policy_indicator,
+    weighted_policy_loss,
+)
 from flywheel.store.frames import EpisodeFrames
 from flywheel.train.config import TrainConfig
 from flywheel.train.data import EpisodeMeta, TrainingEpisode, data_fingerprint, usable_episodes
@@ -43,7 +53,6 @@ from flywheel.train.distributed import DistContext, setup_distributed, shard_fsd
 from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.logger import MetricsLogger, Progress
 from flywheel.train.norm_fit import fit_norm_stats
-from flywheel.train.objectives import CriticObjective, PolicyObjective
 from flywheel.train.state_io import load_optimizer_state, optimizer_state
 
 PHASES = {"critic": 1, "policy": 2}
@@ -59,19 +68,6 @@ class TrainResult:
     steps: int
     completed: bool = True
     timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Labels:
-    indicator: torch.Tensor  # (N,) long: 0/1, or 2 everywhere for bc/awr
-    weight: torch.Tensor  # (N,) float: source weight × AWR weight
-    stats: dict[str, float]
-
-    @functools.cached_property
-    def mean_weight(self) -> float:
-        """Mean weight over the dataset: the policy loss divides by it, so weights shift emphasis between
-        frames without changing the effective learning rate (AWR's exp(βA) or zeroed sources would)."""
-        return max(float(self.weight.double().mean()), 1e-12)
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -207,7 +203,7 @@ class Trainer:
         wrap = shard_fsdp if fsdp else wrap_ddp
         self.policy_obj = wrap(PolicyObjective(self.policy), self.ctx)
         self.critic_obj = wrap(CriticObjective(self.critic, self.policy), self.ctx) if self.critic else None
-        self.labels: _Labels | None = None
+        self.labels: FrameLabels | None = None
         self.phase = "critic" if config.uses_critic else "policy"
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -316,16 +312,14 @@ class Trainer:
         for m, part in self._micro_batches(self._draw("policy", step)):
             idx = part["idx"]
             batch = self._batch(idx)
-            ind = self.labels.indicator[idx]
-            if cfg.method == "recap" and cfg.indicator_dropout > 0:
-                ind = torch.where(part["drop"] < cfg.indicator_dropout, torch.full_like(ind, UNCONDITIONAL), ind)
+            ind = policy_indicator(cfg, self.labels, idx, part["drop"])
             weight = self.labels.weight[idx].to(self.ctx.device)
             sync = m == cfg.grad_accum - 1 or not hasattr(self.policy_obj, "no_sync")
             with contextlib.nullcontext() if sync else self.policy_obj.no_sync(), self._autocast():
                 per_sample = self.policy_obj(
                     batch, ind.to(self.ctx.device), part["noise"].to(self.ctx.device), part["t"].to(self.ctx.device)
                 )
-                loss = (per_sample.float() * weight).sum() / (local_b * self.labels.mean_weight)
+                loss = weighted_policy_loss(per_sample, weight, local_b, self.labels.mean_weight)
             if not self.ctx.all_finite(loss):
                 raise self._diverged("policy", step, m, idx)
             with contextlib.nullcontext() if sync else self.policy_obj.no_sync():
@@ -351,51 +345,15 @@ class Trainer:
             idx = torch.arange(start, min(start + 1024, len(self.table)))
             b = self.table.batch(idx, self.ctx.device)
             with self._autocast():
-                tokens = critic_obj.tokens(b.images)
-                if self.config.advantage == "q_minus_v":
-                    adv = self.critic.advantage(b.state, b.images, tokens, b.actions)
-                else:
-                    v = self.critic.value(b.state, b.images, tokens)
-                    v_next = self.critic.value(b.next_state, b.next_images, critic_obj.tokens(b.next_images))
-                    adv = b.chunk_return + b.bootstrap * v_next - v
+                adv = batch_advantages(critic_obj, b, self.config.advantage)
             out.append(adv.float().cpu())
         self.critic.train()
         return torch.cat(out).numpy()
 
-    def _label(self) -> _Labels:
-        cfg = self.config
-        src = source_weights(self.tags, cfg.source_weights)
-        n = len(self.table)
-        stats: dict[str, float] = {}
-        if cfg.method == "bc":
-            indicator = np.full(n, UNCONDITIONAL, dtype=np.int64)
-            weight = src
-        else:
-            adv = self._advantages()
-            stats = {
-                "train/adv_mean": float(adv.mean()),
-                "train/adv_std": float(adv.std()),
-                "train/adv_min": float(adv.min()),
-                "train/adv_max": float(adv.max()),
-            }
-            if cfg.method == "awr":
-                w = awr_weights(adv, cfg.awr_beta, cfg.awr_max_weight)
-                indicator = np.full(n, UNCONDITIONAL, dtype=np.int64)
-                weight = src * w
-                stats["train/awr_weight_mean"] = float(w.mean())
-            else:
-                labels = binarize_advantages(
-                    adv,
-                    self.table.task_id,
-                    self.table.forced_positive,
-                    cfg.advantage_quantile,
-                    self.table.forced_negative,
-                )
-                indicator, weight = labels.indicator, src
-                stats["train/positive_fraction"] = labels.positive_fraction
-                for tid, eps in labels.thresholds.items():
-                    stats[f"train/threshold/{self.table.tasks[tid]}"] = eps
-        return _Labels(torch.from_numpy(indicator).long(), torch.from_numpy(weight).float(), stats)
+    def _label(self) -> FrameLabels:
+        t = self.table
+        frames = LabelInputs(t.tag, t.task_id, t.tasks, t.forced_positive, t.forced_negative)
+        return label_frames(self.config, frames, None if self.config.method == "bc" else self._advantages())
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -474,7 +432,7 @@ class Trainer:
             )
         if (path / "labels.safetensors").is_file():
             lab = read_tensors(path, "labels")
-            self.labels = _Labels(lab["indicator"].long(), lab["weight"].float(), read_document(path, "labels"))
+            self.labels = FrameLabels(lab["indicator"].long(), lab["weight"].float(), read_document(path, "labels"))
         self.phase, self.step = state["phase"], int(state["step"])
         self.timings = {k: float(v) for k, v in state.get("timings", {}).items()} or self.timings
         self.last_checkpoint = path

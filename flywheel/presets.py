@@ -1,0 +1,155 @@
+"""Named, validated presets: the loop's and the trainer's settings by name (`flywheel presets` lists them).
+
+A preset is a set of overrides laid over the schema defaults of `FlywheelConfig` (whose `train` is a
+`TrainConfig`); those defaults are the quickstart, so `quickstart` overrides nothing and every other preset
+says only how it differs. `flywheel run --preset NAME` (or `preset: NAME` in its YAML) uses the whole config;
+`flywheel train --preset NAME` uses its `train` section (with no champion to warm-start from, see `bootstrap`).
+A YAML file given as well is laid over the preset, key by key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from flywheel.errors import ConfigError, describe_validation_error
+from flywheel.scheduler.config import FlywheelConfig
+from flywheel.train.config import TrainConfig
+
+DEFAULT_PRESET = "quickstart"
+
+
+class UnknownPresetError(ConfigError):
+    """No preset has that name."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    overrides: Mapping[str, Any]
+    bootstrap: bool = False  # `train` is the no-champion training (`FlywheelConfig.bootstrap_train`)
+
+    def flywheel(self, overrides: Mapping[str, Any] | None = None, source: str = "") -> FlywheelConfig:
+        """This preset's loop config with `overrides` (nested dicts, like the YAML) laid over it, validated."""
+        return _validated(FlywheelConfig, deep_merge(self._base(), overrides or {}), self.name, "flywheel", source)
+
+    def train(self, overrides: Mapping[str, Any] | None = None, source: str = "") -> TrainConfig:
+        """This preset's training config with `overrides` (TrainConfig keys) laid over it, validated."""
+        base = self._base().get("train", {})
+        return _validated(TrainConfig, deep_merge(base, overrides or {}), self.name, "training", source)
+
+    def _base(self) -> dict[str, Any]:
+        config = _validated(FlywheelConfig, dict(self.overrides), self.name, "flywheel", "")
+        if self.bootstrap:
+            config = config.model_copy(update={"train": config.bootstrap_train()})
+        return config.model_dump(mode="json")
+
+
+def _validated(model: type[Any], data: dict[str, Any], preset: str, what: str, source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        where = f"{source}: " if source else ""
+        raise ConfigError(
+            f"{where}invalid {what} config (preset {preset!r}): {describe_validation_error(exc)}"
+        ) from None
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid on it: nested mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_TINY_MODEL: dict[str, Any] = {
+    "encoder": {"hidden_dim": 32},
+    "expert": {"chunk": 8, "dim": 32, "layers": 1, "heads": 2},
+    "critic": {"hidden_dim": 32},
+    "inference": {"num_steps": 2, "execute_steps": 8},
+}
+
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            Preset(
+                "quickstart",
+                "what `flywheel run` and `flywheel train` use by default: state observations, five iterations "
+                "within 30 minutes on 2 CPU cores",
+                {},
+            ),
+            Preset(
+                "bootstrap",
+                "the quickstart's first policy: trained from demos alone for `bootstrap_steps` policy steps "
+                "(iteration 0 of `flywheel run`; `flywheel train --preset bootstrap` on a fresh store)",
+                {},
+                bootstrap=True,
+            ),
+            Preset(
+                "tiny",
+                "a tiny debug model and loop (seconds per iteration, lenient gates) for tests and smoke runs; "
+                "never a useful policy",
+                {
+                    "demos": 3,
+                    "episodes_per_iteration": 2,
+                    "workers": 1,
+                    "max_steps": 120,
+                    "heartbeat_seconds": 1,
+                    "bootstrap_steps": None,
+                    "train": {
+                        "steps": 20,
+                        "critic_steps": 10,
+                        "batch_size": 16,
+                        "warmup_steps": 2,
+                        "checkpoint_every": 5,
+                        "log_every": 10,
+                        "wandb": False,
+                        "cpu_threads": 1,
+                        "model": _TINY_MODEL,
+                    },
+                    "eval": {
+                        "episodes": 2,
+                        "workers": 1,
+                        "max_steps": 120,
+                        "fresh_episodes": 2,
+                        "gates": {"success_floor": 0.0, "non_inferiority_margin": 1.0, "latency_p95_budget_ms": 10000},
+                    },
+                },
+            ),
+            # "pixels": camera observations through the vision encoder — added with the observation/processor work.
+        )
+    }
+)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; an unknown name is an error suggesting the closest known one."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownPresetError(
+            f"unknown preset {name!r}; {hint}known presets: {', '.join(PRESETS)} (`flywheel presets` lists them)"
+        ) from None
+
+
+def flywheel_config(name: str, overrides: Mapping[str, Any] | None = None, source: str = "") -> FlywheelConfig:
+    """The loop config of preset `name` with `overrides` laid over it."""
+    return get_preset(name).flywheel(overrides, source)
+
+
+def train_config(name: str, overrides: Mapping[str, Any] | None = None, source: str = "") -> TrainConfig:
+    """The training config of preset `name` with `overrides` (TrainConfig keys) laid over it."""
+    return get_preset(name).train(overrides, source)
