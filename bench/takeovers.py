@@ -47,8 +47,8 @@ def measure(version: PolicyRecord, seeds: list[int], workers: int, operator: dic
     spec = CollectSpec(
         task=version.task,
         obs_mode=version.config.get("obs_mode", "state"),
-        operator="simulated",
-        operator_config=operator,
+        operator_mode="simulated",
+        sim_operator=operator,
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,

@@ -15,11 +15,12 @@ from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.lock import acquire_lock
-from flywheel.store import Controller, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeStore, NewEpisode
 from flywheel.store.models import EvalRun, SchedulerLock, utcnow
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 
-P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
+P, H, E = ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT
 
 
 def _policy(registry: PolicyRegistry, iteration: int | None, checkpoint: str = "ckpt") -> int:
@@ -34,7 +35,9 @@ def _policy(registry: PolicyRegistry, iteration: int | None, checkpoint: str = "
     ).id
 
 
-def _episode(store: EpisodeStore, ctrl: list[Controller], policy: int | None, iteration: int | None, ok: bool) -> int:
+def _episode(
+    store: EpisodeStore, ctrl: list[ControllerKind], policy: int | None, iteration: int | None, ok: bool
+) -> int:
     frames = make_frames(controllers=ctrl)
     return store.add(
         NewEpisode(

@@ -82,7 +82,7 @@ def collect_command(
     spec = CollectSpec(
         task=version.task,
         obs_mode=mode,
-        operator=operator,  # type: ignore[arg-type]
+        operator_mode=operator,  # type: ignore[arg-type]
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,

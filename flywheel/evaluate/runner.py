@@ -223,7 +223,7 @@ class Evaluator:
             task=version.task,
             obs_mode=version.config.get("obs_mode", "state"),
             max_steps=self.config.max_steps,
-            operator="none",
+            operator_mode="none",
             operator_name="eval",
             policy_version_id=version.id,
             policy_checkpoint=version.checkpoint_uri,

@@ -9,8 +9,8 @@ import torch
 
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.rewards import RewardConfig, chunk_targets, frame_rewards
-from flywheel.store.tags import CONTROLLER_CODES, Controller
 from flywheel.train.data import TrainingEpisode, _text
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind
 
 
 @dataclass
@@ -84,7 +84,7 @@ def build_frame_table(
     forced, negative, task_ids, tags, episode_of = [], [], [], [], []
     tasks = sorted({e.meta.task for e in episodes})
     offset = 0
-    policy_code = CONTROLLER_CODES[Controller.POLICY]
+    policy_code = CONTROLLER_CODES[ControllerKind.POLICY]
     for ep_i, ep in enumerate(episodes):
         f = ep.frames
         t_len = len(f)

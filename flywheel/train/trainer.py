@@ -34,7 +34,6 @@ from flywheel.policy.loading import build_critic, load_critic, load_policy, mode
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.recap import awr_weights, binarize_advantages, source_weights
-from flywheel.store.frames import EpisodeFrames
 from flywheel.train.config import TrainConfig
 from flywheel.train.data import EpisodeMeta, TrainingEpisode, data_fingerprint, usable_episodes
 from flywheel.train.dataset import Batch, FrameTable, build_frame_table
@@ -44,6 +43,7 @@ from flywheel.train.logger import MetricsLogger, Progress
 from flywheel.train.norm_fit import fit_norm_stats
 from flywheel.train.objectives import CriticObjective, PolicyObjective
 from flywheel.train.state_io import load_optimizer_state, optimizer_state
+from flywheel.vocab import EpisodeFrames
 
 PHASES = {"critic": 1, "policy": 2}
 KEEP_CHECKPOINTS = 2

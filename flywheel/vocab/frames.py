@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flywheel.errors import InvalidFramesError
-from flywheel.store.tags import CONTROLLER_BY_CODE, Tag, derive_tag
+from flywheel.vocab.controllers import check_codes
+from flywheel.vocab.tags import Tag, derive_tag
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class EpisodeFrames:
     policy_action:  (T, A) float32 what the policy proposed (zeros where it was not consulted)
     policy_action_valid: (T,) bool, True where `policy_action` holds a real proposal
     reward:         (T,) float32
-    controller:     (T,) uint8 controller codes (see `flywheel.store.tags.CONTROLLER_CODES`)
+    controller:     (T,) uint8 controller codes (see `flywheel.vocab.CONTROLLER_CODES`)
     images:         camera name → (T, H, W, 3) uint8
     """
 
@@ -38,9 +39,7 @@ class EpisodeFrames:
         fix(self, "action", _float_matrix(self.action, "action", t))
         fix(self, "reward", _vector(self.reward, "reward", t, np.float32))
         fix(self, "controller", _vector(self.controller, "controller", t, np.uint8))
-        unknown = set(np.unique(self.controller).tolist()) - set(CONTROLLER_BY_CODE)
-        if unknown:
-            raise InvalidFramesError(f"frames: unknown controller codes {sorted(unknown)}")
+        check_codes(self.controller)
         if self.policy_action is None:
             fix(self, "policy_action", np.zeros_like(self.action))
             fix(self, "policy_action_valid", np.zeros(t, dtype=bool))
