@@ -54,7 +54,20 @@ def _episode(
 def _eval(store: EpisodeStore, policy: int, iteration: int | None, outcomes: list[bool], gated: bool = True) -> int:
     n, k = len(outcomes), sum(outcomes)
     low, high = wilson_interval(k, n)
-    summary = EvalSummary(list(range(n)), outcomes, k, n, k / n, low, high, 50.0, 2.0, 3.0, 0, 0)
+    summary = EvalSummary(
+        episodes=n,
+        successes=k,
+        success_rate=k / n,
+        ci_low=low,
+        ci_high=high,
+        mean_length=50.0,
+        latency_p50_ms=2.0,
+        latency_p95_ms=3.0,
+        nan_actions=0,
+        joint_limit_violations=0,
+        seeds=list(range(n)),
+        outcomes=outcomes,
+    )
     verdicts = run_gates(summary, None, GateConfig(success_floor=0.5)) if gated else []
     with store.db.write() as session:
         row = EvalRun(
@@ -62,14 +75,7 @@ def _eval(store: EpisodeStore, policy: int, iteration: int | None, outcomes: lis
             task="transfer_cube",
             seeds=summary.seeds,
             outcomes=outcomes,
-            episodes=n,
-            successes=k,
-            success_rate=k / n,
-            ci_low=low,
-            ci_high=high,
-            mean_length=50.0,
-            latency_p50_ms=2.0,
-            latency_p95_ms=3.0,
+            **summary.numbers(),
             gates=[v.as_dict() for v in verdicts],
             passed=all(v.passed for v in verdicts) if gated else None,
             iteration=iteration,
