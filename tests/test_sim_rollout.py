@@ -103,7 +103,7 @@ def test_stepwise_runner_console_takeover(env) -> None:
         runner.step()
 
 
-def test_operator_config_validation() -> None:
+def test_sim_operator_config_validation() -> None:
     with pytest.raises(ValueError):
         SimOperatorConfig(no_progress_steps=None, action_distance=None, takeover_probability=0.0)
     with pytest.raises(ValueError):
