@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flywheel import dashboards
-from flywheel.evaluate.gates import EvalSummary, GateConfig, run_gates
+from flywheel.evaluate.gates import GateConfig, run_gates
+from flywheel.evaluate.runner import SeedResult, summarize
 from flywheel.evaluate.stats import wilson_interval
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService
@@ -52,22 +53,7 @@ def _episode(
 
 
 def _eval(store: EpisodeStore, policy: int, iteration: int | None, outcomes: list[bool], gated: bool = True) -> int:
-    n, k = len(outcomes), sum(outcomes)
-    low, high = wilson_interval(k, n)
-    summary = EvalSummary(
-        episodes=n,
-        successes=k,
-        success_rate=k / n,
-        ci_low=low,
-        ci_high=high,
-        mean_length=50.0,
-        latency_p50_ms=2.0,
-        latency_p95_ms=3.0,
-        nan_actions=0,
-        joint_limit_violations=0,
-        seeds=list(range(n)),
-        outcomes=outcomes,
-    )
+    summary = summarize([SeedResult(seed, ok, 50, (2.0, 3.0), False, 0) for seed, ok in enumerate(outcomes)])
     verdicts = run_gates(summary, None, GateConfig(success_floor=0.5)) if gated else []
     with store.db.write() as session:
         row = EvalRun(
