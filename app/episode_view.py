@@ -10,7 +10,8 @@ import streamlit as st
 from app.charts import controller_timeline, series_chart
 from app.common import fmt_time, md_escape
 from flywheel.errors import FlywheelError
-from flywheel.store import EpisodeFrames, EpisodeRecord, EpisodeStore
+from flywheel.store import EpisodeRecord, EpisodeStore
+from flywheel.vocab import EpisodeFrames
 
 DEFAULT_DIMS = 7  # one arm's joints
 

@@ -31,7 +31,7 @@ from flywheel.policy.runner import PolicyRunner
 from flywheel.presets import train_config
 from flywheel.train import TrainConfig, TrainResult, run_training
 from flywheel.train.data import EpisodeInfo, TrainingEpisode
-from sim.operator import OperatorConfig, SimulatedOperator
+from sim.operator import SimOperatorConfig, SimulatedOperator
 
 TASK = "transfer_cube"
 # Forced-positive frames (demos, takeovers) are ~48% of this data. With the loop's 70th-percentile threshold the
@@ -40,7 +40,7 @@ TASK = "transfer_cube"
 # 32% → 44% success).
 MIXED_LABELLING: dict[str, object] = {
     "advantage_quantile": 0.9,
-    "pre_takeover_negative_steps": OperatorConfig().no_progress_steps,
+    "pre_takeover_negative_steps": SimOperatorConfig().no_progress_steps,
     "source_weights": {"demo": 1.0, "autonomous": 1.0, "intervention": 0.5},
 }
 
@@ -61,14 +61,16 @@ def _config(method: str, steps: int, critic_steps: int, threads: int) -> TrainCo
     )
 
 
-def _episodes(seeds: list[int], policy: object | None, operator: object | None, prefix: str) -> list[TrainingEpisode]:
+def _episodes(
+    seeds: list[int], policy: object | None, sim_operator: object | None, prefix: str
+) -> list[TrainingEpisode]:
     from sim import make_env
     from sim.rollout import run_episode
 
     env = make_env(TASK, obs_mode="state")
     out = []
     for seed in seeds:
-        res = run_episode(env, seed=seed, policy=policy, operator=operator)
+        res = run_episode(env, seed=seed, policy=policy, sim_operator=sim_operator)
         if res.frames is None:
             continue
         meta = EpisodeInfo(f"{prefix}-{seed}", TASK, res.frames.tag.value, bool(res.success))
@@ -127,10 +129,10 @@ def main() -> int:
     weak = run_training(_config("bc", args.weak_steps, 0, args.threads), demos, work / "weak", progress=False)
     report["weak_policy"] = _evaluate(weak, held_out[:10]) | {"steps": args.weak_steps}
     runner = PolicyRunner.load(weak.checkpoint_dir, expected_sha256=weak.sha256)
-    operator = SimulatedOperator(OperatorConfig())  # the loop's operator: hands back on progress or after 150 steps
+    sim_operator = SimulatedOperator(SimOperatorConfig())  # the loop's: hands back on progress or after 150 steps
     half = args.collect // 2
     seeds = collection_seeds(0, args.collect)
-    collected = _episodes(seeds[:half], runner, None, "auto") + _episodes(seeds[half:], runner, operator, "int")
+    collected = _episodes(seeds[:half], runner, None, "auto") + _episodes(seeds[half:], runner, sim_operator, "int")
     data = demos + collected
     tags: dict[str, int] = {}
     for e in data:

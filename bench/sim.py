@@ -156,7 +156,7 @@ def collect_with_policy(
             task="transfer_cube",
             obs_mode=obs_mode,  # type: ignore[arg-type]
             image_size=(96, 128),
-            operator="none",
+            operator_mode="none",
             policy_checkpoint=checkpoint,
             policy_sha256=sha256,
             source_prefix="bench",
@@ -183,7 +183,7 @@ def collect_with_trained_policy(checkpoint: Path, envs_per_worker: int) -> dict[
 
     spec = CollectSpec(
         task="transfer_cube",
-        operator="none",
+        operator_mode="none",
         policy_checkpoint=str(checkpoint),
         policy_sha256=checkpoint_sha256(checkpoint),
         source_prefix="bench",

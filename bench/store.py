@@ -33,10 +33,10 @@ from sqlalchemy import event, insert, text
 from bench.report import run_and_report
 from flywheel.config import Settings
 from flywheel.registry import PolicyRegistry
-from flywheel.store import EpisodeFilter, EpisodeFrames, EpisodeRecord, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.store.models import TAGS, Episode
 from flywheel.store.reader import FrameReader
-from flywheel.store.tags import CONTROLLER_CODES, Controller
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 TASKS = ("transfer_cube", "insertion")
@@ -65,7 +65,7 @@ def synthetic_frames(rng: np.random.Generator, length: int, controllers: np.ndar
             y, x = 20 + (i * 7) % (h - 40), 10 + (i * 3) % (w - 30)
             video[i, y : y + 12, x : x + 12] = (220, 30, 30)
         images[CAMERA] = video
-    policy = controllers == CONTROLLER_CODES[Controller.POLICY]
+    policy = controllers == CONTROLLER_CODES[ControllerKind.POLICY]
     return EpisodeFrames(
         state=state,
         action=action,
@@ -78,7 +78,7 @@ def synthetic_frames(rng: np.random.Generator, length: int, controllers: np.ndar
 
 
 def controllers_for(kind: str, length: int) -> np.ndarray:
-    p, h, e = (CONTROLLER_CODES[c] for c in (Controller.POLICY, Controller.HUMAN, Controller.EXPERT))
+    p, h, e = (CONTROLLER_CODES[c] for c in (ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT))
     codes = np.full(length, {"demo": e, "autonomous": p, "intervention": p}[kind], dtype=np.uint8)
     if kind == "intervention":
         codes[length // 3 : length // 2] = h

@@ -41,14 +41,14 @@ def champions_in_order(registry: PolicyRegistry) -> list[int]:
     return order
 
 
-def measure(version: PolicyRecord, seeds: list[int], workers: int, operator: dict[str, Any]) -> dict[str, Any]:
+def measure(version: PolicyRecord, seeds: list[int], workers: int, sim_operator: dict[str, Any]) -> dict[str, Any]:
     from flywheel.collect import CollectSpec, ProcessPool
 
     spec = CollectSpec(
         task=version.task,
         obs_mode=version.config.get("obs_mode", "state"),
-        operator="simulated",
-        operator_config=operator,
+        operator_mode="simulated",
+        sim_operator=sim_operator,
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,
@@ -89,15 +89,15 @@ def main() -> None:
     if not order:
         sys.exit(f"takeovers: {args.home} has never had a champion")
     seeds = eval_seeds(args.episodes, SEED_OFFSET)
-    operator = FlywheelConfig().operator
+    sim_operator = FlywheelConfig().operator
     start = time.perf_counter()
-    rows = [measure(registry.get(version_id), seeds, args.workers, operator) for version_id in order]
+    rows = [measure(registry.get(version_id), seeds, args.workers, sim_operator) for version_id in order]
     result = {
         "bench": "takeovers",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "home": str(args.home),
         "seeds": f"eval_seeds({args.episodes}, {SEED_OFFSET})",
-        "operator": operator or "simulated-operator defaults",
+        "operator": sim_operator or "simulated-operator defaults",
         "champions": rows,
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],

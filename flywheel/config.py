@@ -9,16 +9,32 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flywheel.errors import ConfigError, describe_validation_error
 
 DEFAULT_HOME = Path(".flywheel")
 ENV_PREFIX = "FLYWHEEL_"
 DEFAULT_DB_RETRY_SECONDS = 180.0
+
+
+def known_task(task: str) -> str:
+    """`task` if it names a simulated task, else a ValueError listing them (sim is imported on first use)."""
+    from sim.errors import UnknownTaskError
+    from sim.tasks import task_class
+
+    try:
+        task_class(task)
+    except UnknownTaskError as exc:
+        raise ValueError(str(exc)) from None
+    return task
+
+
+TaskName = Annotated[str, AfterValidator(known_task)]
+"""A config field holding a simulated task's name, validated against `sim.tasks.TASKS`."""
 
 
 class Settings(BaseModel):

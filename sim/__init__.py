@@ -13,7 +13,7 @@ from sim.controllers import (
 from sim.env import AlohaSimEnv, EnvConfig, make_env, state_layout
 from sim.errors import InvalidActionError, SimError, UnknownTaskError
 from sim.experts import make_expert
-from sim.operator import OperatorConfig, SimulatedOperator
+from sim.operator import SimOperatorConfig, SimulatedOperator
 from sim.rollout import EpisodeResult, EpisodeRunner, run_episode
 from sim.tasks import TASKS
 from sim.teleop import TeleopController
@@ -27,12 +27,12 @@ __all__ = [
     "EpisodeRunner",
     "ExpertController",
     "InvalidActionError",
-    "OperatorConfig",
     "PolicyController",
     "PolicyLike",
     "RandomWalkPolicy",
     "ScriptedReplay",
     "SimError",
+    "SimOperatorConfig",
     "SimulatedOperator",
     "TeleopController",
     "UnknownTaskError",

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from flywheel.store.tags import Controller as ControllerKind
+from flywheel.vocab import ControllerKind
 from sim.constants import ACTION_DIM
 from sim.env import AlohaSimEnv
 from sim.experts import ClosedLoopExpert, make_expert

@@ -19,12 +19,13 @@ HANDBACK_STEPS = "handback_steps"
 HANDBACK_PROGRESS = "handback_progress"
 
 
-class OperatorConfig(BaseModel):
-    """Validated simulated-operator settings. A trigger set to None (or probability 0) is off."""
+class SimOperatorConfig(BaseModel):
+    """The simulated operator's settings (validated). A trigger set to None (or probability 0) is off.
+
+    Who the takeovers are recorded under is the rollout's `operator` name, not a setting here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "sim-operator"
     no_progress_steps: int | None = Field(default=60, ge=1)
     action_distance: float | None = Field(default=None, gt=0)
     takeover_probability: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -35,7 +36,7 @@ class OperatorConfig(BaseModel):
     max_takeovers: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _some_trigger(self) -> OperatorConfig:
+    def _some_trigger(self) -> SimOperatorConfig:
         if self.no_progress_steps is None and self.action_distance is None and self.takeover_probability == 0:
             raise ValueError("enable at least one trigger: no_progress_steps, action_distance, takeover_probability")
         return self
@@ -56,19 +57,12 @@ class Decision:
 class SimulatedOperator:
     """Stateful per episode; call `reset(seed)` at episode start and `observe` + `decide` every step."""
 
-    def __init__(self, config: OperatorConfig | None = None) -> None:
-        self.config = config or OperatorConfig()
-        self.name = self.config.name
-        self._rng = np.random.default_rng(0)
-        self.in_control = False
-        self.takeovers = 0
-        self._since_switch = 0
-        self._best_stage = 0
-        self._since_progress = 0
-        self._stage_at_takeover = 0
+    def __init__(self, config: SimOperatorConfig | None = None) -> None:
+        self.config = config or SimOperatorConfig()
+        self.reset(0)
 
     def reset(self, seed: int | None = None) -> None:
-        self._rng = np.random.default_rng(seed)
+        self._rng: np.random.Generator = np.random.default_rng(seed)
         self.in_control = False
         self.takeovers = 0
         self._since_switch = 0

@@ -3,7 +3,10 @@
 `EpisodeRunner` advances one step per `step()` call (the console drives it), `run_episode` runs it to the end.
 Frames hold the observation *before* each action, the executed action, the policy's proposal where the policy
 was consulted, the step reward and the acting controller's code. The tag is never set here: it is derived from
-the controller codes (`EpisodeFrames.tag`).
+the controller codes (`EpisodeFrames.tag`). The segments are derived here, once, and travel with the episode.
+
+"Operator" is always a name (a person, or the simulated operator): the simulated operator itself is
+`sim_operator`, a `SimulatedOperator`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.store.frames import EpisodeFrames
-from flywheel.store.tags import CONTROLLER_CODES, SegmentSpan, Tag, derive_segments
-from flywheel.store.tags import Controller as ControllerKind
+from flywheel.vocab import (
+    CONTROLLER_CODES,
+    SIMULATED_OPERATOR,
+    ControllerKind,
+    EpisodeFrames,
+    SegmentSpan,
+    Tag,
+    derive_segments,
+)
 from sim.constants import ACTION_DIM
 from sim.controllers import Controller, ExpertController, PolicyController, PolicyLike
 from sim.env import AlohaSimEnv
@@ -36,8 +45,7 @@ class EpisodeResult:
     episode_return: float
     length: int
     error: str | None = None
-    operator: str | None = None
-    takeovers: int = 0
+    takeovers: int = 0  # the simulated operator's
 
     @property
     def tag(self) -> Tag | None:
@@ -74,7 +82,9 @@ class EpisodeRunner:
     """One episode, advanced step by step.
 
     Who acts: the policy if given, else the expert (a demo). A `SimulatedOperator` may switch to the expert and
-    back; a console may call `take_over(controller, trigger)` / `hand_back(trigger)` at any step instead.
+    back; a console may call `take_over(controller, trigger, operator)` / `hand_back(trigger)` at any step instead.
+    `operator` names who drives the runner's own expert (a demo's, or the simulated operator's takeovers);
+    it defaults to `SIMULATED_OPERATOR` when a simulated operator is given.
     While another controller drives, the policy is still consulted (if `consult_policy`) so its proposals are
     recorded. A malformed policy action ends the episode as failed with `error` set; earlier frames are kept.
     """
@@ -84,10 +94,11 @@ class EpisodeRunner:
         env: AlohaSimEnv,
         seed: int | None,
         policy: PolicyLike | Controller | None = None,
-        operator: SimulatedOperator | None = None,
+        sim_operator: SimulatedOperator | None = None,
         max_steps: int | None = None,
         expert: ExpertController | None = None,
         consult_policy: bool = True,
+        operator: str | None = None,
     ) -> None:
         self.env = env
         self.seed = seed
@@ -95,11 +106,12 @@ class EpisodeRunner:
         if policy is not None and not isinstance(policy, Controller):
             policy = PolicyController(policy)
         self.policy: Controller | None = policy
-        self.operator = operator
+        self.sim_operator = sim_operator
+        self.operator = operator if operator is not None or sim_operator is None else SIMULATED_OPERATOR
         self.expert = expert or ExpertController(env.config.task)
         self.consult_policy = consult_policy
         self.driver: Controller = self.policy if self.policy is not None else self.expert
-        self._driver_name: str | None = operator.name if operator and self.policy is None else None
+        self._driver_name: str | None = self.operator if self.policy is None else None
         self._states: list[np.ndarray] = []
         self._images: dict[str, list[np.ndarray]] = {}
         self._actions: list[np.ndarray] = []
@@ -115,20 +127,20 @@ class EpisodeRunner:
         self.done = False
         self.t = 0
         self.obs, _ = env.reset(seed=seed)
-        if operator is not None:
-            operator.reset(seed)
+        if sim_operator is not None:
+            sim_operator.reset(seed)
         self.driver.reset(env)
         if self.policy is not None and self.driver is not self.policy:
             self.policy.reset(env)
-        if self.driver is self.expert or (operator and operator.config.needs_expert_proposal):
+        if self.driver is self.expert or (sim_operator and sim_operator.config.needs_expert_proposal):
             self.expert.reset(env)
 
     # ------------------------------------------------------------------ control switching
-    def take_over(self, controller: Controller, trigger: str, operator_name: str | None = None) -> None:
-        """Give control to `controller` from the next step on (it is reset on the current state)."""
+    def take_over(self, controller: Controller, trigger: str, operator: str | None = None) -> None:
+        """Give control to `controller` (driven by `operator`) from the next step on (reset on the current state)."""
         controller.reset(self.env)
         self.driver = controller
-        self._driver_name = operator_name
+        self._driver_name = operator
         self._pending_trigger = trigger
 
     def hand_back(self, trigger: str) -> None:
@@ -137,7 +149,7 @@ class EpisodeRunner:
         if target is not self.policy:
             target.reset(self.env)
         self.driver = target
-        self._driver_name = None
+        self._driver_name = None if target is self.policy else self.operator
         self._pending_trigger = trigger
 
     # ------------------------------------------------------------------ stepping
@@ -152,8 +164,8 @@ class EpisodeRunner:
             proposal, err = check_action(self.policy.act(self.obs, self.env), "policy", t)
             if err:
                 return self._fail(err)
-        if self.operator is not None and self.policy is not None:
-            self._operator_decides(proposal)
+        if self.sim_operator is not None and self.policy is not None:
+            self._sim_operator_decides(proposal)
             policy_acting = self.driver is self.policy
         if policy_acting:
             assert proposal is not None
@@ -174,16 +186,16 @@ class EpisodeRunner:
         self._rewards.append(reward)
         self.obs = obs
         self.t += 1
-        if self.operator is not None:
-            self.operator.observe(int(info["stage"]))
+        if self.sim_operator is not None:
+            self.sim_operator.observe(int(info["stage"]))
         self.success = bool(info["is_success"])
         self.done = terminated or truncated or self.t >= self.max_steps
         if isinstance(self.driver, ExpertController):
             info = {**info, "expert": self.driver.expert.status.as_info()}
         return StepOutcome(t, kind, action, reward, self.done, info)
 
-    def _operator_decides(self, proposal: np.ndarray | None) -> None:
-        op = self.operator
+    def _sim_operator_decides(self, proposal: np.ndarray | None) -> None:
+        op = self.sim_operator
         assert op is not None and self.policy is not None
         expert_action = None
         if not op.in_control and op.config.needs_expert_proposal:
@@ -193,7 +205,7 @@ class EpisodeRunner:
             return
         assert decision.trigger is not None
         if op.in_control:
-            self.take_over(self.expert, decision.trigger, op.name)
+            self.take_over(self.expert, decision.trigger, self.operator)
         else:
             self.hand_back(decision.trigger)
 
@@ -243,8 +255,7 @@ class EpisodeRunner:
             episode_return=float(np.sum(self._rewards)),
             length=len(self._states),
             error=self.error,
-            operator=self.operator.name if self.operator is not None else None,
-            takeovers=self.operator.takeovers if self.operator is not None else 0,
+            takeovers=self.sim_operator.takeovers if self.sim_operator is not None else 0,
         )
 
 
@@ -252,8 +263,9 @@ def run_episode(
     env: AlohaSimEnv,
     seed: int | None,
     policy: PolicyLike | Controller | None = None,
-    operator: SimulatedOperator | None = None,
+    sim_operator: SimulatedOperator | None = None,
     max_steps: int | None = None,
+    operator: str | None = None,
 ) -> EpisodeResult:
-    """Run one episode: policy-only (autonomous), expert-only (`policy=None`: demo), or policy + operator."""
-    return EpisodeRunner(env, seed, policy, operator, max_steps).run()
+    """Run one episode: policy-only (autonomous), expert-only (`policy=None`: demo), or policy + simulated operator."""
+    return EpisodeRunner(env, seed, policy, sim_operator, max_steps, operator=operator).run()

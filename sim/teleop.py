@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.store.tags import Controller as ControllerKind
+from flywheel.vocab import ControllerKind
 from sim.constants import ARMS, GRIPPER_CLOSED, GRIPPER_OPEN, normalize_gripper_position
 from sim.env import AlohaSimEnv
 from sim.experts.motion import ArmMotion, MotionLimits

@@ -12,8 +12,8 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.registry import PolicyRecord
-from flywheel.store import EpisodeFrames, EpisodeStore
-from flywheel.store.tags import CONTROLLER_CODES, Controller
+from flywheel.store import EpisodeStore
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames
 from tests.pg_server import PostgresServer, private_server
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -83,7 +83,7 @@ def store(settings: Settings) -> Iterator[EpisodeStore]:
 
 def make_frames(
     length: int = 30,
-    controllers: list[Controller] | None = None,
+    controllers: list[ControllerKind] | None = None,
     cameras: dict[str, tuple[int, int]] | None = None,
     seed: int = 0,
 ) -> EpisodeFrames:
@@ -102,7 +102,7 @@ def make_frames(
         state=rng.normal(size=(length, 35)).astype(np.float32),
         action=rng.normal(size=(length, 14)).astype(np.float32),
         policy_action=rng.normal(size=(length, 14)).astype(np.float32),
-        policy_action_valid=codes == CONTROLLER_CODES[Controller.POLICY],
+        policy_action_valid=codes == CONTROLLER_CODES[ControllerKind.POLICY],
         reward=rng.integers(0, 5, size=length).astype(np.float32),
         controller=codes,
         images=images,

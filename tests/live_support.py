@@ -61,8 +61,8 @@ def random_takeover_spec(
     return CollectSpec(
         task=policy.task,
         max_steps=max_steps,
-        operator="simulated",
-        operator_config={
+        operator_mode="simulated",
+        sim_operator={
             "no_progress_steps": None,
             "takeover_probability": probability,
             "min_policy_steps": min_policy_steps,

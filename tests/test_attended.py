@@ -49,8 +49,8 @@ def _spec(store: EpisodeStore, policy: PolicyRecord, **attended: float) -> Colle
     return CollectSpec(
         task="transfer_cube",
         max_steps=120,
-        operator="console",
-        operator_config=OPERATOR,
+        operator_mode="console",
+        sim_operator=OPERATOR,
         operator_name="sim-operator",
         policy_version_id=policy.id,
         policy_checkpoint=policy.checkpoint_uri,

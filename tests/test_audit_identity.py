@@ -15,7 +15,8 @@ from flywheel.identity import process_identity
 from flywheel.registry import CHAMPION, PolicyRegistry, RegistryError
 from flywheel.review import ReviewService
 from flywheel.review.errors import ReviewError
-from flywheel.store import Controller, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeStore, NewEpisode
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 from tests.test_registry import _candidate
 
@@ -74,7 +75,7 @@ def test_operator_names_are_validated_in_settings(tmp_path: Path) -> None:
 
 def test_undo_reaches_only_the_labels_of_your_own_session(store: EpisodeStore) -> None:
     review = ReviewService(store)
-    episode = store.add(NewEpisode("transfer_cube", make_frames(controllers=[Controller.EXPERT] * 4), 0, True))
+    episode = store.add(NewEpisode("transfer_cube", make_frames(controllers=[ControllerKind.EXPERT] * 4), 0, True))
     review.accept(episode.id, author="alice", expected_version=0, recorded_by="console:session-a")
     # Bob, in another session, types alice's name: her label is out of his reach.
     with pytest.raises(ReviewError, match="alice has no label to undo from this session"):
@@ -89,7 +90,7 @@ def test_undo_reaches_only_the_labels_of_your_own_session(store: EpisodeStore) -
 @pytest.mark.parametrize("author", ["unknown", " ", "a" * 65, "[x](https://e.example)"])
 def test_review_refuses_placeholder_and_markup_authors(store: EpisodeStore, author: str) -> None:
     review = ReviewService(store)
-    episode = store.add(NewEpisode("transfer_cube", make_frames(controllers=[Controller.EXPERT] * 4), 0, True))
+    episode = store.add(NewEpisode("transfer_cube", make_frames(controllers=[ControllerKind.EXPERT] * 4), 0, True))
     with pytest.raises(ReviewError):
         review.accept(episode.id, author=author, expected_version=0)
     assert review.labels(episode.id) == []

@@ -32,7 +32,7 @@ def test_bench_store_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert saved["rows"] == 500 + 8 and saved["frames_indexed"] == 2 * 20
     for key in KEYS:
         assert saved[key] > 0, key
-    assert saved["read_target_met"] == (saved["read_speedup_vs_lerobot"] >= 5)
+    assert saved == json.loads(json.dumps(result))  # the file holds what the run measured, nothing recomputed
     assert all(q["plan"] for q in saved["list_queries"].values())
     assert result["ingest"]["camera_96x128"]["mb_per_episode"] > 20 * 96 * 128 * 3 / 1e6
     assert capsys.readouterr().out.startswith("store: ingest ")

@@ -29,8 +29,8 @@ def _spec(
     return CollectSpec(
         task="transfer_cube",
         obs_mode=obs_mode,  # type: ignore[arg-type]
-        operator=operator,  # type: ignore[arg-type]
-        operator_config={"no_progress_steps": 25, "handback_after_steps": 20},
+        operator_mode=operator,  # type: ignore[arg-type]
+        sim_operator={"no_progress_steps": 25, "handback_after_steps": 20},
         policy_checkpoint=str(checkpoint),
         policy_sha256=sha256,
         max_steps=max_steps,

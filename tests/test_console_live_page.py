@@ -110,8 +110,8 @@ def test_claim_a_takeover_request_from_the_page(store: EpisodeStore, policy: Pol
     spec = CollectSpec(
         task="transfer_cube",
         max_steps=120,
-        operator="console",
-        operator_config={"no_progress_steps": 12, "min_policy_steps": 3},
+        operator_mode="console",
+        sim_operator={"no_progress_steps": 12, "min_policy_steps": 3},
         operator_name="sim-operator",
         policy_version_id=policy.id,
         policy_checkpoint=policy.checkpoint_uri,
@@ -125,7 +125,9 @@ def test_claim_a_takeover_request_from_the_page(store: EpisodeStore, policy: Pol
 
     runtime = WorkerRuntime(spec)  # the worker's side, in a thread instead of a process
     answers: list[StoredByConsole | None] = []
-    runner = EpisodeRunner(runtime.env, 21, runtime.policy, runtime.operator, spec.max_steps)
+    runner = EpisodeRunner(
+        runtime.env, 21, runtime.policy, runtime.sim_operator, spec.max_steps, operator=spec.operator_name
+    )
     assert isinstance(runtime.attendant, Attendant)
     worker = threading.Thread(target=lambda: answers.append(runtime.attendant.attend(runner, 21)), daemon=True)
     worker.start()

@@ -9,17 +9,19 @@ from pathlib import Path
 import pytest
 
 from flywheel import dashboards
-from flywheel.evaluate.gates import EvalSummary, GateConfig, run_gates
+from flywheel.evaluate.gates import GateConfig, run_gates
+from flywheel.evaluate.runner import SeedResult, summarize
 from flywheel.evaluate.stats import wilson_interval
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.lock import acquire_lock
-from flywheel.store import Controller, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeStore, NewEpisode
 from flywheel.store.models import EvalRun, SchedulerLock, utcnow
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 
-P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
+P, H, E = ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT
 
 
 def _policy(registry: PolicyRegistry, iteration: int | None, checkpoint: str = "ckpt") -> int:
@@ -34,7 +36,9 @@ def _policy(registry: PolicyRegistry, iteration: int | None, checkpoint: str = "
     ).id
 
 
-def _episode(store: EpisodeStore, ctrl: list[Controller], policy: int | None, iteration: int | None, ok: bool) -> int:
+def _episode(
+    store: EpisodeStore, ctrl: list[ControllerKind], policy: int | None, iteration: int | None, ok: bool
+) -> int:
     frames = make_frames(controllers=ctrl)
     return store.add(
         NewEpisode(
@@ -49,9 +53,7 @@ def _episode(store: EpisodeStore, ctrl: list[Controller], policy: int | None, it
 
 
 def _eval(store: EpisodeStore, policy: int, iteration: int | None, outcomes: list[bool], gated: bool = True) -> int:
-    n, k = len(outcomes), sum(outcomes)
-    low, high = wilson_interval(k, n)
-    summary = EvalSummary(list(range(n)), outcomes, k, n, k / n, low, high, 50.0, 2.0, 3.0, 0, 0)
+    summary = summarize([SeedResult(seed, ok, 50, (2.0, 3.0), False, 0) for seed, ok in enumerate(outcomes)])
     verdicts = run_gates(summary, None, GateConfig(success_floor=0.5)) if gated else []
     with store.db.write() as session:
         row = EvalRun(
@@ -59,14 +61,7 @@ def _eval(store: EpisodeStore, policy: int, iteration: int | None, outcomes: lis
             task="transfer_cube",
             seeds=summary.seeds,
             outcomes=outcomes,
-            episodes=n,
-            successes=k,
-            success_rate=k / n,
-            ci_low=low,
-            ci_high=high,
-            mean_length=50.0,
-            latency_p50_ms=2.0,
-            latency_p95_ms=3.0,
+            **summary.numbers(),
             gates=[v.as_dict() for v in verdicts],
             passed=all(v.passed for v in verdicts) if gated else None,
             iteration=iteration,

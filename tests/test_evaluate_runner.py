@@ -44,7 +44,12 @@ def test_latency_evidence_is_measured_from_the_acting_policy(candidate) -> None:
     assert tight.summary.latency_p95_ms >= tight.summary.latency_p50_ms
     verdicts = {v.gate: v for v in tight.verdicts}
     assert not verdicts["latency"].passed and not tight.passed
-    assert tight.summary.joint_limit_violations >= 0
+    stored = Evaluator(store, EvalConfig(episodes=2, workers=1, max_steps=40), progress=False).stored(
+        policy_id, tight.summary.seeds
+    )
+    assert len(stored) == 2
+    assert tight.summary.joint_limit_violations == sum(r.joint_limit_violations for r in stored.values())
+    assert verdicts["joint_limits"].evidence["violations"] == tight.summary.joint_limit_violations
 
     relaxed = _evaluate(store, policy_id, budget_ms=60_000)
     assert {v.gate: v.passed for v in relaxed.verdicts}["latency"]
@@ -59,7 +64,7 @@ def test_an_eval_seed_gives_the_same_episode_whatever_ran_before(candidate) -> N
         task="transfer_cube",
         obs_mode="state",
         max_steps=30,
-        operator="none",
+        operator_mode="none",
         operator_name="eval",
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,

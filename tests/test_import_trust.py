@@ -15,7 +15,7 @@ from flywheel.interop.lerobot_export import ExportSelection, export_lerobot, sel
 from flywheel.interop.lerobot_import import import_lerobot
 from flywheel.interop.lerobot_schema import InteropError
 from flywheel.store import EpisodeStore, NewEpisode
-from flywheel.store.tags import Controller
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 from tests.test_interop_lerobot import _fill, _second_store, _write_external
 
@@ -49,7 +49,7 @@ def test_the_importer_is_the_operator_of_record(tmp_path: Path) -> None:
 
 def test_a_camera_name_is_checked_where_episodes_enter(sqlite_settings: Settings) -> None:
     store = EpisodeStore.open(sqlite_settings)
-    frames = make_frames(controllers=[Controller.EXPERT] * 3, cameras={"../../top": (4, 4)})
+    frames = make_frames(controllers=[ControllerKind.EXPERT] * 3, cameras={"../../top": (4, 4)})
     with pytest.raises(InvalidNameError, match="camera name"):
         store.add(NewEpisode("transfer_cube", frames, 0, True))
     _nothing_written(store)

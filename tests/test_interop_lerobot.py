@@ -27,11 +27,11 @@ from flywheel.interop.lerobot_schema import InteropError
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.store.models import Episode
-from flywheel.store.tags import CONTROLLER_CODES, Controller
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, derive_segments
 from tests.conftest import make_frames
 
 CAMERAS = {"top": (8, 12)}
-P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
+P, H, E = ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT
 
 
 def _policy(store: EpisodeStore, task: str = "transfer_cube") -> int:
@@ -57,16 +57,16 @@ def _fill(store: EpisodeStore) -> dict[str, EpisodeRecord]:
             policy_version_id=policy,
         )
     )
+    frames = make_frames(controllers=[P] * 5 + [H] * 4 + [P] * 3, cameras=CAMERAS, seed=3)
     inter = store.add(
         NewEpisode(
             "transfer_cube",
-            make_frames(controllers=[P] * 5 + [H] * 4 + [P] * 3, cameras=CAMERAS, seed=3),
+            frames,
             13,
             True,
             policy_version_id=policy,
             operator="ann",
-            triggers={5: "no_progress"},
-            segment_operators={5: "ann"},
+            segments=derive_segments(frames.controller, triggers={5: "no_progress"}, operators={5: "ann"}),
         )
     )
     with store.db.write() as session:
@@ -277,7 +277,7 @@ def test_external_dataset_imports_as_expert_demos(tmp_path: Path) -> None:
 def test_external_video_dataset_is_decoded(tmp_path: Path) -> None:
     _write_external(tmp_path / "vid", 35, 14, [5], "transfer_cube", video=True)
     store = _second_store(tmp_path, "home")
-    report = import_lerobot(store, tmp_path / "vid", default_controller=Controller.HUMAN)
+    report = import_lerobot(store, tmp_path / "vid", default_controller=ControllerKind.HUMAN)
     frames = store.read_frames(report.imported[0])
     assert frames.images["top"].shape == (5, 16, 24, 3)
     # Lossy codec: within a few grey levels of what was written.

@@ -91,7 +91,7 @@ def test_lockstep_collection_re_plans_in_bf16(tiny_policy: tuple[Path, str]) -> 
     checkpoint, sha256 = tiny_policy
     spec = CollectSpec(
         task="transfer_cube",
-        operator="none",
+        operator_mode="none",
         policy_checkpoint=str(checkpoint),
         policy_sha256=sha256,
         max_steps=30,

@@ -18,11 +18,12 @@ from flywheel.review import (
     ReviewService,
     load_taxonomy,
 )
-from flywheel.store import Controller, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeStore, NewEpisode
 from flywheel.store.models import Label
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 
-P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
+P, H, E = ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT
 
 
 def _policy(store: EpisodeStore) -> int:
@@ -35,7 +36,7 @@ def _policy(store: EpisodeStore) -> int:
     )
 
 
-def _add(store: EpisodeStore, controllers: list[Controller], policy: int | None, seed: int = 0) -> int:
+def _add(store: EpisodeStore, controllers: list[ControllerKind], policy: int | None, seed: int = 0) -> int:
     frames = make_frames(controllers=controllers, seed=seed)
     episode = NewEpisode(task="transfer_cube", frames=frames, env_seed=seed, success=False, policy_version_id=policy)
     return store.add(episode).id

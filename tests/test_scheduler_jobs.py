@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -27,27 +28,46 @@ def test_second_scheduler_is_refused_naming_the_holder(store: EpisodeStore) -> N
         first.heartbeat()
 
 
+def _lock_row(store: EpisodeStore) -> tuple[str, int, str] | None:
+    with store.db.read() as session:
+        row = session.get(SchedulerLock, "scheduler")
+        return None if row is None else (row.holder, row.pid, row.host)
+
+
 def test_lock_of_a_killed_scheduler_is_taken_over(store: EpisodeStore) -> None:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(proc.stdout)
     handle = SchedulerLockHandle(store.db, "me")
+    with store.db.write() as session:  # same host, a live process: not taken over
+        session.add(SchedulerLock(name="scheduler", holder="live run", pid=os.getppid(), host=handle.host))
+    with pytest.raises(LockHeldError, match=r"live run \(pid"):
+        handle.acquire()
+    assert _lock_row(store) == ("live run", os.getppid(), handle.host)
     with store.db.write() as session:
-        session.add(SchedulerLock(name="scheduler", holder="killed run", pid=dead_pid, host=handle.host))
+        session.get(SchedulerLock, "scheduler").pid = dead_pid  # type: ignore[union-attr]
+        session.get(SchedulerLock, "scheduler").holder = "killed run"  # type: ignore[union-attr]
     handle.acquire()  # same host, pid gone: taken over
+    assert _lock_row(store) == ("me", handle.pid, handle.host)
+    handle.heartbeat()  # the lock is really ours now
 
 
 def test_stale_heartbeat_is_taken_over(store: EpisodeStore) -> None:
-    with store.db.write() as session:
-        session.add(
-            SchedulerLock(
-                name="scheduler",
-                holder="remote run",
-                pid=1,
-                host="other-host",
-                heartbeat_at=utcnow() - timedelta(minutes=5),
+    def remote_lock(age: timedelta) -> None:
+        with store.db.write() as session:
+            session.merge(
+                SchedulerLock(
+                    name="scheduler", holder="remote run", pid=1, host="other-host", heartbeat_at=utcnow() - age
+                )
             )
-        )
-    SchedulerLockHandle(store.db, "me", stale_after=timedelta(seconds=60)).acquire()
+
+    handle = SchedulerLockHandle(store.db, "me", stale_after=timedelta(seconds=60))
+    remote_lock(timedelta(seconds=5))  # another host, fresh heartbeat: held
+    with pytest.raises(LockHeldError, match="remote run"):
+        handle.acquire()
+    remote_lock(timedelta(minutes=5))
+    handle.acquire()
+    assert _lock_row(store) == ("me", handle.pid, handle.host)
+    handle.heartbeat()
 
 
 def test_retry_limit(store: EpisodeStore) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flywheel.store.tags import CONTROLLER_CODES, Controller, Tag
-from sim import EpisodeRunner, OperatorConfig, RandomWalkPolicy, SimulatedOperator, make_env, run_episode
+from flywheel.vocab import CONTROLLER_CODES, SIMULATED_OPERATOR, ControllerKind, SegmentSpan, Tag
+from sim import EpisodeRunner, RandomWalkPolicy, SimOperatorConfig, SimulatedOperator, make_env, run_episode
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def test_expert_only_episode_is_a_successful_demo(env) -> None:
     assert result.error is None
     assert result.frames is not None and result.tag == Tag.DEMO
     assert result.success and result.length < 400
-    assert [(s.controller, s.trigger) for s in result.segments] == [(Controller.EXPERT, "start")]
+    assert [(s.controller, s.trigger) for s in result.segments] == [(ControllerKind.EXPERT, "start")]
     assert not result.frames.policy_action_valid.any()
     assert result.episode_return == pytest.approx(float(result.frames.reward.sum()))
     assert result.frames.reward.max() == 4
@@ -33,25 +33,27 @@ def test_random_policy_only_is_autonomous(env) -> None:
 
 
 def test_policy_with_operator_is_intervention_with_segments(env) -> None:
-    operator = SimulatedOperator(OperatorConfig(no_progress_steps=40, handback_after_steps=30, min_policy_steps=0))
-    result = run_episode(env, seed=3, policy=RandomWalkPolicy(seed=3), operator=operator, max_steps=200)
+    sim_operator = SimulatedOperator(
+        SimOperatorConfig(no_progress_steps=40, handback_after_steps=30, min_policy_steps=0)
+    )
+    result = run_episode(env, seed=3, policy=RandomWalkPolicy(seed=3), sim_operator=sim_operator, max_steps=200)
     frames = result.frames
     assert result.tag == Tag.INTERVENTION
     segs = result.segments
     assert segs[0].start == 0 and segs[-1].end == result.length
-    assert segs[0].controller == Controller.POLICY and segs[0].trigger == "start"
-    assert segs[1] == segs[1].__class__(40, segs[1].end, Controller.EXPERT, "sim-operator", "no_progress")
-    assert segs[2].controller == Controller.POLICY and segs[2].trigger in ("handback_steps", "handback_progress")
+    assert segs[0].controller == ControllerKind.POLICY and segs[0].trigger == "start"
+    assert segs[1] == SegmentSpan(40, segs[1].end, ControllerKind.EXPERT, SIMULATED_OPERATOR, "no_progress")
+    assert segs[2].controller == ControllerKind.POLICY and segs[2].trigger in ("handback_steps", "handback_progress")
     for seg in segs:
         assert (frames.controller[seg.start : seg.end] == CONTROLLER_CODES[seg.controller]).all()
     # The policy was consulted under the expert too, and its proposals differ from what was executed.
-    expert = frames.controller == CONTROLLER_CODES[Controller.EXPERT]
+    expert = frames.controller == CONTROLLER_CODES[ControllerKind.EXPERT]
     assert frames.policy_action_valid.all()
     assert not np.allclose(frames.action[expert], frames.policy_action[expert])
 
 
 def test_action_distance_trigger(env) -> None:
-    config = OperatorConfig(no_progress_steps=None, action_distance=0.5, handback_after_steps=20, max_takeovers=1)
+    config = SimOperatorConfig(no_progress_steps=None, action_distance=0.5, handback_after_steps=20, max_takeovers=1)
     result = run_episode(env, 4, RandomWalkPolicy(seed=4, scale=0.2), SimulatedOperator(config), max_steps=80)
     triggers = [s.trigger for s in result.segments]
     assert triggers[:3] == ["start", "action_distance", "handback_steps"] and result.takeovers == 1
@@ -88,24 +90,24 @@ def test_stepwise_runner_console_takeover(env) -> None:
     runner = EpisodeRunner(env, 5, policy=RandomWalkPolicy(seed=5))
     for _ in range(10):
         runner.step()
-    runner.take_over(runner.expert, "console: expert assist", operator_name="alice")
+    runner.take_over(runner.expert, "console: expert assist", operator="alice")
     while not runner.done:
         runner.step()
     result = runner.result()
     assert result.success and result.tag == Tag.INTERVENTION
     assert [(s.start, s.controller, s.operator, s.trigger) for s in result.segments] == [
-        (0, Controller.POLICY, None, "start"),
-        (10, Controller.EXPERT, "alice", "console: expert assist"),
+        (0, ControllerKind.POLICY, None, "start"),
+        (10, ControllerKind.EXPERT, "alice", "console: expert assist"),
     ]
     with pytest.raises(RuntimeError):
         runner.step()
 
 
-def test_operator_config_validation() -> None:
+def test_sim_operator_config_validation() -> None:
     with pytest.raises(ValueError):
-        OperatorConfig(no_progress_steps=None, action_distance=None, takeover_probability=0.0)
+        SimOperatorConfig(no_progress_steps=None, action_distance=None, takeover_probability=0.0)
     with pytest.raises(ValueError):
-        OperatorConfig(takeover_probability=1.5)
+        SimOperatorConfig(takeover_probability=1.5)
 
 
 def test_pixels_rollout_records_images() -> None:

@@ -14,11 +14,20 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.errors import EpisodeFileError, EpisodeNotFoundError, InvalidFramesError, StoreError
-from flywheel.store import Controller, EpisodeFilter, EpisodeFrames, EpisodeStore, NewEpisode, Tag, derive_tag
-from flywheel.store.tags import encode_controllers, parse_tag
+from flywheel.store import EpisodeFilter, EpisodeStore, NewEpisode
+from flywheel.vocab import (
+    ControllerKind,
+    EpisodeFrames,
+    SegmentSpan,
+    Tag,
+    derive_segments,
+    derive_tag,
+    encode_controllers,
+    parse_tag,
+)
 from tests.conftest import make_frames
 
-P, H, E = Controller.POLICY, Controller.HUMAN, Controller.EXPERT
+P, H, E = ControllerKind.POLICY, ControllerKind.HUMAN, ControllerKind.EXPERT
 
 
 def _add(store: EpisodeStore, frames: EpisodeFrames, **kw: object) -> int:
@@ -40,7 +49,8 @@ def _policy(store: EpisodeStore) -> int:
 
 def test_round_trip_with_images(store: EpisodeStore) -> None:
     frames = make_frames(controllers=[P] * 10 + [H] * 5 + [P] * 5, cameras={"top": (96, 128)})
-    episode_id = _add(store, frames, triggers={10: "no_progress"}, segment_operators={10: "alice"})
+    segments = derive_segments(frames.controller, triggers={10: "no_progress"}, operators={10: "alice"})
+    episode_id = _add(store, frames, segments=segments)
     back = store.read_frames(episode_id)
     for name in ("state", "action", "policy_action", "policy_action_valid", "reward", "controller"):
         np.testing.assert_array_equal(getattr(back, name), getattr(frames, name))
@@ -65,7 +75,7 @@ def test_round_trip_with_images(store: EpisodeStore) -> None:
         ([E, P], Tag.INTERVENTION),
     ],
 )
-def test_tag_derivation(controllers: list[Controller], tag: Tag) -> None:
+def test_tag_derivation(controllers: list[ControllerKind], tag: Tag) -> None:
     assert derive_tag(encode_controllers(controllers)) is tag
 
 
@@ -77,6 +87,49 @@ def test_tag_is_stored_from_frames(store: EpisodeStore) -> None:
     for tag, episode_id in ids.items():
         assert store.get(episode_id).tag == tag
     assert store.count_by_tag() == {"demo": 1, "autonomous": 1, "intervention": 1}
+
+
+@pytest.mark.parametrize(
+    ("segments", "complaint"),
+    [
+        (
+            [SegmentSpan(0, 10, P), SegmentSpan(10, 20, P)],
+            r"segment 1 is \[10, 20\) policy but the frames give \[10, 15\) human",
+        ),
+        (
+            [SegmentSpan(0, 10, P), SegmentSpan(10, 15, H)],
+            r"segment 2 is nothing but the frames give \[15, 20\) policy",
+        ),
+        (
+            [SegmentSpan(0, 10, P), SegmentSpan(10, 15, E), SegmentSpan(15, 20, P)],
+            r"segment 1 is \[10, 15\) expert but the frames give \[10, 15\) human",
+        ),
+    ],
+)
+def test_segments_that_disagree_with_the_frames_are_refused(
+    store: EpisodeStore, segments: list[SegmentSpan], complaint: str
+) -> None:
+    """The rollout's segments are stored as given only when they are exactly the frames' controller runs."""
+    frames = make_frames(controllers=[P] * 10 + [H] * 5 + [P] * 5)
+    with pytest.raises(InvalidFramesError, match=f"segments disagree with the per-frame controllers: {complaint}"):
+        _add(store, frames, segments=segments)
+    assert store.count() == 0 and list(store.files.iter_uris()) == []
+
+
+def test_given_segments_are_stored_as_they_are(store: EpisodeStore) -> None:
+    frames = make_frames(controllers=[P] * 10 + [H] * 5 + [P] * 5)
+    segments = [
+        SegmentSpan(0, 10, P, trigger="start"),
+        SegmentSpan(10, 15, H, operator="bob", trigger="console", claimed_operator="carol"),
+        SegmentSpan(15, 20, P, trigger="hand back"),
+    ]
+    record = store.get(_add(store, frames, segments=segments))
+    stored = [(s.start, s.end, s.controller, s.operator, s.trigger, s.claimed_operator) for s in record.segments]
+    assert stored == [
+        (0, 10, "policy", None, "start", None),
+        (10, 15, "human", "bob", "console", "carol"),
+        (15, 20, "policy", None, "hand back", None),
+    ]
 
 
 def test_unknown_tag_and_controller_are_clear_errors() -> None:
@@ -173,7 +226,7 @@ _KILLED_WRITER = textwrap.dedent(
     from flywheel.store import EpisodeStore, NewEpisode
     import flywheel.store.files as files
     from tests.conftest import make_frames
-    from flywheel.store.tags import Controller
+    from flywheel.vocab import ControllerKind
 
     real_replace = os.replace
     def die_midway(src, dst):
@@ -181,7 +234,7 @@ _KILLED_WRITER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
     files.os.replace = die_midway
     store = EpisodeStore.open(Settings(home=Path(sys.argv[1]), db_url=sys.argv[2] or None))
-    store.add(NewEpisode(task="transfer_cube", frames=make_frames(controllers=[Controller.EXPERT] * 50,
+    store.add(NewEpisode(task="transfer_cube", frames=make_frames(controllers=[ControllerKind.EXPERT] * 50,
                          cameras={"top": (48, 64)}), env_seed=1, success=True))
     """
 )

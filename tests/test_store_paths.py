@@ -14,12 +14,13 @@ from sqlalchemy import update
 
 from flywheel.config import Settings
 from flywheel.errors import EpisodeFileError, StoreError
-from flywheel.store import Controller, EpisodeStore, NewEpisode
+from flywheel.store import EpisodeStore, NewEpisode
 from flywheel.store.files import MARKER
 from flywheel.store.models import Episode
+from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 
-E = Controller.EXPERT
+E = ControllerKind.EXPERT
 REPO = Path(__file__).resolve().parents[1]
 
 

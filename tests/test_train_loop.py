@@ -7,16 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import update
 
+from flywheel.config import Settings
 from flywheel.errors import StoreError
 from flywheel.policy.checkpoint import CheckpointError, read_tensors
 from flywheel.policy.expert import NEGATIVE, POSITIVE
 from flywheel.policy.input_spec import InputSpecError
 from flywheel.policy.runner import PolicyRunner
 from flywheel.presets import train_config
+from flywheel.store import EpisodeStore, NewEpisode
+from flywheel.store.models import Episode
 from flywheel.train import run_training
 from flywheel.train.data import data_fingerprint, usable_episodes
-from flywheel.train.errors import TrainingDivergedError
+from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.synthetic import expert_action, toy_episode
 
 # the tiny preset, wide enough to learn the toy task
@@ -92,7 +96,7 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, stop_at: int) -> None:
 def test_resume_with_other_config_is_refused(tmp_path: Path) -> None:
     eps = [toy_episode(i, length=10) for i in range(2)]
     run_training(_cfg(method="bc", steps=4), eps, tmp_path / "r", progress=False, should_stop=lambda n: n >= 2)
-    with pytest.raises(Exception, match="different training config"):
+    with pytest.raises(ResumeMismatchError, match="different training config"):
         run_training(_cfg(method="bc", steps=5), eps, tmp_path / "r", progress=False)
 
 
@@ -161,29 +165,31 @@ def test_rejected_and_empty_datasets_are_clear_errors() -> None:
     assert fp["episode_ids"] == ["toy-5"] and fp["frames"] == 5
 
 
-def test_load_training_episodes_from_a_store() -> None:
-    from flywheel.store import EpisodeFilter
+def test_load_training_episodes_from_a_store(sqlite_settings: Settings) -> None:
     from flywheel.train import load_training_episodes
 
-    pairs = {
-        i: toy_episode(i, length=5, review_status=s)
-        for i, s in enumerate(["accepted", "unreviewed", "rejected", "accepted"])
-    }
+    store = EpisodeStore.open(sqlite_settings)
 
-    class FakeStore:
-        def list_episodes(self, filters: EpisodeFilter) -> list:
-            assert isinstance(filters, EpisodeFilter) and filters.task == "toy_reach"
-            return [m for m, _ in pairs.values()]
+    ids = {}
+    for seed, (status, ctrl) in enumerate(
+        [("accepted", "expert"), ("unreviewed", "expert"), ("rejected", "expert"), ("accepted", "human")]
+    ):
+        _, frames = toy_episode(seed, ctrl, length=5, review_status=status)
+        ids[seed] = store.add(NewEpisode("toy_reach", frames, env_seed=seed, success=True)).id
+        with store.db.write() as session:
+            session.execute(update(Episode).where(Episode.id == ids[seed]).values(review_status=status))
+    _, other_task = toy_episode(9, length=5)
+    store.add(NewEpisode("other_task", other_task, env_seed=9, success=True))
 
-        def read_frames(self, episode_id: str):
-            return next(f for m, f in pairs.values() if m.id == episode_id)
-
-    got = load_training_episodes(FakeStore(), "toy_reach")
-    assert [e.meta.id for e in got] == ["toy-0", "toy-1", "toy-3"]
-    got = load_training_episodes(FakeStore(), "toy_reach", include_unreviewed=False)
-    assert [e.meta.id for e in got] == ["toy-0", "toy-3"]
+    got = load_training_episodes(store, "toy_reach")
+    assert sorted(e.meta.id for e in got) == [ids[0], ids[1], ids[3]]
+    for episode in got:
+        np.testing.assert_array_equal(episode.frames.state, store.read_frames(episode.meta.id).state)
+    got = load_training_episodes(store, "toy_reach", include_unreviewed=False)
+    assert sorted(e.meta.id for e in got) == [ids[0], ids[3]]
     with pytest.raises(StoreError, match="no episodes"):
-        load_training_episodes(FakeStore(), "toy_reach", tags=["intervention"])
+        load_training_episodes(store, "toy_reach", tags=["intervention"])
+    store.db.dispose()
 
 
 def test_metrics_logged_offline_to_wandb_and_jsonl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import sqlalchemy
 
 from flywheel.config import Settings
 from flywheel.store import EpisodeStore, NewEpisode
-from flywheel.store.tags import Controller
+from flywheel.vocab import ControllerKind
 from tests.checkout_support import REPO, copy_checkout
 from tests.conftest import make_frames
 
@@ -102,7 +102,7 @@ def test_wheel_installs_and_migrates_a_store(tmp_path: Path) -> None:
     assert "(up to date)" in current, current
     written = EpisodeStore.open(Settings(home=home))  # the checkout's store writes, the wheel's reads
     try:
-        frames = make_frames(controllers=[Controller.EXPERT] * 5)
+        frames = make_frames(controllers=[ControllerKind.EXPERT] * 5)
         episode = written.add(NewEpisode(task="transfer_cube", frames=frames, env_seed=3, success=True))
     finally:
         written.db.dispose()

@@ -80,7 +80,7 @@ def collect_command(
     spec = CollectSpec(
         task=version.task,
         **CollectSpec.observation_for(version.checkpoint_uri),  # what the policy reads, from its checkpoint
-        operator=operator,  # type: ignore[arg-type]
+        operator_mode=operator,  # type: ignore[arg-type]
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from flywheel.cli.context import state
 from flywheel.store import EpisodeFilter, EpisodeRecord
-from flywheel.store.tags import parse_tag
+from flywheel.vocab import parse_tag
 
 app = typer.Typer(help="Stored episodes.", no_args_is_help=True)
 

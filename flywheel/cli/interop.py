@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flywheel.cli.context import state
 from flywheel.identity import acting_operator
-from flywheel.store.tags import Controller
+from flywheel.vocab import ControllerKind
 
 export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
 import_app = typer.Typer(help="Import episodes from other formats into the store.", no_args_is_help=True)
@@ -85,8 +85,8 @@ def import_lerobot(
     policy: str | None = typer.Option(
         None, help="policy version id or alias that acted in autonomous/intervention episodes"
     ),
-    controller: Controller = typer.Option(
-        Controller.EXPERT, help="who acted in datasets without controller info (expert | human)"
+    controller: ControllerKind = typer.Option(
+        ControllerKind.EXPERT, help="who acted in datasets without controller info (expert | human)"
     ),
     success: bool = typer.Option(
         True, "--success/--failure", help="outcome for episodes whose dataset does not record one"

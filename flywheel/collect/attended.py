@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flywheel.collect.takeover_requests import NewTakeoverRequest, TakeoverRequests
 from flywheel.config import DEFAULT_DB_RETRY_SECONDS
 from flywheel.store.models import utcnow
+from flywheel.vocab import ControllerKind
 
 if TYPE_CHECKING:
     from flywheel.collect.spec import CollectSpec
@@ -88,8 +89,6 @@ class Attendant:
         Returns the console's stored episode, or None: the runner then continues with the simulated operator
         (which already drives the takeover step) — also when the episode ended without a takeover.
         """
-        from flywheel.store.tags import Controller
-
         source_key = self.spec.source_key(seed)
         stored = self.requests.stored_episode(source_key)
         if stored is not None:  # a console finished it while an earlier worker for this seed died
@@ -102,7 +101,7 @@ class Attendant:
             outcome = runner.step()
             if runner.error is not None:
                 return None
-            if outcome.controller is not Controller.POLICY:
+            if outcome.controller is not ControllerKind.POLICY:
                 trigger = runner.result().segments[-1].trigger
                 return self._ask(seed, outcome.t, trigger, np.array(actions), state)
             actions.append(np.asarray(outcome.action, dtype=np.float64))

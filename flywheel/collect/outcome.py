@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flywheel.collect.spec import CollectSpec
-from flywheel.store import EpisodeFrames, NewEpisode
-from flywheel.store.tags import Tag
+from flywheel.store import NewEpisode
+from flywheel.vocab import ControllerKind, EpisodeFrames, SegmentSpan, Tag
 
 
 @dataclass(frozen=True)
@@ -15,8 +15,7 @@ class EpisodeOutcome:
     frames: EpisodeFrames | None  # None when the very first action was invalid, or stored by the console
     success: bool
     error: str | None = None
-    triggers: dict[int, str] = field(default_factory=dict)
-    segment_operators: dict[int, str] = field(default_factory=dict)
+    segments: tuple[SegmentSpan, ...] = ()  # the rollout's, stored as they are
     act_latency_ms: tuple[float, ...] = ()
     joint_limit_violations: int = 0
     stored_episode_id: int | None = None  # attended mode: a console operator already stored this episode
@@ -28,7 +27,7 @@ class EpisodeOutcome:
         """
         if self.frames is None or self.frames.tag is not Tag.INTERVENTION:
             return 0
-        return len(self.segment_operators)
+        return sum(1 for s in self.segments if s.controller is not ControllerKind.POLICY)
 
     def to_new_episode(self, spec: CollectSpec) -> NewEpisode:
         if self.frames is None:
@@ -43,6 +42,5 @@ class EpisodeOutcome:
             operator=spec.operator_name if self.frames.tag is not Tag.AUTONOMOUS else None,
             error=self.error,
             source_key=spec.source_key(self.seed),
-            triggers=self.triggers,
-            segment_operators=self.segment_operators,
+            segments=self.segments,
         )

@@ -1,4 +1,4 @@
-"""Per-worker state: envs, one policy copy and operators, reused across episodes.
+"""Per-worker state: envs, one policy copy and simulated operators, reused across episodes.
 
 With `envs_per_worker > 1` a worker steps several episodes in lockstep and re-plans every policy that needs a new
 chunk in one batched forward pass: per episode, the default policy's chunk costs 5 ms alone on one CPU core (fp32),
@@ -21,7 +21,7 @@ from flywheel.collect.spec import CollectSpec
 
 
 class WorkerRuntime:
-    """Builds the env, policy and operator once per process (or Ray actor) and runs seeds."""
+    """Builds the env, policy and simulated operator once per process (or Ray actor) and runs seeds."""
 
     def __init__(self, spec: CollectSpec) -> None:
         from sim import make_env
@@ -39,14 +39,14 @@ class WorkerRuntime:
             rendered = spec.cameras if spec.obs_mode == "pixels" else ()
             policy.loaded.input_spec.check_env(self.env.layout, rendered, spec.image_size)
         self.policy = None if policy is None else TimedPolicy(policy)
-        self.operator = self._make_operator(spec)
+        self.sim_operator = self._make_sim_operator(spec)
         self.attendant = self._make_attendant(spec)
         self.policy_seconds = 0.0  # wall time spent in policy inference, all episodes (the bench's breakdown)
         self._slots: list[_Slot] = []
 
     @staticmethod
     def _load_policy(spec: CollectSpec) -> Any:
-        if spec.operator == "expert":
+        if spec.operator_mode == "expert":
             return None
         import torch
 
@@ -66,13 +66,13 @@ class WorkerRuntime:
         )
 
     @staticmethod
-    def _make_operator(spec: CollectSpec) -> Any:
+    def _make_sim_operator(spec: CollectSpec) -> Any:
         """The simulated operator; none for policy-only runs, and for demos (the expert drives throughout)."""
-        if spec.operator not in ("simulated", "console"):
+        if spec.operator_mode not in ("simulated", "console"):
             return None
-        from sim.operator import OperatorConfig, SimulatedOperator
+        from sim.operator import SimOperatorConfig, SimulatedOperator
 
-        return SimulatedOperator(OperatorConfig(**spec.operator_config))
+        return SimulatedOperator(SimOperatorConfig(**spec.sim_operator))
 
     @staticmethod
     def _make_attendant(spec: CollectSpec) -> Any:
@@ -84,11 +84,9 @@ class WorkerRuntime:
         return Attendant(spec, spec.attended)
 
     def run(self, seed: int) -> EpisodeOutcome:
-        from sim.rollout import EpisodeRunner
-
         if self.policy is not None:
             self.policy.latencies_ms.clear()
-        runner = EpisodeRunner(self.env, seed, self.policy, self.operator, self.spec.max_steps)
+        runner = self._runner(self.env, seed, self.policy, self.sim_operator)
         if self.policy is not None:
             # The sampling noise follows the episode seed, not the worker's history: an eval seed gives the same
             # episode whichever worker runs it, so paired comparisons across policies see the same noise.
@@ -102,16 +100,20 @@ class WorkerRuntime:
         self.policy_seconds += sum(latencies) / 1000.0
         return self._outcome(seed, result, latencies)
 
+    def _runner(self, env: Any, seed: int, policy: Any, sim_operator: Any) -> Any:
+        """An episode of `seed`; the expert's segments (demos, simulated takeovers) are recorded under the spec's
+        operator name."""
+        from sim.rollout import EpisodeRunner
+
+        return EpisodeRunner(env, seed, policy, sim_operator, self.spec.max_steps, operator=self.spec.operator_name)
+
     def _outcome(self, seed: int, result: Any, latencies_ms: Sequence[float]) -> EpisodeOutcome:
-        triggers = {s.start: s.trigger for s in result.segments if s.trigger}
-        operators = {s.start: self.spec.operator_name for s in result.segments if s.controller.value != "policy"}
         return EpisodeOutcome(
             seed=seed,
             frames=result.frames,
             success=bool(result.success),
             error=result.error,
-            triggers=triggers,
-            segment_operators=operators,
+            segments=tuple(result.segments),
             act_latency_ms=tuple(latencies_ms),
             joint_limit_violations=0
             if result.frames is None
@@ -145,12 +147,11 @@ class WorkerRuntime:
             env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
             loaded = self.policy.policy.loaded
             runner = PolicyRunner(loaded, device=self.spec.policy_device, precision=self.spec.precision)
-            self._slots.append(_Slot(env, runner, self._make_operator(self.spec)))
+            self._slots.append(_Slot(env, runner, self._make_sim_operator(self.spec)))
         return self._slots[:width]
 
     def _run_lockstep(self, pending: deque[int]) -> Iterator[EpisodeOutcome]:
         from flywheel.policy.runner import plan_chunks
-        from sim.rollout import EpisodeRunner
 
         free = self._lanes(min(self.spec.envs_per_worker, len(pending)))
         active: list[_Active] = []
@@ -160,7 +161,7 @@ class WorkerRuntime:
             while pending and free:
                 slot = free.pop()
                 seed = pending.popleft()
-                runner = EpisodeRunner(slot.env, seed, slot.policy, slot.operator, self.spec.max_steps)
+                runner = self._runner(slot.env, seed, slot.policy, slot.sim_operator)
                 slot.policy.reset(seed=seed)  # the noise follows the episode seed, as in `run`
                 active.append(_Active(seed, slot, runner))
             replan = [a for a in active if a.slot.policy.needs_chunk]  # a fresh runner needs its first chunk
@@ -192,11 +193,11 @@ class WorkerRuntime:
 
 @dataclass
 class _Slot:
-    """One lane of a lockstep worker: its env, its policy runner (own chunk and noise) and its operator."""
+    """One lane of a lockstep worker: its env, its policy runner (own chunk and noise) and its simulated operator."""
 
     env: Any
     policy: Any
-    operator: Any
+    sim_operator: Any
 
 
 @dataclass

@@ -78,6 +78,6 @@ def _make_pool(spec: CollectSpec, workers: int, use_ray: bool) -> ProcessPool:
 
 
 def _label(spec: CollectSpec) -> str:
-    if spec.operator == "expert":
+    if spec.operator_mode == "expert":
         return "expert demos"
-    return f"policy {spec.policy_version_id}, operator {spec.operator}"
+    return f"policy {spec.policy_version_id}, operator {spec.operator_mode}"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.collect.attended import AttendedConfig
+from flywheel.config import TaskName
+from flywheel.vocab import SIMULATED_OPERATOR
 
 OperatorMode = Literal["simulated", "none", "expert", "console"]
 POLICY_DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
@@ -16,19 +18,21 @@ is built (the console, the scheduler)."""
 
 
 class CollectSpec(BaseModel):
-    """One collection run. `operator="expert"` records expert demos (no policy); `"console"` asks a person in the
-    console at the simulated operator's first trigger and falls back to it (`attended` says how long to wait)."""
+    """One collection run. `operator_mode="expert"` records expert demos (no policy); `"simulated"` lets the
+    simulated operator (`sim_operator`: its `SimOperatorConfig` settings) take over; `"console"` asks a person in the
+    console at the simulated operator's first trigger and falls back to it (`attended` says how long to wait);
+    `"none"`: the policy alone. `operator_name` is who the demos and simulated takeovers are recorded under."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str
+    task: TaskName
     obs_mode: Literal["state", "pixels"] = "state"
     cameras: tuple[str, ...] = ("top",)
     image_size: tuple[int, int] = (96, 128)
     max_steps: int = Field(400, ge=1, le=10_000)
-    operator: OperatorMode = "simulated"
-    operator_config: dict[str, Any] = Field(default_factory=dict)
-    operator_name: str = "simulated-operator"
+    operator_mode: OperatorMode = "simulated"
+    sim_operator: dict[str, Any] = Field(default_factory=dict)
+    operator_name: str = SIMULATED_OPERATOR
     policy_version_id: int | None = None
     policy_checkpoint: str | None = None
     policy_sha256: str | None = None
@@ -51,28 +55,16 @@ class CollectSpec(BaseModel):
         description="where the policy samples: cpu | cuda[:N] (the simulation runs on the CPU either way)",
     )
 
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        from sim.errors import UnknownTaskError
-        from sim.tasks import task_class
-
-        try:
-            task_class(task)
-        except UnknownTaskError as exc:
-            raise ValueError(str(exc)) from None
-        return task
-
     def model_post_init(self, _context: Any) -> None:
-        if self.operator != "expert" and self.policy_checkpoint is None:
-            raise ValueError("collecting with a policy needs policy_checkpoint (use operator='expert' for demos)")
-        if (self.operator == "console") != (self.attended is not None):
-            raise ValueError("operator='console' needs attended settings (and only it takes them)")
+        if self.operator_mode != "expert" and self.policy_checkpoint is None:
+            raise ValueError("collecting with a policy needs policy_checkpoint (use operator_mode='expert' for demos)")
+        if (self.operator_mode == "console") != (self.attended is not None):
+            raise ValueError("operator_mode='console' needs attended settings (and only it takes them)")
 
     @classmethod
     def for_demos(cls, task: str, **settings: Any) -> CollectSpec:
         """Expert demos of `task`: one source-key prefix per task, so every caller dedupes against the same keys."""
-        return cls(task=task, operator="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
+        return cls(task=task, operator_mode="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
 
     @staticmethod
     def observation_for(checkpoint: str) -> dict[str, Any]:

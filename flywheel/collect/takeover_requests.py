@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from flywheel.errors import FlywheelError
 from flywheel.store.db import Database
 from flywheel.store.models import Episode, TakeoverRequest, as_utc, utcnow
+from flywheel.store.records import snapshot
 
 OPEN_STATES = ("pending", "claimed")
 
@@ -87,28 +88,14 @@ class TakeoverRequestRecord:
 
     @classmethod
     def of(cls, row: TakeoverRequest) -> TakeoverRequestRecord:
-        return cls(
-            id=row.id,
-            status=row.status,
-            source_key=row.source_key,
-            task=row.task,
-            env_seed=row.env_seed,
-            step=row.step,
-            trigger=row.trigger,
-            policy_version_id=row.policy_version_id,
-            iteration=row.iteration,
+        return snapshot(
+            cls,
+            row,
             env_config=dict(row.env_config or {}),
-            policy_checkpoint=row.policy_checkpoint,
-            policy_sha256=row.policy_sha256,
-            worker=row.worker,
             deadline_at=as_utc(row.deadline_at),
             created_at=as_utc(row.created_at),
-            claimed_by=row.claimed_by,
-            claim_token=row.claim_token,
-            heartbeat_at=as_utc(row.heartbeat_at) if row.heartbeat_at else None,
-            finished_at=as_utc(row.finished_at) if row.finished_at else None,
-            episode_id=row.episode_id,
-            note=row.note,
+            heartbeat_at=as_utc(row.heartbeat_at),
+            finished_at=as_utc(row.finished_at),
             actions=tuple(tuple(a) for a in row.actions or ()),
             state=tuple(row.state or ()),
         )

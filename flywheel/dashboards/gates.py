@@ -9,8 +9,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from flywheel.evaluate.gates import EvalNumbers
 from flywheel.store.db import Database
 from flywheel.store.models import EvalRun, as_utc
+from flywheel.store.records import snapshot
 
 COLUMNS = [
     "eval_run_id",
@@ -51,22 +53,12 @@ def gate_history(db: Database, task: str | None = None) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class EvalRunView:
+class EvalRunView(EvalNumbers):
     """One eval run of a policy version with its gate verdicts and their evidence."""
 
     id: int
     created_at: datetime
     iteration: int | None
-    episodes: int
-    successes: int
-    success_rate: float
-    ci_low: float
-    ci_high: float
-    mean_length: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    nan_actions: int
-    joint_limit_violations: int
     passed: bool | None  # None: a champion baseline or a fresh-seed re-measurement, no gates applied
     gates: list[dict[str, Any]]
     kind: str = "gate"  # gate | baseline | fresh (re-measured on seeds never used to gate)
@@ -82,23 +74,11 @@ def eval_runs(db: Database, policy_version_id: int) -> list[EvalRunView]:
     query = select(EvalRun).where(EvalRun.policy_version_id == policy_version_id).order_by(EvalRun.id.desc())
     with db.read() as session:
         return [
-            EvalRunView(
-                id=r.id,
-                created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-                iteration=r.iteration,
-                episodes=r.episodes,
-                successes=r.successes,
-                success_rate=r.success_rate,
-                ci_low=r.ci_low,
-                ci_high=r.ci_high,
-                mean_length=r.mean_length,
-                latency_p50_ms=r.latency_p50_ms,
-                latency_p95_ms=r.latency_p95_ms,
-                nan_actions=r.nan_actions,
-                joint_limit_violations=r.joint_limit_violations,
-                passed=r.passed,
+            snapshot(
+                EvalRunView,
+                r,
+                created_at=as_utc(r.created_at),
                 gates=[dict(g) for g in r.gates or []],
-                kind=r.kind,
                 metrics=dict(r.metrics or {}),
             )
             for r in session.scalars(query)

@@ -7,7 +7,7 @@ from sqlalchemy import and_, func, select
 
 from flywheel.store.db import Database
 from flywheel.store.models import Episode, Segment, as_utc
-from flywheel.store.tags import Controller
+from flywheel.vocab import ControllerKind
 
 SUMMARY = ["episodes", "intervention_episodes", "takeovers", "per_episode"]
 
@@ -16,7 +16,7 @@ def policy_episodes(db: Database, task: str | None = None) -> pd.DataFrame:
     """One row per episode a policy acted in: episode_id, iteration, created_at (UTC), takeovers."""
     query = (
         select(Episode.id, Episode.iteration, Episode.created_at, func.count(Segment.id))
-        .outerjoin(Segment, and_(Segment.episode_id == Episode.id, Segment.controller != Controller.POLICY.value))
+        .outerjoin(Segment, and_(Segment.episode_id == Episode.id, Segment.controller != ControllerKind.POLICY.value))
         .where(Episode.policy_version_id.is_not(None))
         .group_by(Episode.id, Episode.iteration, Episode.created_at)
         .order_by(Episode.created_at)

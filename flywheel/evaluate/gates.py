@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,13 +53,11 @@ class GateConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class EvalSummary:
-    """What one policy did on the eval seeds (the input of the gates)."""
+class EvalNumbers:
+    """The numbers of one eval run: what the eval_run row stores and the dashboards show."""
 
-    seeds: list[int]
-    outcomes: list[bool]
-    successes: int
     episodes: int
+    successes: int
     success_rate: float
     ci_low: float
     ci_high: float
@@ -68,6 +66,18 @@ class EvalSummary:
     latency_p95_ms: float
     nan_actions: int
     joint_limit_violations: int
+
+    def numbers(self) -> dict[str, Any]:
+        """These fields by name (an eval_run row's columns of the same names)."""
+        return {f.name: getattr(self, f.name) for f in fields(EvalNumbers)}
+
+
+@dataclass(frozen=True)
+class EvalSummary(EvalNumbers):
+    """What one policy did on the eval seeds (the input of the gates)."""
+
+    seeds: list[int]
+    outcomes: list[bool]
     steps: list[int] = field(default_factory=list)  # episode lengths in control steps (an episode ends at success)
 
     def prefix(self, n: int) -> EvalSummary:

@@ -24,11 +24,11 @@ from lerobot.utils.utils import SuppressProgressBars
 from flywheel.errors import FlywheelError
 from flywheel.interop import lerobot_schema as fmt
 from flywheel.interop.lerobot_schema import EpisodeMeta, InteropError, SegmentMeta, Sidecar
-from flywheel.store import EpisodeFilter, EpisodeFrames, EpisodeRecord, EpisodeStore
+from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore
 from flywheel.store.files import IMAGE_PREFIX
-from flywheel.store.tags import CONTROLLER_CODES, Controller, Tag, parse_tag
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames, Tag, parse_tag
 
-POLICY_CODE = CONTROLLER_CODES[Controller.POLICY]
+POLICY_CODE = CONTROLLER_CODES[ControllerKind.POLICY]
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,17 @@ from flywheel.identity import NAME_RULE, acting_operator, is_valid_name
 from flywheel.interop import lerobot_schema as fmt
 from flywheel.interop.lerobot_schema import EpisodeMeta, InteropError, Sidecar
 from flywheel.interop.task_shapes import TaskShapes, known_tasks, task_shapes
-from flywheel.store import EpisodeFrames, EpisodeRecord, EpisodeStore, NewEpisode
-from flywheel.store.tags import CONTROLLER_BY_CODE, CONTROLLER_CODES, Controller, Tag, derive_tag, parse_tag
+from flywheel.store import EpisodeRecord, EpisodeStore, NewEpisode
+from flywheel.vocab import (
+    CONTROLLER_BY_CODE,
+    CONTROLLER_CODES,
+    ControllerKind,
+    EpisodeFrames,
+    Tag,
+    derive_segments,
+    derive_tag,
+    parse_tag,
+)
 
 UNKNOWN_SEED = -1  # external data: the episode was not produced from a known env seed
 SUCCESS = "next.success"
@@ -57,7 +66,7 @@ class ImportPlan:
     skipped: tuple[SourceEpisode, ...]
     fingerprint: str
     controller_map: dict[int, int] | None  # dataset code -> store code; None: no controller feature
-    default_controller: Controller
+    default_controller: ControllerKind
 
     def source_key(self, episode: SourceEpisode) -> str:
         return f"lerobot:{self.fingerprint}:{episode.index}"
@@ -78,7 +87,7 @@ def import_lerobot(
     *,
     task: str | None = None,
     tags: Sequence[str] = (),
-    default_controller: Controller = Controller.EXPERT,
+    default_controller: ControllerKind = ControllerKind.EXPERT,
     policy_version_id: int | None = None,
     default_success: bool = True,
     importer: str | None = None,
@@ -95,14 +104,14 @@ def plan_import(
     *,
     task: str | None = None,
     tags: Sequence[str] = (),
-    default_controller: Controller = Controller.EXPERT,
+    default_controller: ControllerKind = ControllerKind.EXPERT,
 ) -> ImportPlan:
     """Open and validate a local dataset (never the network); decide the task and tag of every episode."""
     root = Path(path).resolve()
     _check_local_files(root)
     _check_files_inside(root)
     wanted = {parse_tag(t) for t in tags}
-    if default_controller is Controller.POLICY:
+    if default_controller is ControllerKind.POLICY:
         raise InteropError("external frames cannot default to the policy controller: use expert or human")
     with SuppressProgressBars():
         meta = LeRobotDatasetMetadata(f"local/{root.name}", root=root)
@@ -201,8 +210,11 @@ def _store_episode(
             operator=importer,
             claimed_operator=meta.operator if meta else None,
             source_key=plan.source_key(episode),
-            triggers={s.start: s.trigger for s in segments if s.trigger},
-            segment_claims={s.start: s.operator for s in segments if s.operator},
+            segments=derive_segments(
+                frames.controller,
+                triggers={s.start: s.trigger for s in segments if s.trigger},
+                claimed_operators={s.start: s.operator for s in segments if s.operator},
+            ),
         )
     )
 
@@ -351,7 +363,7 @@ def _controller_map(features: dict[str, dict], sidecar: Sidecar | None, root: Pa
         return None
     codes = sidecar.codes.get(fmt.CONTROLLER) if sidecar else fmt.CONTROLLER_CODE_MAP
     try:
-        return {int(code): CONTROLLER_CODES[Controller(name)] for name, code in (codes or {}).items()}
+        return {int(code): CONTROLLER_CODES[ControllerKind(name)] for name, code in (codes or {}).items()}
     except ValueError as exc:
         raise InteropError(f"{root}: unknown controller in the sidecar's code table ({exc})") from None
 

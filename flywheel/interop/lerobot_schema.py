@@ -15,7 +15,7 @@ from typing import Any
 
 from flywheel.errors import FlywheelError
 from flywheel.store.models import REVIEW_STATUSES
-from flywheel.store.tags import CONTROLLER_CODES, Tag
+from flywheel.vocab import CONTROLLER_CODES, Tag
 
 FPS = 50  # sim.constants.CONTROL_DT = 0.02 s
 ROBOT_TYPE = "aloha"

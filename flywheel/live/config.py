@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flywheel.config import TaskName
 from flywheel.errors import ConfigError, describe_validation_error
 
 ARM_AXES = ("x", "y", "z")
@@ -55,20 +56,8 @@ class RolloutSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: str = "transfer_cube"
+    task: TaskName = "transfer_cube"
     policy: str | None = "champion"
     seed: int = Field(0, ge=0, le=2**31 - 1)
     camera: str = "top"
     max_steps: int = Field(400, ge=1, le=10_000)
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        from sim.errors import UnknownTaskError
-        from sim.tasks import task_class
-
-        try:
-            task_class(task)
-        except UnknownTaskError as exc:
-            raise ValueError(str(exc)) from None
-        return task

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.store.tags import Controller as ControllerKind
+from flywheel.vocab import ControllerKind
 from sim.controllers import Controller
 from sim.env import AlohaSimEnv
 

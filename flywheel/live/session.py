@@ -21,8 +21,7 @@ from flywheel.live.config import ARM_AXES, LiveConfig
 from flywheel.live.errors import LiveSessionError, NotInControlError, ReplayMismatchError, SessionOverError
 from flywheel.live.owner_thread import OwnerThread
 from flywheel.store import EpisodeRecord, EpisodeStore, NewEpisode
-from flywheel.store.tags import Controller as ControllerKind
-from flywheel.store.tags import Tag
+from flywheel.vocab import ControllerKind, Tag
 
 T = TypeVar("T")
 
@@ -432,8 +431,7 @@ class LiveSession:
             operator=named[0] if named else None,
             error=error,
             source_key=self.setup.source_key,
-            triggers={s.start: s.trigger for s in result.segments if s.trigger},
-            segment_operators={s.start: s.operator for s in result.segments if s.operator},
+            segments=result.segments,
         )
 
     def discard(self, note: str = "discarded in the console") -> None:

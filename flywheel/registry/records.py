@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.store.models import AliasEvent, PolicyVersion
+from flywheel.store.records import snapshot
 
 
 @dataclass(frozen=True)
@@ -26,19 +27,12 @@ class PolicyRecord:
 
     @classmethod
     def of(cls, row: PolicyVersion) -> PolicyRecord:
-        return cls(
-            id=row.id,
-            parent_id=row.parent_id,
-            task=row.task,
-            status=row.status,
-            checkpoint_uri=row.checkpoint_uri,
-            sha256=row.sha256,
+        return snapshot(
+            cls,
+            row,
             config=dict(row.config or {}),
             data_fingerprint=dict(row.data_fingerprint or {}),
             metrics=dict(row.metrics or {}),
-            code_version=row.code_version,
-            iteration=row.iteration,
-            created_at=row.created_at,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,14 +55,4 @@ class AliasMove:
 
     @classmethod
     def of(cls, row: AliasEvent) -> AliasMove:
-        return cls(
-            row.id,
-            row.alias,
-            row.from_version_id,
-            row.to_version_id,
-            row.actor,
-            row.reason,
-            row.forced,
-            row.created_at,
-            row.recorded_by,
-        )
+        return snapshot(cls, row)

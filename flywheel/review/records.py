@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flywheel.store.models import Label
+from flywheel.store.records import snapshot
 
 
 @dataclass(frozen=True)
@@ -24,19 +25,7 @@ class LabelRecord:
 
     @classmethod
     def of(cls, row: Label) -> LabelRecord:
-        return cls(
-            id=row.id,
-            episode_id=row.episode_id,
-            segment_id=row.segment_id,
-            author=row.author,
-            verdict=row.verdict,
-            failure_mode=row.failure_mode,
-            note=row.note,
-            previous_status=row.previous_status,
-            undone=bool(row.undone),
-            created_at=row.created_at,
-            recorded_by=row.recorded_by,
-        )
+        return snapshot(cls, row, undone=bool(row.undone))
 
     @property
     def summary(self) -> str:

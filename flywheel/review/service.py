@@ -18,7 +18,7 @@ from flywheel.review.records import LabelRecord, RejectionImpact
 from flywheel.review.taxonomy import FailureTaxonomy
 from flywheel.store import EpisodeRecord, EpisodeStore
 from flywheel.store.models import Episode, Label, Segment
-from flywheel.store.tags import Tag
+from flywheel.vocab import Tag
 
 VERDICTS = ("accepted", "rejected")
 MAX_NOTE = 2000

@@ -46,8 +46,8 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> CollectResult:
         task=cfg.task,
         **CollectSpec.observation_for(champion.checkpoint_uri),
         max_steps=cfg.max_steps,
-        operator=cfg.operator_mode,  # type: ignore[arg-type]
-        operator_config=cfg.operator,
+        operator_mode=cfg.operator_mode,  # type: ignore[arg-type]
+        sim_operator=cfg.operator,
         policy_version_id=champion.id,
         policy_checkpoint=champion.checkpoint_uri,
         policy_sha256=champion.sha256,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -19,16 +19,26 @@ from flywheel.identity import check_name
 from flywheel.redact import database_identity
 from flywheel.store.db import Database, is_sqlite
 from flywheel.store.files import LAYOUT, EpisodeFiles
-from flywheel.store.frames import EpisodeFrames
 from flywheel.store.migrate import ensure_schema
 from flywheel.store.models import REVIEW_STATUSES, Episode, Segment
 from flywheel.store.records import EpisodeRecord
-from flywheel.store.tags import Tag, derive_segments, parse_tag
+from flywheel.vocab import (
+    ControllerKind,
+    EpisodeFrames,
+    SegmentSpan,
+    Tag,
+    check_segments,
+    derive_segments,
+    parse_tag,
+)
 
 
 @dataclass(frozen=True)
 class NewEpisode:
-    """Everything needed to store one episode. The tag and segments are derived from `frames.controller`."""
+    """Everything needed to store one episode. The tag is derived from `frames.controller`.
+
+    `segments`: the rollout's own segments (with who drove and why), checked against `frames.controller`;
+    None stores the bare controller runs (no operators or triggers)."""
 
     task: str
     frames: EpisodeFrames
@@ -39,18 +49,25 @@ class NewEpisode:
     operator: str | None = None
     error: str | None = None
     source_key: str | None = None
-    triggers: Mapping[int, str] = field(default_factory=dict)
-    segment_operators: Mapping[int, str] = field(default_factory=dict)
+    segments: Sequence[SegmentSpan] | None = None
     claimed_operator: str | None = None  # imported data: the operator its source names (unverified)
-    segment_claims: Mapping[int, str] = field(default_factory=dict)  # same, per segment start
+
+    def spans(self) -> list[SegmentSpan]:
+        """The segments to store: the given ones once they match the frames' controller runs, else those runs."""
+        if self.segments is None:
+            return derive_segments(self.frames.controller)
+        check_segments(self.segments, self.frames.controller)
+        return list(self.segments)
 
     def check_names(self) -> None:
         """Every operator and camera name follows flywheel.identity's pattern (they are shown and used as keys)."""
         for name in (self.operator, self.claimed_operator):
             if name is not None:
                 check_name(name)
-        for name in (*self.segment_operators.values(), *self.segment_claims.values()):
-            check_name(name, "segment operator name")
+        for span in self.segments or ():
+            for name in (span.operator, span.claimed_operator):
+                if name is not None:
+                    check_name(name, "segment operator name")
         for camera in self.frames.images:
             check_name(camera, "camera name")
 
@@ -141,12 +158,12 @@ class EpisodeStore:
             if existing is not None:
                 return existing
         episode.check_names()
+        spans = episode.spans()
         frames = episode.frames
         tag = frames.tag
         if tag is not Tag.DEMO and episode.policy_version_id is None:
             raise StoreError(f"a {tag.value} episode needs the policy version that acted (policy_version_id)")
         written = self.files.write(frames)
-        spans = derive_segments(frames.controller, episode.triggers, episode.segment_operators)
 
         def insert(session: Session) -> EpisodeRecord:
             # Re-checked inside the transaction: a retry after a commit whose acknowledgement was lost finds
@@ -176,9 +193,9 @@ class EpisodeStore:
                     Segment(
                         start=s.start,
                         end=s.end,
-                        controller=s.controller.value,
+                        controller=ControllerKind(s.controller).value,
                         operator=s.operator,
-                        claimed_operator=episode.segment_claims.get(s.start),
+                        claimed_operator=s.claimed_operator,
                         trigger=s.trigger,
                     )
                     for s in spans
@@ -314,7 +331,7 @@ class EpisodeStore:
         query = filters.apply(
             select(func.count(Segment.id))
             .join(Episode, Segment.episode_id == Episode.id)
-            .where(Episode.tag == Tag.INTERVENTION.value, Segment.controller != "policy")
+            .where(Episode.tag == Tag.INTERVENTION.value, Segment.controller != ControllerKind.POLICY.value)
         )
         with self.db.read() as session:
             return int(session.scalar(query) or 0)

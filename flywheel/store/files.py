@@ -30,7 +30,7 @@ from safetensors.numpy import save as save_safetensors
 
 from flywheel.errors import EpisodeFileError
 from flywheel.fsutil import fsync_path
-from flywheel.store.frames import EpisodeFrames
+from flywheel.vocab import EpisodeFrames
 
 SUFFIX = ".safetensors"
 TEMP_PREFIX = ".tmp-"

@@ -8,20 +8,7 @@ import numpy as np
 
 from flywheel.store.files import IMAGE_PREFIX, EpisodeFiles
 from flywheel.store.records import EpisodeRecord
-
-
-def gather_rows(per_episode: Sequence[np.ndarray], offsets: np.ndarray, frame_indices: np.ndarray) -> np.ndarray:
-    """Rows of several per-episode arrays (memory maps or in RAM) by global frame index, episode `e`'s frames being
-    `offsets[e]:offsets[e + 1]`; only the pages of the asked-for rows are touched."""
-    idx = np.asarray(frame_indices, dtype=np.int64)
-    episodes = np.searchsorted(offsets, idx, side="right") - 1
-    local = idx - offsets[episodes]
-    first = per_episode[0]
-    out = np.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
-    for episode in np.unique(episodes):
-        rows = episodes == episode
-        out[rows] = per_episode[episode][local[rows]]
-    return out
+from flywheel.vocab.frames import gather_rows
 
 
 class FrameReader:

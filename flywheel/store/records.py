@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any, TypeVar
 
 from flywheel.store.models import Episode, Segment
+
+R = TypeVar("R")
+
+
+def snapshot(cls: type[R], row: object, **computed: Any) -> R:
+    """A detached record of `row`: each field of the dataclass `cls` read from the row's attribute of that name,
+    except the `computed` ones (converted values, relationships) given here."""
+    names = (f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: getattr(row, name) for name in names if name not in computed}, **computed)
 
 
 @dataclass(frozen=True)
@@ -20,7 +30,7 @@ class SegmentRecord:
 
     @classmethod
     def of(cls, row: Segment) -> SegmentRecord:
-        return cls(row.id, row.start, row.end, row.controller, row.operator, row.trigger, row.claimed_operator)
+        return snapshot(cls, row)
 
 
 @dataclass(frozen=True)
@@ -49,28 +59,11 @@ class EpisodeRecord:
 
     @classmethod
     def of(cls, row: Episode, with_segments: bool = False) -> EpisodeRecord:
-        return cls(
-            id=row.id,
-            task=row.task,
-            tag=row.tag,
-            policy_version_id=row.policy_version_id,
-            iteration=row.iteration,
-            env_seed=row.env_seed,
-            length=row.length,
-            success=row.success,
-            episode_return=row.episode_return,
-            operator=row.operator,
-            review_status=row.review_status,
-            review_version=row.review_version,
-            file_uri=row.file_uri,
-            sha256=row.sha256,
-            bytes=row.bytes,
+        return snapshot(
+            cls,
+            row,
             cameras=tuple(row.cameras or ()),
-            error=row.error,
-            source_key=row.source_key,
-            created_at=row.created_at,
             segments=tuple(SegmentRecord.of(s) for s in row.segments) if with_segments else (),
-            claimed_operator=row.claimed_operator,
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flywheel.errors import StoreError
-from flywheel.store.frames import EpisodeFrames
+from flywheel.vocab import EpisodeFrames
 
 
 class EpisodeMeta(Protocol):

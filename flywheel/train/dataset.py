@@ -10,9 +10,9 @@ import torch
 
 from flywheel.policy.io import PolicyIO
 from flywheel.policy.recap import RewardConfig, chunk_targets, frame_rewards, pre_takeover_frames
-from flywheel.store.reader import gather_rows
-from flywheel.store.tags import CONTROLLER_CODES, Controller
 from flywheel.train.data import TrainingEpisode, _text
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind
+from flywheel.vocab.frames import gather_rows
 
 
 @dataclass
@@ -98,7 +98,7 @@ def build_frame_table(
     forced, negative, task_ids, tags, episode_of = [], [], [], [], []
     tasks = sorted({e.meta.task for e in episodes})
     offset = 0
-    policy_code = CONTROLLER_CODES[Controller.POLICY]
+    policy_code = CONTROLLER_CODES[ControllerKind.POLICY]
     for ep_i, ep in enumerate(episodes):
         f = ep.frames
         t_len = len(f)

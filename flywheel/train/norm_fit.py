@@ -20,11 +20,11 @@ import numpy as np
 
 from flywheel.policy.io import InputSpec
 from flywheel.policy.normalize import NormKind, NormStats
-from flywheel.store.tags import CONTROLLER_CODES, Controller, Tag
 from flywheel.train.data import TrainingEpisode, _text
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, Tag
 
 NormFrames = Literal["demos", "controlled", "all"]
-_POLICY_CODE = CONTROLLER_CODES[Controller.POLICY]
+_POLICY_CODE = CONTROLLER_CODES[ControllerKind.POLICY]
 
 
 def norm_frame_masks(episodes: Sequence[TrainingEpisode], frames: NormFrames) -> list[np.ndarray]:

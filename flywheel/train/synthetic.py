@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from flywheel.store.frames import EpisodeFrames
-from flywheel.store.tags import CONTROLLER_CODES, Controller, derive_tag
 from flywheel.train.data import EpisodeInfo
+from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames, derive_tag
 
 STEP = 0.15
 
@@ -52,7 +51,7 @@ def toy_episode(
         pos = np.clip(pos + a2, -1.5, 1.5)
         dist = float(np.linalg.norm(goal - pos))
         rewards.append(4.0 if dist < 0.1 else float(np.clip(np.floor(4 * (1 - dist / d0)), 0, 3)))
-    codes = np.array([CONTROLLER_CODES[Controller(c)] for c in ctrl], np.uint8)
+    codes = np.array([CONTROLLER_CODES[ControllerKind(c)] for c in ctrl], np.uint8)
     imgs = {cam: rng.integers(0, 255, (length, *image_hw, 3), dtype=np.uint8) for cam in images}
     frames = EpisodeFrames(
         state=np.stack(states),

@@ -45,7 +45,6 @@ from flywheel.policy.recap import (
     policy_indicator,
     weighted_policy_loss,
 )
-from flywheel.store.frames import EpisodeFrames
 from flywheel.train.config import TrainConfig
 from flywheel.train.data import EpisodeMeta, TrainingEpisode, data_fingerprint, usable_episodes
 from flywheel.train.dataset import Batch, FrameTable, build_frame_table
@@ -54,6 +53,7 @@ from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.logger import MetricsLogger, Progress
 from flywheel.train.norm_fit import fit_norm_stats
 from flywheel.train.state_io import load_optimizer_state, optimizer_state
+from flywheel.vocab import EpisodeFrames
 
 PHASES = {"critic": 1, "policy": 2}
 KEEP_CHECKPOINTS = 2

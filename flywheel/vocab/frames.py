@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from flywheel.errors import InvalidFramesError
-from flywheel.store.tags import CONTROLLER_BY_CODE, Tag, derive_tag
+from flywheel.vocab.controllers import check_codes
+from flywheel.vocab.tags import Tag, derive_tag
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class EpisodeFrames:
     policy_action:  (T, A) float32 what the policy proposed (zeros where it was not consulted)
     policy_action_valid: (T,) bool, True where `policy_action` holds a real proposal
     reward:         (T,) float32
-    controller:     (T,) uint8 controller codes (see `flywheel.store.tags.CONTROLLER_CODES`)
+    controller:     (T,) uint8 controller codes (see `flywheel.vocab.CONTROLLER_CODES`)
     images:         camera name → (T, H, W, 3) uint8
     """
 
@@ -38,9 +40,7 @@ class EpisodeFrames:
         fix(self, "action", _float_matrix(self.action, "action", t))
         fix(self, "reward", _vector(self.reward, "reward", t, np.float32))
         fix(self, "controller", _vector(self.controller, "controller", t, np.uint8))
-        unknown = set(np.unique(self.controller).tolist()) - set(CONTROLLER_BY_CODE)
-        if unknown:
-            raise InvalidFramesError(f"frames: unknown controller codes {sorted(unknown)}")
+        check_codes(self.controller)
         if self.policy_action is None:
             fix(self, "policy_action", np.zeros_like(self.action))
             fix(self, "policy_action_valid", np.zeros(t, dtype=bool))
@@ -116,3 +116,17 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
             f"frames: {name} has {int(bad.sum())} NaN/inf values (first at frame {first}); "
             "fix the producer or truncate the episode before that frame"
         )
+
+
+def gather_rows(per_episode: Sequence[np.ndarray], offsets: np.ndarray, frame_indices: np.ndarray) -> np.ndarray:
+    """Rows of several per-episode arrays (memory maps or in RAM) by global frame index, episode `e`'s frames being
+    `offsets[e]:offsets[e + 1]`; only the pages of the asked-for rows are touched."""
+    idx = np.asarray(frame_indices, dtype=np.int64)
+    episodes = np.searchsorted(offsets, idx, side="right") - 1
+    local = idx - offsets[episodes]
+    first = per_episode[0]
+    out = np.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
+    for episode in np.unique(episodes):
+        rows = episodes == episode
+        out[rows] = per_episode[episode][local[rows]]
+    return out

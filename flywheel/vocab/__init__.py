@@ -1,0 +1,33 @@
+"""The episode vocabulary: per-frame controllers, episode tags, controller segments and the frames themselves.
+
+Depends on numpy and `flywheel.errors` only, so the simulation and the store both stand on it without one
+importing the other (`import sim` loads no SQLAlchemy or Alembic).
+"""
+
+from flywheel.vocab.controllers import (
+    CONTROLLER_BY_CODE,
+    CONTROLLER_CODES,
+    SIMULATED_OPERATOR,
+    ControllerKind,
+    check_codes,
+    encode_controllers,
+)
+from flywheel.vocab.frames import EpisodeFrames
+from flywheel.vocab.segments import SegmentSpan, check_segments, derive_segments
+from flywheel.vocab.tags import Tag, derive_tag, parse_tag
+
+__all__ = [
+    "CONTROLLER_BY_CODE",
+    "CONTROLLER_CODES",
+    "SIMULATED_OPERATOR",
+    "ControllerKind",
+    "EpisodeFrames",
+    "SegmentSpan",
+    "Tag",
+    "check_codes",
+    "check_segments",
+    "derive_segments",
+    "derive_tag",
+    "encode_controllers",
+    "parse_tag",
+]
