@@ -1,0 +1,148 @@
+"""The observation contract: a pixels policy reads camera images and joints only, its checkpoint says so, and every
+path that would feed it something else refuses with the episode or camera named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flywheel.collect.runtime import WorkerRuntime
+from flywheel.collect.spec import CollectSpec
+from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
+from flywheel.policy.loading import load_policy
+from flywheel.policy.runner import PolicyRunner
+from flywheel.presets import train_config
+from flywheel.train import run_training
+from flywheel.train.data import EpisodeInfo
+from sim import make_env
+from sim.env import state_layout
+from sim.rollout import run_episode
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+IMAGE_HW = (24, 32)
+PIXELS_MODEL = {
+    "inputs": {"state": ["qpos", "qvel"], "cameras": ["top"]},
+    "encoder": {"vision": "cnn", "cnn_channels": 8, "cnn_grid": 2, "augment_shift": 2},
+    "expert": {"chunk": 4},
+    "inference": {"execute_steps": 2},
+}
+
+
+def _demos(obs_mode: str, n: int = 2, steps: int = 12) -> list[tuple[EpisodeInfo, object]]:
+    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=IMAGE_HW)  # type: ignore[arg-type]
+    try:
+        out = []
+        for seed in range(n):
+            result = run_episode(env, seed, max_steps=steps)
+            assert result.frames is not None
+            out.append((EpisodeInfo(f"{obs_mode}-{seed}", "transfer_cube", "demo", True), result.frames))
+        return out
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def pixels_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = train_config("tiny", {"method": "bc", "steps": 3, "batch_size": 4, "model": PIXELS_MODEL})
+    return run_training(cfg, _demos("pixels"), tmp_path_factory.mktemp("pixels") / "run", progress=False).checkpoint_dir
+
+
+def test_the_checkpoint_says_what_the_policy_reads(pixels_checkpoint: Path) -> None:
+    inputs = read_checkpoint_inputs(pixels_checkpoint)
+    layout = state_layout("transfer_cube")
+    assert inputs.state_names == ("qpos", "qvel") and not inputs.privileged
+    assert inputs.cameras == ("top",) and inputs.image_size == IMAGE_HW and inputs.obs_mode == "pixels"
+    assert inputs.state_index.tolist() == list(range(layout["qvel"].stop))
+    assert load_policy(pixels_checkpoint).spec.state_dim == 28  # the networks are built for the joints only
+
+
+def test_a_pixels_policy_cannot_see_the_object_pose(pixels_checkpoint: Path) -> None:
+    loaded = load_policy(pixels_checkpoint)
+    (_, frames) = _demos("pixels", n=1, steps=3)[0]
+    obs = {"state": frames.state[2].copy(), "images": {"top": frames.images["top"][2]}}
+    moved = {"state": obs["state"].copy(), "images": obs["images"]}
+    box = state_layout("transfer_cube")["box_pose"]
+    moved["state"][box] += np.array([0.3, -0.2, 0.1, 0.5, 0.5, 0.5, 0.5], np.float32)  # the cube elsewhere
+
+    state, images = loaded.io.inputs([obs])
+    state_moved, images_moved = loaded.io.inputs([moved])
+    assert torch.equal(state, state_moved) and torch.equal(images["top"], images_moved["top"])  # type: ignore[index]
+    a = PolicyRunner(loaded, seed=3).act_chunk(obs)
+    b = PolicyRunner(loaded, seed=3).act_chunk(moved)
+    np.testing.assert_array_equal(a, b)
+
+    joints_moved = {"state": obs["state"].copy(), "images": obs["images"]}
+    joints_moved["state"][0] += 0.5  # the same change to a joint is seen
+    assert not torch.equal(loaded.io.inputs([joints_moved])[0], state)
+
+
+def test_a_camera_the_env_does_not_render_is_refused_before_any_episode(pixels_checkpoint: Path) -> None:
+    base = dict(
+        task="transfer_cube",
+        operator_mode="none",
+        operator_name="eval",
+        policy_checkpoint=str(pixels_checkpoint),
+        source_prefix="t",
+    )
+    with pytest.raises(InputSpecError, match=r"reads cameras \['top'\], but the env renders none"):
+        WorkerRuntime(CollectSpec(**base, obs_mode="state"))
+    with pytest.raises(InputSpecError, match="render \\['top'\\]"):
+        WorkerRuntime(CollectSpec(**base, obs_mode="pixels", cameras=("left_wrist",), image_size=IMAGE_HW))
+    with pytest.raises(InputSpecError, match="reads 24x32 images, the env renders 48x64"):
+        WorkerRuntime(CollectSpec(**base, obs_mode="pixels", image_size=(48, 64)))
+    settings = CollectSpec.observation_for(str(pixels_checkpoint))
+    assert settings == {"obs_mode": "pixels", "cameras": ("top",), "image_size": IMAGE_HW}
+    runtime = WorkerRuntime(CollectSpec(**base, **settings))  # what the checkpoint asks for is accepted
+    runtime.env.close()
+
+
+def test_state_only_episodes_in_pixels_training_are_refused_by_name(tmp_path: Path) -> None:
+    cfg = train_config("tiny", {"method": "bc", "steps": 2, "batch_size": 4, "model": PIXELS_MODEL})
+    state_only = (EpisodeInfo("state-only-7", "transfer_cube", "demo", True), _demos("state", n=1, steps=6)[0][1])
+    mixed = [*_demos("pixels", n=1, steps=6), state_only]
+    with pytest.raises(InputSpecError, match="episode state-only-7 lacks camera images \\['top'\\]"):
+        run_training(cfg, mixed, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written
+    with pytest.raises(InputSpecError, match="episode state-0 lacks camera images"):
+        run_training(cfg, _demos("state", n=1, steps=6), tmp_path / "run2", progress=False)
+    unknown = train_config("tiny", {"method": "bc", "model": {**PIXELS_MODEL, "inputs": {"state": ["qpos", "cube"]}}})
+    with pytest.raises(InputSpecError, match="state entries \\['cube'\\] are not in transfer_cube's state layout"):
+        run_training(unknown, _demos("pixels", n=1, steps=6), tmp_path / "run3", progress=False)
+
+
+def test_flywheel_run_refuses_a_pixels_loop_over_state_only_episodes(tmp_path: Path) -> None:
+    from flywheel.config import Settings
+    from flywheel.presets import flywheel_config
+    from flywheel.scheduler.phases import PhaseContext
+    from flywheel.scheduler.preflight import check_observations
+    from flywheel.store import EpisodeStore, NewEpisode
+
+    store = EpisodeStore.open(Settings(home=tmp_path / "home"))
+    try:
+        pixels = {
+            "obs_mode": "pixels",
+            "cameras": ["top"],
+            "image_size": list(IMAGE_HW),
+            "train": {"model": PIXELS_MODEL},
+        }
+        ctx = PhaseContext(store, Settings(home=tmp_path / "home"), flywheel_config("tiny", pixels), progress=False)
+        check_observations(ctx)  # an empty store: fine
+        (_, frames) = _demos("state", n=1, steps=4)[0]
+        episode = store.add(NewEpisode("transfer_cube", frames, env_seed=1, success=True))
+        with pytest.raises(
+            InputSpecError,
+            match=f"1 transfer_cube episodes without the camera images \\['top'\\].*episodes {episode.id}",
+        ):
+            check_observations(ctx)
+        unrecorded = flywheel_config("tiny", {**pixels, "cameras": ["left_wrist"]})
+        with pytest.raises(InputSpecError, match="reads \\['top'\\], which the loop does not record"):
+            check_observations(PhaseContext(store, ctx.settings, unrecorded, progress=False))
+        state_loop = flywheel_config("tiny", {"train": {"model": PIXELS_MODEL}})
+        with pytest.raises(InputSpecError, match="obs_mode is 'state': set obs_mode: pixels"):
+            check_observations(PhaseContext(store, ctx.settings, state_loop, progress=False))
+    finally:
+        store.db.dispose()
