@@ -59,7 +59,7 @@ def main() -> None:
     loop = FlywheelLoop(PhaseContext(store, settings, config, progress=False), Console())
 
     def write(summaries: list[IterationSummary], complete: bool) -> dict:
-        rows = [_row(s) for s in summaries]
+        rows = [summary_row(s) for s in summaries]
         result = {
             "iterations": rows,
             "complete": complete,
@@ -94,7 +94,8 @@ def main() -> None:
     print(f"flywheel: champion success by iteration {curve}; wall {result['wall_seconds'] / 60:.1f} min")
 
 
-def _row(s: IterationSummary) -> dict:
+def summary_row(s: IterationSummary) -> dict:
+    """One iteration of the loop as a JSON row (also the base of `bench.vision`'s rows)."""
     ci = s.champion_ci or [None, None]
     per_hour_ci = s.champion_successes_per_hour_ci or [None, None]
     fresh_ci = s.champion_fresh_ci or [None, None]

@@ -79,6 +79,11 @@ _TINY_MODEL: dict[str, Any] = {
     "inference": {"num_steps": 2, "execute_steps": 8},
 }
 
+PIXELS_MODEL: dict[str, Any] = {
+    "inputs": {"state": ["qpos", "qvel"], "cameras": ["top"]},
+    "encoder": {"vision": "cnn", "augment_shift": 4},
+}
+
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         p.name: p
@@ -127,7 +132,20 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                     },
                 },
             ),
-            # "pixels": camera observations through the vision encoder — added with the observation/processor work.
+            Preset(
+                "pixels",
+                "the vision flywheel: policies read the top camera (96x128) and the joints only, never an object "
+                "pose; a small CNN with random-shift augmentation, trained on 2 CPU threads",
+                {
+                    "obs_mode": "pixels",
+                    "cameras": ["top"],
+                    "image_size": [96, 128],
+                    "envs_per_worker": 8,
+                    "bootstrap_steps": 3000,
+                    "train": {"cpu_threads": 2, "model": PIXELS_MODEL},
+                    "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50},
+                },
+            ),
         )
     }
 )

@@ -1,0 +1,306 @@
+"""The vision flywheel's ablation: does collecting takeovers and retraining with RECAP beat the obvious alternatives?
+
+Per task, from camera images and the robot's joints only (the `pixels` preset), with the same demos (the loop seeds
+them from the same demo seeds), the same collection seeds and the same simulated operator:
+
+- `recap_loop`: `flywheel run` for N iterations (RECAP); per iteration the champion's success with its 95% interval
+  on the gate's eval seeds, takeovers per collected episode and collected frames by controller;
+- `bc_loop`: the same loop with `train.method: bc` (HG-DAgger-style: the same kind of data, no advantages);
+- `bc_demos`: the BC loop's iteration-0 policy, which is BC on the demos alone;
+- `more_demos`: BC on the demos plus as many extra expert demos as the RECAP loop's operator-controlled frames fill
+  (equal operator effort, spent on demos instead of takeovers);
+- `final`: the loops' last champions, BC on the demos and the equal-effort policy on `--final-episodes` held-out
+  seeds that neither training, gating nor the loop's fresh re-measurement ever used.
+
+Writes bench/results/vision.json (the tasks already there are kept, so it can run per task) and vision.png.
+
+    python -m bench.vision --task transfer_cube [--iterations 5] [--final-episodes 200] [--workdir DIR]
+        [--preset pixels] [--config FILE]
+
+Long: hours per task on 2 CPU cores. Every stage is resumable (the loops are `flywheel run`; the other stages
+skip what their store already holds), so an interrupted run continues with the same --workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL_SEED_OFFSET = 500_000
+"""Final seeds: `fresh_seeds(n, FINAL_SEED_OFFSET)`, far above the loop's fresh re-measurement seeds (offset 0)."""
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, choices=["transfer_cube", "insertion"])
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--final-episodes", type=int, default=200)
+    parser.add_argument("--preset", default="pixels", help="the loop's preset (default: pixels)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML laid over the preset")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch homes (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--workers", type=int, default=2, help="final evaluation worker processes")
+    args = parser.parse_args()
+    if args.final_episodes < 1 or args.iterations < 1:
+        parser.error("--iterations and --final-episodes must be at least 1")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
+    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    config = _loop_config(args.preset, args.config, args.task)
+    result: dict[str, Any] = {}
+
+    def write(complete: bool) -> None:
+        _write(args.out, args.task, result, config, complete, time.perf_counter() - start, load_start, workdir)
+
+    result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
+    bc_config = config.model_copy(update={"train": config.train.model_copy(update={"method": "bc"})})
+    result["bc_loop"] = _loop(workdir / "bc", bc_config, args.iterations, write, result, "bc_loop")
+
+    from flywheel.collect.seeds import fresh_seeds
+
+    final_seeds = fresh_seeds(args.final_episodes, FINAL_SEED_OFFSET)
+    recap_store, bc_store = _store(workdir / "recap"), _store(workdir / "bc")
+    extra = _extra_demos(recap_store, config)
+    more = _more_demos_policy(workdir / "more_demos", bc_config, extra)
+    policies = {
+        "recap": (recap_store, _champion(recap_store)),
+        "bc": (bc_store, _champion(bc_store)),
+        "bc_demos": (bc_store, _iteration_zero_policy(bc_store)),
+        "more_demos": more,
+    }
+    final = {name: _evaluate(store, version, final_seeds, args.workers) for name, (store, version) in policies.items()}
+    result["bc_demos"] = final.pop("bc_demos")
+    result["more_demos"] = {**final.pop("more_demos"), "extra_demos": extra}
+    result["final"] = final
+    write(complete=True)
+    print(
+        f"vision {args.task}: RECAP loop {final['recap']['success']:.0%} [{final['recap']['ci_low']:.0%}, "
+        f"{final['recap']['ci_high']:.0%}], BC loop {final['bc']['success']:.0%}, BC on demos "
+        f"{result['bc_demos']['success']:.0%}, +{extra} demos {result['more_demos']['success']:.0%} "
+        f"on {args.final_episodes} held-out seeds; {(time.perf_counter() - start) / 3600:.1f} h"
+    )
+
+
+def _loop_config(preset: str, path: Path | None, task: str) -> Any:
+    from flywheel.presets import flywheel_config
+    from flywheel.train.config import load_config_data
+
+    overrides = load_config_data(path) if path is not None else {}
+    return flywheel_config(preset, {**overrides, "task": task}, source=str(path or ""))
+
+
+def _store(home: Path) -> Any:
+    from flywheel.config import Settings
+    from flywheel.store import EpisodeStore
+
+    return EpisodeStore.open(Settings(home=home))
+
+
+def _loop(home: Path, config: Any, iterations: int, write: Any, result: dict, key: str) -> list[dict]:
+    """Run (or resume) the loop in `home`; one row per iteration, written after each."""
+    from rich.console import Console
+
+    from bench.flywheel import summary_row
+    from flywheel.config import Settings
+    from flywheel.scheduler import FlywheelLoop, PhaseContext
+
+    store = _store(home)
+    loop = FlywheelLoop(PhaseContext(store, Settings(home=home), config, progress=False), Console())
+
+    def rows() -> list[dict]:
+        return [_vision_row(store, summary_row(s)) for s in loop.book.summaries()]
+
+    def progress(_summary: object) -> None:
+        result[key] = rows()
+        write(complete=False)
+
+    loop.run(iterations, on_summary=progress)
+    return rows()
+
+
+def _vision_row(store: Any, row: dict) -> dict:
+    """The issue's per-iteration keys over the loop's own summary row."""
+    return {
+        "iteration": row["iteration"],
+        "champion": row["champion"],
+        "champion_success": row["champion_success"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "takeovers_per_episode": row["interventions_per_episode"],
+        "frames_by_controller": _frames_by_controller(store, row["iteration"]),
+        "verdict": row["verdict"],
+        "episodes_by_tag": row["episodes_by_tag"],
+    }
+
+
+def _frames_by_controller(store: Any, iteration: int) -> dict[str, int]:
+    from flywheel.store import EpisodeFilter
+
+    counts: dict[str, int] = {}
+    for record in store.list_episodes(EpisodeFilter(iteration=iteration), with_segments=True):
+        for segment in record.segments:
+            counts[segment.controller] = counts.get(segment.controller, 0) + segment.end - segment.start
+    return dict(sorted(counts.items()))
+
+
+def _extra_demos(store: Any, config: Any) -> int:
+    """Demos that the loop's operator-controlled frames would fill, at the demos' mean length."""
+    from flywheel.store import EpisodeFilter
+
+    controlled = sum(
+        s.end - s.start
+        for r in store.list_episodes(EpisodeFilter(task=config.task, tag="intervention"), with_segments=True)
+        for s in r.segments
+        if s.controller != "policy"
+    )
+    demos = store.list_episodes(EpisodeFilter(task=config.task, tag="demo"))
+    mean_length = sum(r.length for r in demos) / max(1, len(demos))
+    return round(controlled / mean_length) if mean_length else 0
+
+
+def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> tuple[Any, Any]:
+    """BC (the bootstrap's steps) on the loop's demos plus `extra` more expert demos, registered in its own store."""
+    from flywheel.collect import CollectSpec, collect
+    from flywheel.collect.seeds import demo_seeds
+    from flywheel.registry import PolicyRegistry
+    from flywheel.store import EpisodeFilter
+    from flywheel.train import run_training
+    from flywheel.train.data import load_training_episodes
+    from flywheel.train.registration import register_trained_candidate
+
+    store = _store(home)
+    registry = PolicyRegistry(store.db)
+    versions = registry.list_versions()
+    if versions:
+        return store, versions[-1]
+    cfg = bc_config
+    spec = CollectSpec.for_demos(
+        cfg.task, obs_mode=cfg.obs_mode, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size)
+    )
+    collect(store, spec, demo_seeds(cfg.demos + extra), workers=cfg.workers, progress=False)
+    assert store.count(EpisodeFilter(task=cfg.task, tag="demo")) == cfg.demos + extra
+    train = cfg.bootstrap_train()
+    result = run_training(train, load_training_episodes(store, cfg.task), home / "train", progress=False)
+    return store, register_trained_candidate(registry, task=cfg.task, config=train, result=result)
+
+
+def _champion(store: Any) -> Any:
+    from flywheel.registry import CHAMPION, PolicyRegistry
+
+    registry = PolicyRegistry(store.db)
+    champion = registry.alias(CHAMPION)
+    if champion is None:
+        raise SystemExit(f"no champion in {store}: the loop did not finish")
+    return registry.get(champion)
+
+
+def _iteration_zero_policy(store: Any) -> Any:
+    from flywheel.registry import PolicyRegistry
+
+    versions = [v for v in PolicyRegistry(store.db).list_versions() if v.iteration == 0]
+    if not versions:
+        raise SystemExit("the BC loop has no iteration-0 policy")
+    return versions[0]
+
+
+def _evaluate(store: Any, version: Any, seeds: list[int], workers: int) -> dict[str, Any]:
+    """Success of `version` on `seeds` (policy alone), with its 95% Wilson interval."""
+    from flywheel.collect import CollectSpec
+    from flywheel.collect.pool import ProcessPool
+    from flywheel.evaluate.stats import wilson_interval
+
+    spec = CollectSpec(
+        task=version.task,
+        **CollectSpec.observation_for(version.checkpoint_uri),
+        operator_mode="none",
+        operator_name="eval",
+        policy_version_id=version.id,
+        policy_checkpoint=version.checkpoint_uri,
+        policy_sha256=version.sha256,
+        source_prefix=f"bench-vision/policy-{version.id}",
+        envs_per_worker=16,
+    )
+    successes = sum(bool(o.success) for o in ProcessPool(spec, min(workers, len(seeds))).run(seeds))
+    low, high = wilson_interval(successes, len(seeds))
+    return {"success": successes / len(seeds), "ci_low": low, "ci_high": high, "episodes": len(seeds)}
+
+
+def _write(
+    out: Path,
+    task: str,
+    result: dict,
+    config: Any,
+    complete: bool,
+    wall: float,
+    load_start: float,
+    workdir: Path,
+) -> None:
+    """Merge this task's result into vision.json (atomically) and redraw the plot."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "vision.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
+    inputs = config.train.model.inputs
+    doc["tasks"][task] = {
+        **result,
+        "complete": complete,
+        "wall_seconds": wall,
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
+        "workdir": str(workdir),
+    }
+    doc.update(
+        cameras=list(inputs.cameras or config.cameras),
+        recorded_cameras=list(config.cameras),
+        state_inputs=list(inputs.state or ["all (privileged)"]),
+        image_size=list(config.image_size),
+        wall_seconds={t: v.get("wall_seconds") for t, v in doc["tasks"].items()},
+        machine={"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+    )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+    _plot(doc, out / "vision.png")
+
+
+def _plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(doc["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for key, colour in (("recap_loop", "tab:blue"), ("bc_loop", "tab:orange")):
+            rows = [r for r in doc["tasks"][task].get(key, []) if r["champion_success"] is not None]
+            if rows:
+                its = [r["iteration"] for r in rows]
+                rate = [r["champion_success"] for r in rows]
+                err = [[p - r["ci_low"] for p, r in zip(rate, rows, strict=True)],
+                       [r["ci_high"] - p for p, r in zip(rate, rows, strict=True)]]  # fmt: skip
+                ax.errorbar(its, rate, yerr=err, marker="o", capsize=4, color=colour, label=key.replace("_", " "))
+        for key, style in (("bc_demos", ":"), ("more_demos", "--")):
+            if key in doc["tasks"][task]:
+                ax.axhline(doc["tasks"][task][key]["success"], linestyle=style, color="grey", label=key)
+        ax.set_title(f"{task} from pixels")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("champion success (95% CI)")
+        ax.set_ylim(0, 1.05)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
