@@ -445,30 +445,34 @@ class LiveSession:
         return self._call(body)
 
     def _overlay(self) -> dict[str, Any]:
-        """Where each tool centre point is and where the policy's last proposal would put it, in the display
-        camera's pixels (empty without a policy proposal)."""
+        """Depth aids and the policy's intent: each tool centre point and the task's objects in world metres, and
+        (when the policy was consulted this step) where its proposal would put each TCP, in the display camera's
+        pixels next to where the TCP is now."""
+        tcp = {arm: self.kinematics.tcp_pose(self.env.data, arm).pos for arm in WRIST_CAMERAS}
+        objects = [self.env.object_pose(i)[:3] for i in range(len(self.env.task.objects))]
+        overlay: dict[str, Any] = {
+            "camera": self.setup.camera,
+            "driven_arm": self.driven_arm,
+            "tcp": {arm: [round(float(c), 4) for c in pos] for arm, pos in tcp.items()},
+            "objects": [[round(float(c), 4) for c in pos] for pos in objects],
+        }
         proposals = getattr(self.runner, "_proposals", None)
         valid = getattr(self.runner, "_proposal_valid", None)
         if not proposals or not valid or not valid[-1]:
-            return {}
+            return overlay
         proposal = np.asarray(proposals[-1], dtype=np.float64)
         points, labels = [], []
         for i, arm in enumerate(WRIST_CAMERAS):
-            points.append(self.kinematics.tcp_pose(self.env.data, arm).pos)
-            points.append(self.kinematics.forward(arm, proposal[7 * i : 7 * i + 6]).pos)
+            points += [tcp[arm], self.kinematics.forward(arm, proposal[7 * i : 7 * i + 6]).pos]
             labels += [f"{arm}_now", f"{arm}_policy"]
         h, w = self.config.image_size
         pixels = project_points(self.env.model, self.env.data, self.setup.camera, np.array(points), h, w)
-        grip = {arm: round(float(proposal[7 * i + 6]), 2) for i, arm in enumerate(WRIST_CAMERAS)}
-        shown = {
+        overlay["points"] = {
             name: None if p is None else [round(p[0], 1), round(p[1], 1)]
             for name, p in zip(labels, pixels, strict=True)
         }
-        return {
-            "camera": self.setup.camera,
-            "points": shown,
-            "policy_gripper": grip,
-        }
+        overlay["policy_gripper"] = {arm: round(float(proposal[7 * i + 6]), 2) for i, arm in enumerate(WRIST_CAMERAS)}
+        return overlay
 
     # ------------------------------------------------------------------ views
     def frame(self) -> np.ndarray:
