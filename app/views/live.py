@@ -285,8 +285,10 @@ def _controls(manager: SessionManager, session: LiveSession, status: LiveStatus)
 def _live_panel(manager: SessionManager, session: LiveSession) -> None:
     session_id = session.id
     live_view(session.stream_token)  # outside the fragment: mounted once, streams until the session ends
+    streaming = session.status().streaming  # then the component shows the frames: the status refreshes slowly
+    config = manager.config
 
-    @st.fragment(run_every=manager.config.refresh_s)
+    @st.fragment(run_every=config.stream_refresh_s if streaming else config.refresh_s)
     def live() -> None:
         if st.session_state.get(SESSION_KEY) != session_id:  # saved or discarded by a button just now
             st.rerun(scope="app")
@@ -300,6 +302,8 @@ def _live_panel(manager: SessionManager, session: LiveSession) -> None:
             _messages()
             session.tick()
             status = session.status()
+            if status.streaming != streaming:  # the stream attached or went away: refresh at the other rate
+                st.rerun(scope="app")
             human = status.controller == "human"
             assisting = status.controller == "expert" and status.operator is not None
             view, info = st.columns([3, 2])

@@ -23,6 +23,9 @@ class LiveConfig(BaseModel):
     jog_sim_steps: int = Field(6, ge=1, le=100, description="sim steps advanced per jog press")
     gripper_sim_steps: int = Field(10, ge=1, le=100, description="sim steps advanced per gripper press")
     refresh_s: float = Field(0.25, ge=0.05, le=10, description="live-view refresh period (seconds)")
+    stream_refresh_s: float = Field(
+        2.0, ge=0.25, le=60, description="status refresh period while the live stream shows the session (seconds)"
+    )
     steps_per_tick: int = Field(12, ge=1, le=400, description="sim steps per refresh while playing (12 ≈ 50 Hz)")
     image_size: tuple[int, int] = Field((240, 320), description="rendered frame (height, width)")
     idle_timeout_s: float = Field(120.0, gt=0, description="save and release a session nobody touched this long")
