@@ -2,8 +2,8 @@
 
 `flywheel console` runs `streamlit run app/console_server.py` with Streamlit's security options pinned on the
 command line (flywheel/cli/console.py); Streamlit sees the `st.App` below and serves it with uvicorn. The guard
-wraps every route (page, WebSocket, media, static files): the Host allow-list always, and with a console password
-the signed session cookie (flywheel/console_auth.py).
+wraps every route (page, WebSocket, media, static files, and the live stream `flywheel.live.stream.STREAM_PATH`):
+the Host allow-list always, and with a console password the signed session cookie (flywheel/console_auth.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from streamlit import config as streamlit_config  # noqa: E402
 from app.live_owner import MANAGERS  # noqa: E402
 from flywheel.config import load_settings  # noqa: E402
 from flywheel.console_auth import SESSION_KEY_ENV, ConsoleGuard, SessionSigner  # noqa: E402
+from flywheel.live.stream import stream_route  # noqa: E402
 from flywheel.netutil import allowed_hosts  # noqa: E402
 
 
@@ -65,6 +66,7 @@ if not auth_log.handlers:
 
 app = st.App(
     str(HERE / "console.py"),
+    routes=[stream_route(MANAGERS.by_stream_token)],  # behind the guard like every Streamlit route
     middleware=[Middleware(ConsoleGuard, **guard_options())],
     lifespan=close_live_sessions,
 )

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import controller_timeline, series_chart
-from app.common import fmt_time, md_escape
+from app.common import fmt_time, md_escape, settings
 from flywheel.errors import FlywheelError
 from flywheel.store import EpisodeRecord, EpisodeStore
 from flywheel.vocab import EpisodeFrames
@@ -88,13 +88,20 @@ def render_episode(store: EpisodeStore, record: EpisodeRecord, key: str) -> None
 def _frame_viewer(record: EpisodeRecord, frames: EpisodeFrames, key: str) -> None:
     """Scrubbing reruns only this fragment, not the whole page."""
     last = len(frames) - 1
-    t = st.slider("Frame", 0, last, 0, key=f"{key}_frame") if last > 0 else 0
+    slider_key = f"{key}_frame"
+    _takeover_jumps(record, slider_key, last)
+    t = st.slider("Frame", 0, last, 0, key=slider_key) if last > 0 else 0
     if frames.images:
         cols = st.columns(len(frames.images))
         for col, (camera, images) in zip(cols, sorted(frames.images.items()), strict=True):
             col.image(images[t], caption=f"{camera} · frame {t}", width="stretch")
     else:
-        st.caption("No camera images were recorded for this episode: showing the state at this frame.")
+        rendered = _rerendered(record, frames)
+        if rendered is not None:
+            st.caption("No camera images were recorded: re-rendered from the stored physics state (cached).")
+            cols = st.columns(len(rendered))
+            for col, (camera, jpegs) in zip(cols, rendered.items(), strict=True):
+                col.image(jpegs[t], caption=f"{camera} · frame {t}", width="stretch")
         names = state_names(record.task, frames.state.shape[1])
         st.dataframe(
             pd.DataFrame({"value": frames.state[t]}, index=pd.Index(names, name="state")).T,
@@ -105,6 +112,41 @@ def _frame_viewer(record: EpisodeRecord, frames: EpisodeFrames, key: str) -> Non
     st.caption(f"frame {t}: controller **{controller}**, reward {reward:.0f}")
     st.altair_chart(controller_timeline(record.segments, record.length, cursor=t), width="stretch")
     _plots(record, frames, key, t)
+
+
+def _takeover_jumps(record: EpisodeRecord, slider_key: str, last: int) -> None:
+    """A button per takeover boundary (start and end of each segment a person or the expert drove) that moves
+    the frame scrubber there (before the slider is drawn, so the value applies in this run)."""
+    marks = [
+        (f"{s.controller} by {s.operator or '—'}: start {s.start}", s.start, f"{slider_key}_jump_{s.start}")
+        for s in record.segments
+        if s.controller != "policy" and record.policy_version_id is not None
+    ] + [
+        (f"end {min(s.end, last)}", min(s.end, last), f"{slider_key}_jump_end_{s.end}")
+        for s in record.segments
+        if s.controller != "policy" and record.policy_version_id is not None
+    ]
+    if not marks or last <= 0:
+        return
+    marks.sort(key=lambda m: m[1])
+    cols = st.columns(min(len(marks), 6))
+    for i, (label, frame, button_key) in enumerate(marks):
+        if cols[i % len(cols)].button(f"⏭ {label}", key=button_key):
+            st.session_state[slider_key] = frame
+
+
+def _rerendered(record: EpisodeRecord, frames: EpisodeFrames) -> dict[str, list[bytes]] | None:
+    """The state-only episode's cameras re-rendered from its stored states (disk cache under <home>/cache)."""
+    from flywheel.live.episode_video import rendered_episode
+
+    try:
+        with st.spinner("Re-rendering the episode from its stored physics state…"):
+            return rendered_episode(
+                settings().home / "cache" / "episode-views", record.id, record.sha256, record.task, frames.state
+            )
+    except (FlywheelError, ValueError) as exc:
+        st.caption(f"Cannot re-render this episode ({exc}): showing the state at this frame.")
+        return None
 
 
 def _controller_at(record: EpisodeRecord, t: int) -> str:

@@ -7,6 +7,7 @@ operator's no-progress trigger fires early), but it is a real checkpoint that wo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,3 +82,76 @@ def random_observations(state_dim: int, n: int, seed: int = 0) -> list[dict]:
     """`n` policy observations with standard-normal states (for comparing ways of sampling the same inputs)."""
     rng = np.random.default_rng(seed)
     return [{"state": rng.standard_normal(state_dim).astype(np.float32)} for _ in range(n)]
+
+
+# -- the live view component in a browser (flywheel/live/stream.py, app/components/live_view.js) ----------------
+
+LIVE_FRAMES_JS = "() => (window.__flywheelLive ? window.__flywheelLive.frames.length : 0)"
+LIVE_LAST_JS = "() => { const f = window.__flywheelLive.frames; return f.length ? f[f.length - 1] : null; }"
+LIVE_SENT_JS = "() => window.__flywheelLive.sent"
+
+
+def wait_for_live(page: Any, predicate_js: str, timeout_ms: int = 90_000) -> Any:
+    """Wait until `predicate_js` (a JS expression over `last`: [time, t, applied_seq, controller] of the last frame
+    the live view drew) holds; returns that frame."""
+    handle = page.wait_for_function(
+        f"() => {{ const f = (window.__flywheelLive || {{frames: []}}).frames; const last = f[f.length - 1];"
+        f" return last && ({predicate_js}) ? last : null; }}",
+        timeout=timeout_ms,
+        polling=10,
+    )
+    return handle.json_value()
+
+
+def acked(page: Any, timeout_ms: int = 90_000) -> int:
+    """Wait until the server acknowledged the last input the live view sent; returns the step it applied at."""
+    handle = page.wait_for_function(
+        "() => { const r = window.__flywheelLive; const seq = r.sent.length ? r.sent[r.sent.length - 1][0] : 0;"
+        " const ack = r.acks.find(a => a[0] === seq); return ack ? ack[1] : null; }",
+        timeout=timeout_ms,
+        polling=10,
+    )
+    return int(handle.json_value())
+
+
+def hold_until_steps(page: Any, key: str, steps: int, timeout_ms: int = 90_000) -> int:
+    """Hold `key` down until the live view shows `steps` more simulation steps, release it, and wait for the
+    release's ack; returns the step the release applied at."""
+    start = wait_for_live(page, "true", timeout_ms)[1]
+    page.keyboard.down(key)
+    try:
+        wait_for_live(page, f"last[1] >= {start + steps}", timeout_ms)
+    finally:
+        page.keyboard.up(key)
+    return acked(page, timeout_ms)
+
+
+AXIS_KEYS = {"right": (("l", "j"), ("i", "k"), ("o", "u")), "left": (("d", "a"), ("w", "s"), ("e", "q"))}
+OFFSET_JS = (
+    "(() => {{ const o = window.__flywheelLive.header.overlay;"
+    " return o.tcp['{arm}'][{axis}] - o.objects[0][{axis}] - {goal}; }})()"
+)
+
+
+def drive_to_object(page: Any, arm: str, goal: tuple[float, float, float], tolerance: float = 0.006) -> int:
+    """Like a person watching the depth readout: per axis, hold the key that brings `arm`'s TCP to `goal` metres
+    from the task's first object, release it once within `tolerance`; returns the step of the last release."""
+    step = 0
+    for axis, (plus, minus) in enumerate(AXIS_KEYS[arm]):
+        offset = OFFSET_JS.format(arm=arm, axis=axis, goal=goal[axis])
+        error = float(page.evaluate(f"() => {offset}"))
+        if abs(error) <= tolerance:
+            continue
+        key = minus if error > 0 else plus
+        sign = 1 if error > 0 else -1
+        page.keyboard.down(key)
+        try:  # within tolerance, or just past the goal
+            page.wait_for_function(
+                f"() => {{ const e = {offset}; return Math.abs(e) <= {tolerance} || e * {sign} < 0; }}",
+                timeout=90_000,
+                polling=5,
+            )
+        finally:
+            page.keyboard.up(key)
+        step = acked(page)
+    return step

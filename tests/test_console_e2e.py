@@ -39,7 +39,6 @@ from tests.e2e_support import (
     button,
     choose,
     combobox,
-    frames_per_second,
     go_to,
     install_probe,
     keyed,
@@ -49,8 +48,8 @@ from tests.e2e_support import (
     send_clear_cache,
     settle,
     takeover_ms,
-    wait_for_frames,
 )
+from tests.live_support import LIVE_FRAMES_JS
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.is_file(), reason=f"no Debian chromium at {CHROMIUM} (apt-get install chromium)"
@@ -182,8 +181,9 @@ def test_take_over_save_label_and_see_the_dashboard_change(
     header = markdown_line(page, r"^Step \d+ / \d+ · controller")
     expect(header).to_contain_text("controller policy")
     expect(button(page, "live_jog_left_z_plus")).to_be_disabled()  # nobody may jog while the policy drives
-    wait_for_frames(page, 8)
-    fps, frames = frames_per_second(page)
+    page.wait_for_function(f"() => ({LIVE_FRAMES_JS})() >= 8", timeout=WAIT_MS)  # the live stream's frames
+    times = page.evaluate("() => window.__flywheelLive.frames.map(f => f[0])")
+    fps, frames = (len(times) - 1) / ((times[-1] - times[0]) / 1000), len(times)
     button(page, "live_take_over").click()
     expect(header).to_contain_text(f"controller human · operator {OPERATOR}")
     took_over_ms = takeover_ms(page)
@@ -288,7 +288,7 @@ def test_console_shutdown_mid_takeover_saves_the_open_session(
     button(page, "live_start").click()
     header = markdown_line(page, r"^Step \d+ / \d+ · controller")
     expect(header).to_contain_text("controller policy")
-    wait_for_frames(page, 4)
+    page.wait_for_function(f"() => ({LIVE_FRAMES_JS})() >= 4", timeout=WAIT_MS)
     button(page, "live_take_over").click()
     expect(header).to_contain_text(f"controller human · operator {OPERATOR}")
     step = int(re.match(r"Step (\d+)", header.inner_text())[1])  # type: ignore[index]

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from app.common import current_operator, get_store, md_escape, password_gate, settings, show_errors
+from app.live_component import live_view
 from app.live_owner import MANAGERS
 from flywheel.errors import FlywheelError
 from flywheel.live import (
@@ -281,8 +282,13 @@ def _controls(manager: SessionManager, session: LiveSession, status: LiveStatus)
     )
 
 
-def _live_panel(manager: SessionManager, session_id: str) -> None:
-    @st.fragment(run_every=manager.config.refresh_s)
+def _live_panel(manager: SessionManager, session: LiveSession) -> None:
+    session_id = session.id
+    live_view(session.stream_token)  # outside the fragment: mounted once, streams until the session ends
+    streaming = session.status().streaming  # then the component shows the frames: the status refreshes slowly
+    config = manager.config
+
+    @st.fragment(run_every=config.stream_refresh_s if streaming else config.refresh_s)
     def live() -> None:
         if st.session_state.get(SESSION_KEY) != session_id:  # saved or discarded by a button just now
             st.rerun(scope="app")
@@ -296,11 +302,16 @@ def _live_panel(manager: SessionManager, session_id: str) -> None:
             _messages()
             session.tick()
             status = session.status()
+            if status.streaming != streaming:  # the stream attached or went away: refresh at the other rate
+                st.rerun(scope="app")
             human = status.controller == "human"
             assisting = status.controller == "expert" and status.operator is not None
             view, info = st.columns([3, 2])
             with view:
-                st.image(session.frame(), output_format="JPEG", caption=f"camera {status.camera}", width=480)
+                if status.streaming:
+                    st.caption("The live view above streams the cameras; hold keys (or a gamepad) to drive.")
+                else:  # no browser stream attached (yet): the refreshed still image
+                    st.image(session.frame(), output_format="JPEG", caption=f"camera {status.camera}", width=480)
             with info:
                 st.markdown(
                     f"**Step {status.t} / {status.max_steps}** · controller "
@@ -340,7 +351,7 @@ def main() -> None:
         _start_panel(manager)
         _requests_panel(manager)
     else:
-        _live_panel(manager, session.id)
+        _live_panel(manager, session)
 
 
 with show_errors():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hmac
 import threading
 import time
 import uuid
@@ -160,6 +161,15 @@ class SessionManager:
             session.touch()
         return session
 
+    def by_stream_token(self, token: str) -> LiveSession | None:
+        """The open session whose live stream token this is (compared in constant time), or None."""
+        with self._lock:
+            live = list(self._sessions.values())
+        for session in live:
+            if hmac.compare_digest(session.stream_token.encode(), token.encode()) and not session.closed:
+                return session
+        return None
+
     def ended(self, session_id: str) -> EndedSession | None:
         with self._lock:
             return self._ended.get(session_id)
@@ -264,6 +274,16 @@ class ManagerOwner:
             if manager is None:
                 manager = self._managers[key] = create()
             return manager
+
+    def by_stream_token(self, token: str) -> LiveSession | None:
+        """The open session of any manager whose live stream token this is (the stream route's lookup)."""
+        with self._lock:
+            managers = list(self._managers.values())
+        for manager in managers:
+            session = manager.by_stream_token(token)
+            if session is not None:
+                return session
+        return None
 
     def close(self) -> None:
         """Close every manager (each saves its open sessions); a later `get` makes a fresh one."""

@@ -4,11 +4,14 @@ Each session owns one worker thread, and everything touching the simulation (env
 MuJoCo's EGL contexts are bound to the thread that made them current, and Streamlit calls from whichever thread
 serves a rerun. Public methods take the session lock and run their body on that thread, so concurrent reruns
 are serialized per session. While a person is in control the simulation waits; each jog or gripper press
-advances it by a configured number of steps.
+advances it by a configured number of steps. A live stream (flywheel/live/stream.py) drives the same session
+continuously instead: `drive` once per control step with the held velocities, `encoded_views` for its frames.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from flywheel.collect.takeover_requests import ClaimLostError, TakeoverRequests
 from flywheel.live.config import ARM_AXES, LiveConfig
 from flywheel.live.errors import LiveSessionError, NotInControlError, ReplayMismatchError, SessionOverError
 from flywheel.live.owner_thread import OwnerThread
+from flywheel.live.video import encode_jpeg, project_points
 from flywheel.store import EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.vocab import ControllerKind, Tag
 
@@ -28,6 +32,7 @@ T = TypeVar("T")
 TRIGGER_CONSOLE = "console"
 TRIGGER_EXPERT_ASSIST = "console_expert_assist"
 TRIGGER_HAND_BACK = "console_hand_back"
+WRIST_CAMERAS = {"left": "left_wrist", "right": "right_wrist"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class LiveStatus:
     request_id: int | None
     claim_lost: bool
     saved_episode_id: int | None
+    drive_mode: str = "step_wait"
+    streaming: bool = False
 
 
 class LiveSession:
@@ -120,6 +127,11 @@ class LiveSession:
         self._frame: np.ndarray | None = None
         self._frame_key: tuple[int, int] | None = None
         self._version = 0
+        self.stream_token = secrets.token_urlsafe(32)
+        self.drive_mode = config.drive_mode
+        self.driven_arm = "right"
+        self._stream_attached = False
+        self._views: tuple[tuple[int, int, tuple[str, ...]], list[tuple[str, bytes]]] | None = None
         try:
             self._call(self._build)
         except BaseException:
@@ -161,7 +173,8 @@ class LiveSession:
         )
         h, w = self.config.image_size
         try:
-            self.renderer = CameraRenderer(self.env.model, (s.camera,), h, w)
+            cameras = tuple(dict.fromkeys((s.camera, *WRIST_CAMERAS.values())))
+            self.renderer = CameraRenderer(self.env.model, cameras, h, w, lighting=self.config.lighting)
         except ValueError as exc:
             raise LiveSessionError(str(exc)) from None
         policy: Any = None
@@ -243,8 +256,9 @@ class LiveSession:
         return int(self._call(body))
 
     def tick(self) -> int:
-        """One live-view refresh: `steps_per_tick` steps when playing and not under human control."""
-        return self.advance(self.config.steps_per_tick) if self.playing else 0
+        """One live-view refresh: `steps_per_tick` steps when playing and not under human control (nothing while a
+        live stream drives the session: it advances at the control rate itself)."""
+        return self.advance(self.config.steps_per_tick) if self.playing and not self._stream_attached else 0
 
     def set_playing(self, playing: bool) -> None:
         with self._lock:
@@ -329,6 +343,136 @@ class LiveSession:
 
         self._call(body)
 
+    # ------------------------------------------------------------------ live stream
+    def attach_stream(self) -> None:
+        """Mark a live stream as driving this session; refused while another one does (one driver at a time)."""
+        with self._lock:
+            if self._closed:
+                raise SessionOverError(f"live session {self.id[:8]} is over; start a new rollout")
+            if self._stream_attached:
+                raise LiveSessionError(f"live session {self.id[:8]} is already streamed to another browser tab")
+            self._stream_attached = True
+
+    def detach_stream(self) -> None:
+        """The stream is gone: stop the arms where they are (the session stays open, under the idle timeout)."""
+        with self._lock:
+            self._stream_attached = False
+        if not self._closed:
+            with contextlib.suppress(SessionOverError):
+                self.stop_motion()
+
+    def set_drive_mode(self, mode: str) -> None:
+        if mode not in ("realtime", "step_wait"):
+            raise LiveSessionError(f"drive mode must be realtime or step_wait, got {mode!r}")
+        with self._lock:
+            self.drive_mode = mode
+
+    def stop_motion(self) -> None:
+        """Hold each arm at its current setpoint: nothing a held input asked for is still pending."""
+
+        def body() -> None:
+            if self.teleop.targets:
+                for arm, motion in self.teleop.motion.items():
+                    self.teleop.targets[arm] = motion.setpoint
+
+        self._call(body)
+
+    def drive(self, velocity: dict[str, tuple[float, float, float]], due_steps: int) -> int:
+        """One stream control step. A person in control: move each arm's target by its held velocity (a fraction
+        of `drive_speed_mps`) over one control period and step once (in realtime mode also with nothing held: up
+        to `due_steps`); step-wait with nothing held steps nothing. The policy or an assisting expert playing:
+        up to `due_steps` steps. Returns the steps taken."""
+        from sim.constants import CONTROL_DT
+
+        scale = self.config.drive_speed_mps * CONTROL_DT
+
+        def body() -> int:
+            if self.runner.done:
+                return 0
+            if not self._human_driving():
+                return self._step(due_steps) if self.playing else 0
+            held = False
+            for arm, v in velocity.items():
+                if any(v):
+                    held = True
+                    self.driven_arm = arm
+                    try:
+                        self.teleop.jog(arm, np.asarray(v, dtype=np.float64) * scale)
+                    except ValueError as exc:
+                        raise LiveSessionError(str(exc)) from None
+            if held:
+                return self._step(1)
+            return self._step(due_steps) if self.drive_mode == "realtime" else 0
+
+        return int(self._call(body))
+
+    def set_gripper(self, arm: str, open_: bool) -> None:
+        """Open or close a gripper from the stream: realtime mode lets the running sim close it; step-wait
+        advances `gripper_sim_steps` like the button does."""
+        if self.drive_mode == "step_wait":
+            self.gripper(arm, open_)
+            return
+
+        def body() -> None:
+            self._require_human("The gripper")
+            try:
+                self.teleop.set_gripper(arm, open_)
+            except ValueError as exc:
+                raise LiveSessionError(str(exc)) from None
+
+        self._call(body)
+
+    def stream_cameras(self) -> tuple[str, ...]:
+        """What the live stream shows: the display camera and the wrist camera of the arm driven last."""
+        return tuple(dict.fromkeys((self.setup.camera, WRIST_CAMERAS[self.driven_arm])))
+
+    def encoded_views(self) -> tuple[bool, list[tuple[str, bytes]], dict[str, Any]]:
+        """(new since the last call?, [(camera, JPEG)], overlay): the stream cameras' images of the current state,
+        rendered and encoded once per state, with the policy's proposal projected into the display camera."""
+        quality = self.config.stream_quality
+
+        def body() -> tuple[bool, list[tuple[str, bytes]], dict[str, Any]]:
+            cameras = self.stream_cameras()
+            key = (self.runner.t, self._version, cameras)
+            if self._views is not None and self._views[0] == key:
+                return False, self._views[1], {}
+            images = self.renderer.render(self.env.data, cameras)
+            encoded = [(cam, encode_jpeg(images[cam], quality)) for cam in cameras]
+            self._views = (key, encoded)
+            return True, encoded, self._overlay()
+
+        return self._call(body)
+
+    def _overlay(self) -> dict[str, Any]:
+        """Depth aids and the policy's intent: each tool centre point and the task's objects in world metres, and
+        (when the policy was consulted this step) where its proposal would put each TCP, in the display camera's
+        pixels next to where the TCP is now."""
+        tcp = {arm: self.kinematics.tcp_pose(self.env.data, arm).pos for arm in WRIST_CAMERAS}
+        objects = [self.env.object_pose(i)[:3] for i in range(len(self.env.task.objects))]
+        overlay: dict[str, Any] = {
+            "camera": self.setup.camera,
+            "driven_arm": self.driven_arm,
+            "tcp": {arm: [round(float(c), 4) for c in pos] for arm, pos in tcp.items()},
+            "objects": [[round(float(c), 4) for c in pos] for pos in objects],
+        }
+        proposals = getattr(self.runner, "_proposals", None)
+        valid = getattr(self.runner, "_proposal_valid", None)
+        if not proposals or not valid or not valid[-1]:
+            return overlay
+        proposal = np.asarray(proposals[-1], dtype=np.float64)
+        points, labels = [], []
+        for i, arm in enumerate(WRIST_CAMERAS):
+            points += [tcp[arm], self.kinematics.forward(arm, proposal[7 * i : 7 * i + 6]).pos]
+            labels += [f"{arm}_now", f"{arm}_policy"]
+        h, w = self.config.image_size
+        pixels = project_points(self.env.model, self.env.data, self.setup.camera, np.array(points), h, w)
+        overlay["points"] = {
+            name: None if p is None else [round(p[0], 1), round(p[1], 1)]
+            for name, p in zip(labels, pixels, strict=True)
+        }
+        overlay["policy_gripper"] = {arm: round(float(proposal[7 * i + 6]), 2) for i, arm in enumerate(WRIST_CAMERAS)}
+        return overlay
+
     # ------------------------------------------------------------------ views
     def frame(self) -> np.ndarray:
         """The display camera's image of the current state (cached until the state changes)."""
@@ -336,7 +480,7 @@ class LiveSession:
         def body() -> np.ndarray:
             key = (self.runner.t, self._version)
             if self._frame is None or self._frame_key != key:
-                self._frame = self.renderer.render(self.env.data)[self.setup.camera]
+                self._frame = self.renderer.render(self.env.data, (self.setup.camera,))[self.setup.camera]
                 self._frame_key = key
             return self._frame
 
@@ -369,6 +513,8 @@ class LiveSession:
                 request_id=self.claim.request_id if self.claim else None,
                 claim_lost=self.claim_lost,
                 saved_episode_id=self.saved.id if self.saved else None,
+                drive_mode=self.drive_mode,
+                streaming=self._stream_attached,
             )
 
     # ------------------------------------------------------------------ claims

@@ -1,0 +1,27 @@
+"""The live view component: plain HTML/JS/CSS from `app/components/` (no build step), registered once per process.
+
+It shows the live session's cameras from the console's WebSocket (`flywheel.live.stream`) and sends held keys and
+gamepad input over it; the page passes only the session's stream token and the stream's path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from flywheel.live.stream import STREAM_PATH
+
+ASSETS = Path(__file__).resolve().parent / "components"
+
+_live_view = st.components.v2.component(
+    "flywheel_live_view",
+    html='<div class="fw-live-mount"></div>',
+    css=(ASSETS / "live_view.css").read_text(),
+    js=(ASSETS / "live_view.js").read_text(),
+)
+
+
+def live_view(stream_token: str, key: str = "live_stream") -> None:
+    """Mount the live view of the session whose stream token this is."""
+    _live_view(data={"token": stream_token, "path": STREAM_PATH}, key=key)
