@@ -26,6 +26,7 @@ from flywheel.collect.takeover_requests import (
 from flywheel.live.config import LiveConfig, RolloutSpec
 from flywheel.live.errors import LiveSessionError, ReplayMismatchError, SessionNotFoundError
 from flywheel.live.session import Claim, LiveSession, LiveStatus, SessionSetup
+from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
 from flywheel.registry import PolicyRegistry, RegistryError
 from flywheel.store import EpisodeRecord, EpisodeStore
 
@@ -84,8 +85,14 @@ class SessionManager:
         if version.task != spec.task:
             raise LiveSessionError(f"policy {version.id} was trained for {version.task}, not {spec.task}")
         label = f"v{version.id}" + (f" ({spec.policy})" if not spec.policy.strip().isdigit() else "")
+        try:
+            inputs = read_checkpoint_inputs(version.checkpoint_uri)  # what the policy reads, from its checkpoint
+        except InputSpecError as exc:
+            raise LiveSessionError(str(exc)) from None
         return {
-            "obs_mode": str(version.config.get("obs_mode", "state")),
+            "obs_mode": inputs.obs_mode,
+            **({"obs_cameras": inputs.cameras} if inputs.cameras else {}),
+            **({"obs_image_size": inputs.image_size} if inputs.image_size else {}),
             "policy_label": label,
             "policy_checkpoint": version.checkpoint_uri,
             "policy_sha256": version.sha256,
