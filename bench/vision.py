@@ -219,17 +219,7 @@ def _evaluate(store: Any, version: Any, seeds: list[int], workers: int) -> dict[
     from flywheel.collect.pool import ProcessPool
     from flywheel.evaluate.stats import wilson_interval
 
-    spec = CollectSpec(
-        task=version.task,
-        **CollectSpec.observation_for(version.checkpoint_uri),
-        operator_mode="none",
-        operator_name="eval",
-        policy_version_id=version.id,
-        policy_checkpoint=version.checkpoint_uri,
-        policy_sha256=version.sha256,
-        source_prefix=f"bench-vision/policy-{version.id}",
-        envs_per_worker=16,
-    )
+    spec = CollectSpec.policy_alone(version, f"bench-vision/policy-{version.id}", envs_per_worker=16)
     successes = sum(bool(o.success) for o in ProcessPool(spec, min(workers, len(seeds))).run(seeds))
     low, high = wilson_interval(successes, len(seeds))
     return {"success": successes / len(seeds), "ci_low": low, "ci_high": high, "episodes": len(seeds)}

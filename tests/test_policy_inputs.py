@@ -146,3 +146,21 @@ def test_flywheel_run_refuses_a_pixels_loop_over_state_only_episodes(tmp_path: P
             check_observations(PhaseContext(store, ctx.settings, state_loop, progress=False))
     finally:
         store.db.dispose()
+
+
+def test_the_onnx_graph_takes_the_env_state_and_ignores_the_object_pose(
+    pixels_checkpoint: Path, tmp_path: Path
+) -> None:
+    from flywheel.policy.onnx_export import check_parity, export_onnx, input_names, onnx_session, random_observations
+
+    loaded = load_policy(pixels_checkpoint)
+    path = export_onnx(loaded, tmp_path / "policy.onnx", IMAGE_HW)
+    assert check_parity(loaded, path, observations=3, image_size=IMAGE_HW).passed
+    state, noise, images = random_observations(loaded, 1, IMAGE_HW)
+    assert state.shape == (1, state_layout("transfer_cube")["box_pose"].stop)  # the env's whole vector goes in
+    session = onnx_session(path)
+    feeds = dict(zip(input_names(["top"]), [state, noise, images["top"]], strict=True))
+    moved = state.copy()
+    moved[0, state_layout("transfer_cube")["box_pose"]] += 0.25
+    again = session.run(None, {**feeds, "state": moved})[0]
+    np.testing.assert_array_equal(session.run(None, feeds)[0], again)

@@ -127,20 +127,22 @@ def export_onnx(
     ctx: typer.Context,
     policy: str = typer.Option(..., "--policy", help="version id or alias"),
     out: Path = typer.Option(..., "--out", help="ONNX file to write"),
-    image_size: str = typer.Option("96x128", "--image-size", help="HxW camera frames (pixel policies only)"),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="HxW camera frames (pixel policies; default: the size the policy was trained on)"
+    ),
     observations: int = typer.Option(8, "--check", min=1, help="random observations for the parity check"),
     tolerance: float = typer.Option(1e-4, "--tolerance", min=0.0, help="max |ONNX - PyTorch| allowed"),
 ) -> None:
-    """The whole inference path (normalise, encode, K denoising steps, unnormalise) as one ONNX graph."""
+    """The whole inference path (select the state entries the policy reads, normalise, encode, K denoising steps,
+    unnormalise) as one ONNX graph that takes the env's whole state vector."""
     from flywheel.cli.serve import parse_image_size
     from flywheel.policy.loading import load_policy
-    from flywheel.policy.onnx_export import OnnxExportError, check_parity, export_onnx
+    from flywheel.policy.onnx_export import DEFAULT_IMAGE_SIZE, OnnxExportError, check_parity, export_onnx
     from flywheel.registry import PolicyRegistry
 
-    size = parse_image_size(image_size)
-    assert size is not None
     record = PolicyRegistry(state(ctx).store().db).resolve(policy)
     loaded = load_policy(record.checkpoint_uri, expected_sha256=record.sha256)
+    size = parse_image_size(image_size) or loaded.input_spec.image_size or DEFAULT_IMAGE_SIZE
     path = export_onnx(loaded, out, size)
     report = check_parity(loaded, path, observations, size, tolerance)
     verdict = f"max-abs-diff {report.max_abs_diff:.3g} vs PyTorch over {observations} random observations"

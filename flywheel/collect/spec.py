@@ -66,6 +66,21 @@ class CollectSpec(BaseModel):
         """Expert demos of `task`: one source-key prefix per task, so every caller dedupes against the same keys."""
         return cls(task=task, operator_mode="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
 
+    @classmethod
+    def policy_alone(cls, version: Any, source_prefix: str, **settings: Any) -> CollectSpec:
+        """Episodes of a registered policy `version` acting alone (evaluation), in the env its checkpoint reads."""
+        return cls(
+            task=version.task,
+            **cls.observation_for(version.checkpoint_uri),
+            operator_mode="none",
+            operator_name="eval",
+            policy_version_id=version.id,
+            policy_checkpoint=version.checkpoint_uri,
+            policy_sha256=version.sha256,
+            source_prefix=source_prefix,
+            **settings,
+        )
+
     @staticmethod
     def observation_for(checkpoint: str) -> dict[str, Any]:
         """The env settings (`obs_mode`, `cameras`, `image_size`) that render what the policy at `checkpoint` reads:

@@ -219,17 +219,7 @@ class Evaluator:
         missing = [s for s in seeds if s not in self.stored(version.id, seeds)]
         if not missing:
             return 0
-        spec = CollectSpec(
-            task=version.task,
-            **CollectSpec.observation_for(version.checkpoint_uri),
-            max_steps=self.config.max_steps,
-            operator_mode="none",
-            operator_name="eval",
-            policy_version_id=version.id,
-            policy_checkpoint=version.checkpoint_uri,
-            policy_sha256=version.sha256,
-            source_prefix=f"eval/policy-{version.id}",
-        )
+        spec = CollectSpec.policy_alone(version, f"eval/policy-{version.id}", max_steps=self.config.max_steps)
         done = 0
         with episode_progress(self.progress) as bar:
             task = bar.add_task(f"eval policy {version.id}", total=len(missing), successes=0, interventions=0)
