@@ -95,7 +95,7 @@ def register_champion(home: Path, checkpoint: Path, sha256: str) -> int:
             task="transfer_cube",
             checkpoint_uri=str(checkpoint),
             sha256=sha256,
-            config={"obs_mode": "state"},
+            config={},
             data_fingerprint={},
             metrics={},
         )

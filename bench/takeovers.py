@@ -46,7 +46,7 @@ def measure(version: PolicyRecord, seeds: list[int], workers: int, sim_operator:
 
     spec = CollectSpec(
         task=version.task,
-        obs_mode=version.config.get("obs_mode", "state"),
+        **CollectSpec.observation_for(version.checkpoint_uri),
         operator_mode="simulated",
         sim_operator=sim_operator,
         policy_version_id=version.id,

@@ -131,7 +131,7 @@ def test_cli_exports_the_champion_and_names_a_bad_id(state_policy: TrainResult, 
         task="toy_reach",
         checkpoint_uri=str(state_policy.checkpoint_dir),
         sha256=state_policy.sha256,
-        config={"obs_mode": "state"},
+        config={},
         data_fingerprint={},
         metrics={},
     )

@@ -80,7 +80,7 @@ def _register(registry: PolicyRegistry, ckpt: Checkpoint, champion: bool = False
         task=ckpt.task,
         checkpoint_uri=str(ckpt.path),
         sha256=sha256 or ckpt.sha256,
-        config={"obs_mode": "state"},
+        config={},
         data_fingerprint={},
         metrics={},
     ).id

@@ -59,6 +59,7 @@ def show(ctx: typer.Context, ref: str = typer.Argument(..., help="version id or 
     registry = _registry(ctx)
     record = registry.resolve(ref)
     data = record.as_dict()
+    data["inputs"] = _inputs(record.checkpoint_uri)
     data["evaluations"] = [
         {k: v for k, v in asdict(run).items() if k != "gates"}
         | {"created_at": run.created_at.isoformat(), "verdicts": [g.get("reason") for g in run.gates]}
@@ -70,6 +71,17 @@ def show(ctx: typer.Context, ref: str = typer.Argument(..., help="version id or 
         if record.id in (m.from_version_id, m.to_version_id)
     ]
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _inputs(checkpoint: str) -> dict | str:
+    """What the policy reads (its checkpoint's input spec), or why it cannot be read."""
+    from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
+
+    try:
+        inputs = read_checkpoint_inputs(checkpoint)
+    except InputSpecError as exc:
+        return str(exc)
+    return {"summary": inputs.describe(), **inputs.to_document()}
 
 
 @app.command()
