@@ -1,0 +1,62 @@
+"""Training reads camera frames memory-mapped from the store's files, verified once, gathered batch by batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flywheel.config import Settings
+from flywheel.errors import EpisodeFileError
+from flywheel.policy.input_spec import InputSpec
+from flywheel.policy.io import PolicyIO
+from flywheel.policy.normalize import NormStats
+from flywheel.policy.recap import RewardConfig
+from flywheel.store import EpisodeStore, NewEpisode
+from flywheel.train.data import load_training_episodes
+from flywheel.train.dataset import build_frame_table
+from flywheel.train.synthetic import toy_episode
+
+
+def _is_memory_mapped(array: np.ndarray) -> bool:
+    base = array
+    while isinstance(base, np.ndarray) and not isinstance(base, np.memmap):
+        base = base.base
+    return isinstance(base, np.memmap)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> EpisodeStore:
+    store = EpisodeStore.open(Settings(home=tmp_path / "home"))
+    for seed in range(3):
+        _, frames = toy_episode(seed, length=7 + seed, images=("top",), image_hw=(8, 12))
+        store.add(NewEpisode("toy_reach", frames, env_seed=seed, success=True))
+    yield store
+    store.db.dispose()
+
+
+def test_training_frames_are_memory_mapped_and_gathered_by_index(store: EpisodeStore) -> None:
+    episodes = load_training_episodes(store, "toy_reach")
+    assert all(_is_memory_mapped(e.frames.images["top"]) for e in episodes)
+    spec = InputSpec.whole_state("toy_reach", 6, 3, cameras=("top",))
+    norm = NormStats.fit([e.frames.state for e in episodes], [e.frames.action for e in episodes], "mean_std")
+    table = build_frame_table(episodes, PolicyIO(spec, norm), chunk=4, gamma=0.99, reward=RewardConfig())
+    everything = np.concatenate([store.read_frames(e.meta.id).images["top"] for e in episodes])
+    idx = torch.tensor([0, 6, 7, 16, 23, 1])  # across all three episodes, first and last frames included
+    batch = table.batch(idx, torch.device("cpu"))
+    assert batch.images is not None
+    expected = torch.from_numpy(everything[idx.numpy()]).permute(0, 3, 1, 2).float()
+    assert torch.equal(batch.images["top"], expected)
+
+
+def test_a_corrupted_episode_file_is_refused_before_training(store: EpisodeStore) -> None:
+    record = store.list_episodes()[0]
+    path = store.files.path_for(record.file_uri, episode_id=record.id)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    with pytest.raises(EpisodeFileError, match=f"episode {record.id} .* fails its sha256"):
+        load_training_episodes(store, "toy_reach")
