@@ -47,14 +47,10 @@ class PolicyIO:
         state = self.state_inputs(states).to(device)
         if not self.spec.cameras:
             return state, None
-        stacked: dict[str, np.ndarray] = {}
-        for cam in self.spec.cameras:
-            frames = []
-            for obs in observations:
-                given = obs.get("images") or {}
-                self.spec.check_images(given, "observation")
-                frames.append(np.asarray(given[cam], dtype=np.uint8))
-            stacked[cam] = np.stack(frames)
+        given = [obs.get("images") or {} for obs in observations]
+        for images_of_one in given:
+            self.spec.check_images(images_of_one, "observation")
+        stacked = {c: np.stack([np.asarray(g[c], dtype=np.uint8) for g in given]) for c in self.spec.cameras}
         images = self.image_inputs(stacked)
         assert images is not None
         return state, {c: v.to(device) for c, v in images.items()}
