@@ -273,7 +273,7 @@ class Player {
       flag.title = mark.label;
       flag.onclick = () => { this.pause(); this.seek(mark.step); };
       this.timeline.appendChild(flag);
-      const jump = element("button", `fw-jump fw-jump-${mark.kind}`, `⏭ ${mark.label}`);
+      const jump = element("button", `fw-jump fw-jump-${mark.kind}`, `→ ${mark.label}`);
       jump.dataset.jump = String(i);
       jump.dataset.step = String(mark.step);
       jump.onclick = () => { this.pause(); this.seek(mark.step); };
@@ -324,7 +324,7 @@ class Player {
     for (const s of spec.series) for (const v of s.values) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     if (!Number.isFinite(lo)) { lo = 0; hi = 1; }
     if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
-    const pad = 6, w = off.width, h = off.height;
+    const dpr = window.devicePixelRatio || 1, pad = 6 * dpr, w = off.width, h = off.height;
     const x = (t) => pad + this.fraction(t) * (w - 2 * pad);
     const y = (v) => h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
     ctx.fillStyle = "#fff";
@@ -333,8 +333,8 @@ class Player {
     ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
     spec.series.forEach((s, i) => {
       ctx.strokeStyle = PALETTE[i % PALETTE.length];
-      ctx.setLineDash(s.dashed ? [4, 3] : []);
-      ctx.lineWidth = 1.5;
+      ctx.setLineDash(s.dashed ? [4 * dpr, 3 * dpr] : []);
+      ctx.lineWidth = 1.5 * dpr;
       ctx.beginPath();
       let pen = false;
       s.values.forEach((v, t) => {
@@ -346,8 +346,8 @@ class Player {
     });
     ctx.setLineDash([]);
     ctx.fillStyle = "#666";
-    ctx.font = "10px sans-serif";
-    ctx.fillText(hi.toFixed(3), pad + 2, pad + 9);
+    ctx.font = `${Math.round(10 * dpr)}px sans-serif`;
+    ctx.fillText(hi.toFixed(3), pad + 2, pad + 9 * dpr);
     ctx.fillText(lo.toFixed(3), pad + 2, h - pad - 2);
     plot.x = x;
     return off;
@@ -355,6 +355,12 @@ class Player {
 
   drawPlot(plot, t) {
     const { ctx, canvas } = plot;
+    const wanted = Math.round(canvas.clientWidth * (window.devicePixelRatio || 1));
+    if (wanted > 0 && Math.abs(wanted - canvas.width) > 2) {  // laid out at another width: draw it sharp
+      canvas.width = wanted;
+      canvas.height = Math.round(canvas.clientHeight * (window.devicePixelRatio || 1));
+      plot.background = this.plotBackground(plot);
+    }
     ctx.drawImage(plot.background, 0, 0);
     ctx.strokeStyle = "#222";
     ctx.lineWidth = 1;
