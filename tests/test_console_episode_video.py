@@ -18,6 +18,7 @@ from flywheel.live.episode_video import (
     episode_video,
     pack_video,
     pose_from_state,
+    read_video_header,
     unpack_video,
     video_header,
 )
@@ -64,7 +65,8 @@ def test_recorded_cameras_are_encoded_as_they_are(tmp_path: Path) -> None:
     )
     video = episode_video(tmp_path, 3, "def", "transfer_cube", frames)
     assert (video.cameras, video.frames, video.rerendered) == (("top", "wrist"), 5, False)
-    header = video_header(video.path.read_bytes())
+    header = read_video_header(video.path)
+    assert header == video_header(video.path.read_bytes())
     assert header["size"] == [48, 64] and [c for c, _ in header["cameras"]] == ["top", "wrist"]
     decoded = np.asarray(Image.open(io.BytesIO(unpack_video(video.path.read_bytes())["wrist"][4])))
     assert decoded.shape == (48, 64, 3)
@@ -73,7 +75,7 @@ def test_recorded_cameras_are_encoded_as_they_are(tmp_path: Path) -> None:
 def test_bad_video_files_are_refused() -> None:
     good = pack_video({"top": [b"a", b"bc"], "wrist": [b"d", b"e"]}, (2, 2))
     assert unpack_video(good) == {"top": [b"a", b"bc"], "wrist": [b"d", b"e"]}
-    for bad in (b"", b"XXXX" + good[4:], good[:-1], good + b"x"):
+    for bad in (b"", b"FWV1", b"XXXX" + good[4:], good[:-1], good + b"x", good[:12]):
         with pytest.raises(LiveSessionError):
             video_header(bad)
     with pytest.raises(LiveSessionError, match="same number of frames"):

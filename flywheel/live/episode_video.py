@@ -118,21 +118,31 @@ def pack_video(frames: dict[str, list[bytes]], size: tuple[int, int]) -> bytes:
     return b"".join([VIDEO_MAGIC, struct.pack("<I", len(head)), head, *body])
 
 
-def video_header(data: bytes) -> dict:
-    """The header of a video file's bytes, checked against the file's length."""
+def video_header(data: bytes, total: int | None = None) -> dict:
+    """The header of a video file from its first bytes (all of them, or at least the header's with `total`, the
+    file's length), checked against the file's length."""
+    total = len(data) if total is None else total
     if data[:4] != VIDEO_MAGIC or len(data) < 8:
         raise LiveSessionError("not an episode video file")
     (size,) = struct.unpack("<I", data[4:8])
     try:
         header = json.loads(data[8 : 8 + size])
-        total = sum(sum(lengths) for _, lengths in header["cameras"])
+        body = sum(sum(lengths) for _, lengths in header["cameras"])
         frames = int(header["frames"])
     except (ValueError, KeyError, TypeError) as exc:
         raise LiveSessionError(f"damaged episode video header: {exc}") from exc
-    if 8 + size + total != len(data) or any(len(lengths) != frames for _, lengths in header["cameras"]):
+    if 8 + size + body != total or any(len(lengths) != frames for _, lengths in header["cameras"]):
         raise LiveSessionError("damaged episode video: its length does not match its header")
     header["body"] = 8 + size
     return header
+
+
+def read_video_header(path: Path) -> dict:
+    """The checked header of the video file at `path`, reading only the header."""
+    with path.open("rb") as f:
+        start = f.read(8)
+        size = struct.unpack("<I", start[4:8])[0] if len(start) == 8 else 0
+        return video_header(start + f.read(size), os.fstat(f.fileno()).st_size)
 
 
 def unpack_video(data: bytes) -> dict[str, list[bytes]]:
@@ -165,7 +175,7 @@ def _cached(path: Path, frames: int, make: Callable[[], dict[str, list[bytes]]],
     """Make sure `path` holds a sound video of `frames` frames: kept if it does, else made now (atomically)."""
     if path.is_file():
         try:
-            if video_header(path.read_bytes())["frames"] == frames:
+            if read_video_header(path)["frames"] == frames:
                 return
         except (OSError, LiveSessionError):
             pass  # a damaged cache file: render again and replace it
