@@ -195,6 +195,7 @@ class Player {
   }
 
   key(e) {
+    if (e.target !== this.root && ["BUTTON", "SELECT", "INPUT"].includes(e.target.tagName)) return;  // their own keys
     if (e.key === " ") this.toggle();
     else if (e.key === "ArrowLeft") { this.pause(); this.seek(this.t - 1); }
     else if (e.key === "ArrowRight") { this.pause(); this.seek(this.t + 1); }
