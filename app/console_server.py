@@ -2,7 +2,8 @@
 
 `flywheel console` runs `streamlit run app/console_server.py` with Streamlit's security options pinned on the
 command line (flywheel/cli/console.py); Streamlit sees the `st.App` below and serves it with uvicorn. The guard
-wraps every route (page, WebSocket, media, static files, and the live stream `flywheel.live.stream.STREAM_PATH`):
+wraps every route (page, WebSocket, media, static files, the live stream `flywheel.live.stream.STREAM_PATH` and the
+episode videos `flywheel.live.video_route.VIDEO_PATH`):
 the Host allow-list always, and with a console password the signed session cookie (flywheel/console_auth.py).
 """
 
@@ -27,7 +28,9 @@ from streamlit import config as streamlit_config  # noqa: E402
 from app.live_owner import MANAGERS  # noqa: E402
 from flywheel.config import load_settings  # noqa: E402
 from flywheel.console_auth import SESSION_KEY_ENV, ConsoleGuard, SessionSigner  # noqa: E402
+from flywheel.live.episode_video import views_dir  # noqa: E402
 from flywheel.live.stream import stream_route  # noqa: E402
+from flywheel.live.video_route import video_route  # noqa: E402
 from flywheel.netutil import allowed_hosts  # noqa: E402
 
 
@@ -66,7 +69,8 @@ if not auth_log.handlers:
 
 app = st.App(
     str(HERE / "console.py"),
-    routes=[stream_route(MANAGERS.by_stream_token)],  # behind the guard like every Streamlit route
+    # behind the guard like every Streamlit route
+    routes=[stream_route(MANAGERS.by_stream_token), video_route(views_dir(load_settings().home))],
     middleware=[Middleware(ConsoleGuard, **guard_options())],
     lifespan=close_live_sessions,
 )

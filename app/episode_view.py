@@ -1,17 +1,20 @@
-"""One episode on screen: header, frame scrubber over camera images (or the state), controller timeline,
-state and action plots. Shared by the Episodes and Review pages."""
+"""One episode on screen: header, then the episode player (the cameras as video, recorded or re-rendered from
+the stored state, with a scrubber, the controller timeline with takeover marks, and state and action plots, all
+synced). Shared by the Episodes and Review pages."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from app.charts import controller_timeline, series_chart
+from app.charts import controller_timeline
 from app.common import fmt_time, md_escape, settings
+from app.player_component import Series, episode_player, player_data
 from flywheel.errors import FlywheelError
+from flywheel.live.episode_video import EpisodeVideo, episode_video, views_dir
 from flywheel.store import EpisodeRecord, EpisodeStore
 from flywheel.vocab import EpisodeFrames
+from sim.constants import CONTROL_DT
 
 DEFAULT_DIMS = 7  # one arm's joints
 
@@ -74,7 +77,7 @@ def load_frames(store: EpisodeStore, record: EpisodeRecord) -> EpisodeFrames | N
 
 
 def render_episode(store: EpisodeStore, record: EpisodeRecord, key: str) -> None:
-    """Header, then the frame viewer; a missing or corrupt file shows an error and the timeline only."""
+    """Header, then the player; a missing or corrupt file shows an error and the timeline only."""
     episode_header(record)
     frames = load_frames(store, record)
     if frames is None:
@@ -86,97 +89,47 @@ def render_episode(store: EpisodeStore, record: EpisodeRecord, key: str) -> None
 
 @st.fragment
 def _frame_viewer(record: EpisodeRecord, frames: EpisodeFrames, key: str) -> None:
-    """Scrubbing reruns only this fragment, not the whole page."""
-    last = len(frames) - 1
-    slider_key = f"{key}_frame"
-    _takeover_jumps(record, slider_key, last)
-    t = st.slider("Frame", 0, last, 0, key=slider_key) if last > 0 else 0
-    if frames.images:
-        cols = st.columns(len(frames.images))
-        for col, (camera, images) in zip(cols, sorted(frames.images.items()), strict=True):
-            col.image(images[t], caption=f"{camera} · frame {t}", width="stretch")
-    else:
-        rendered = _rerendered(record, frames)
-        if rendered is not None:
-            st.caption("No camera images were recorded: re-rendered from the stored physics state (cached).")
-            cols = st.columns(len(rendered))
-            for col, (camera, jpegs) in zip(cols, rendered.items(), strict=True):
-                col.image(jpegs[t], caption=f"{camera} · frame {t}", width="stretch")
-        names = state_names(record.task, frames.state.shape[1])
-        st.dataframe(
-            pd.DataFrame({"value": frames.state[t]}, index=pd.Index(names, name="state")).T,
-            width="stretch",
-        )
-    controller = _controller_at(record, t)
-    reward = float(frames.reward[t])
-    st.caption(f"frame {t}: controller **{controller}**, reward {reward:.0f}")
-    st.altair_chart(controller_timeline(record.segments, record.length, cursor=t), width="stretch")
-    _plots(record, frames, key, t)
+    """The episode player (video, scrubber, timeline, plots, played in the browser) and the plots' series pickers
+    under it. Changing the series reruns only this fragment; the player keeps its position."""
+    video, note = _video(record, frames)
+    slot = st.container()
+    plots = _plot_choices(record, frames, key)
+    with slot:
+        if note:
+            st.caption(note)
+        data = player_data(f"{key}_player", record, len(frames.state), 1.0 / CONTROL_DT, video, frames.reward, plots)
+        episode_player(data, key=f"{key}_player")
 
 
-def _takeover_jumps(record: EpisodeRecord, slider_key: str, last: int) -> None:
-    """A button per takeover boundary (start and end of each segment a person or the expert drove) that moves
-    the frame scrubber there (before the slider is drawn, so the value applies in this run)."""
-    marks = [
-        (f"{s.controller} by {s.operator or '—'}: start {s.start}", s.start, f"{slider_key}_jump_{s.start}")
-        for s in record.segments
-        if s.controller != "policy" and record.policy_version_id is not None
-    ] + [
-        (f"end {min(s.end, last)}", min(s.end, last), f"{slider_key}_jump_end_{s.end}")
-        for s in record.segments
-        if s.controller != "policy" and record.policy_version_id is not None
-    ]
-    if not marks or last <= 0:
-        return
-    marks.sort(key=lambda m: m[1])
-    cols = st.columns(min(len(marks), 6))
-    for i, (label, frame, button_key) in enumerate(marks):
-        if cols[i % len(cols)].button(f"⏭ {label}", key=button_key):
-            st.session_state[slider_key] = frame
-
-
-def _rerendered(record: EpisodeRecord, frames: EpisodeFrames) -> dict[str, list[bytes]] | None:
-    """The state-only episode's cameras re-rendered from its stored states (disk cache under <home>/cache)."""
-    from flywheel.live.episode_video import rendered_episode
-
+def _video(record: EpisodeRecord, frames: EpisodeFrames) -> tuple[EpisodeVideo | None, str]:
+    """The episode's cached video (made now if needed) and a note for the viewer."""
     try:
-        with st.spinner("Re-rendering the episode from its stored physics state…"):
-            return rendered_episode(
-                settings().home / "cache" / "episode-views", record.id, record.sha256, record.task, frames.state
-            )
+        with st.spinner("Preparing the episode's video (re-rendered from the stored physics state if needed)…"):
+            video = episode_video(views_dir(settings().home), record.id, record.sha256, record.task, frames)
     except (FlywheelError, ValueError) as exc:
-        st.caption(f"Cannot re-render this episode ({exc}): showing the state at this frame.")
-        return None
+        return None, f"Cannot show pictures of this episode ({exc}): the timeline and plots only."
+    if video.rerendered:
+        return video, "No camera images were recorded: re-rendered from the stored physics state (cached)."
+    return video, ""
 
 
-def _controller_at(record: EpisodeRecord, t: int) -> str:
-    return next((s.controller for s in record.segments if s.start <= t < s.end), "?")
-
-
-def _plots(record: EpisodeRecord, frames: EpisodeFrames, key: str, t: int) -> None:
+def _plot_choices(record: EpisodeRecord, frames: EpisodeFrames, key: str) -> list[tuple[str, list[Series]]]:
+    """The state and action series to plot (multiselects), with the policy's proposal overlaid on request."""
     s_names = state_names(record.task, frames.state.shape[1])
     a_names = action_names(frames.action.shape[1])
     left, right = st.columns(2)
-    with left:
-        chosen = st.multiselect("State", s_names, default=s_names[:DEFAULT_DIMS], key=f"{key}_state_dims")
-        if chosen:
-            idx = [s_names.index(n) for n in chosen]
-            st.altair_chart(
-                series_chart(pd.DataFrame(frames.state[:, idx], columns=chosen), "state", t),
-                width="stretch",
-            )
-    with right:
-        chosen = st.multiselect("Action", a_names, default=a_names[:DEFAULT_DIMS], key=f"{key}_action_dims")
-        show_policy = st.toggle(
-            "Overlay the policy's proposal",
-            value=False,
-            key=f"{key}_policy_overlay",
-            disabled=not bool(frames.policy_action_valid.any()),
-        )
-        if chosen:
-            idx = [a_names.index(n) for n in chosen]
-            data = pd.DataFrame(frames.action[:, idx], columns=chosen)
-            if show_policy:
-                proposed = np.where(frames.policy_action_valid[:, None], frames.policy_action[:, idx], np.nan)
-                data = data.join(pd.DataFrame(proposed, columns=[f"{n} (policy)" for n in chosen]))
-            st.altair_chart(series_chart(data, "executed action", t), width="stretch")
+    chosen_state = left.multiselect("State", s_names, default=s_names[:DEFAULT_DIMS], key=f"{key}_state_dims")
+    chosen_action = right.multiselect("Action", a_names, default=a_names[:DEFAULT_DIMS], key=f"{key}_action_dims")
+    show_policy = right.toggle(
+        "Overlay the policy's proposal",
+        value=False,
+        key=f"{key}_policy_overlay",
+        disabled=not bool(frames.policy_action_valid.any()),
+    )
+    state = [Series(name, frames.state[:, s_names.index(name)]) for name in chosen_state]
+    action = [Series(name, frames.action[:, a_names.index(name)]) for name in chosen_action]
+    if show_policy:
+        for name in chosen_action:
+            proposed = np.where(frames.policy_action_valid, frames.policy_action[:, a_names.index(name)], np.nan)
+            action.append(Series(f"{name} (policy)", proposed, dashed=True))
+    return [("state", state), ("executed action", action)]

@@ -4,6 +4,7 @@ simulated operator took over, and scheduler rows written by the scheduler's own 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from flywheel.config import Settings
+from flywheel.live.episode_video import unpack_video, views_dir
+from flywheel.live.video_route import video_url
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService
 from flywheel.store import EpisodeStore, NewEpisode
@@ -134,6 +137,12 @@ def charts(at: AppTest) -> int:
     return len(at.get("vega_lite_chart"))
 
 
+def player(at: AppTest) -> dict:
+    """The data the page gave the episode player (app/player_component.py)."""
+    [mounted] = [e for e in at.get("bidi_component") if "episode_player" in e.proto.component_name]
+    return json.loads(mounted.proto.json)
+
+
 def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
@@ -187,17 +196,37 @@ def test_episodes_page_filters_and_shows_an_episode(console: Console) -> None:
     assert not at.exception
     total = console.store.count()
     assert f"{total} of {total} matching episodes" in texts(at.caption)
-    # The newest episode is a state-only policy rollout with takeovers: state view, timeline, plots.
+    # The newest episode is a state-only policy rollout with takeovers: re-rendered into a cached video file the
+    # player fetches from the console's route, with its segments, takeover marks and plots.
     assert "No camera images were recorded" in texts(at.caption)
-    assert charts(at) >= 3  # controller timeline, state, action
+    newest = console.store.get(at.selectbox(key="ep_selected").value)
+    data = player(at)
+    assert data["episode"] == newest.id and data["length"] == newest.length and data["fps"] == 50
+    cached = views_dir(console.settings.home) / data["video"].rsplit("/", 1)[1]
+    assert data["video"] == video_url(cached.name)
+    assert set(unpack_video(cached.read_bytes())) == {"top", "left_wrist", "right_wrist"}
+    assert [(s["start"], s["end"], s["controller"]) for s in data["segments"]] == [
+        (s.start, s.end, s.controller) for s in newest.segments
+    ]
+    takeovers = [s for s in newest.segments if s.controller != "policy"]
+    assert takeovers and sorted(m["step"] for m in data["marks"] if m["kind"] == "start") == [
+        s.start for s in takeovers
+    ]
+    assert [p["title"] for p in data["plots"]] == ["state", "executed action"]
+    assert [len(p["series"]) for p in data["plots"]] == [7, 7]
+    assert len(data["plots"][0]["series"][0]["values"]) == newest.length
+    at.multiselect(key="episodes_state_dims").set_value(["box_pose:z"]).run()
+    assert [s["name"] for s in player(at)["plots"][0]["series"]] == ["box_pose:z"]
     at.selectbox(key="ep_tag").select("demo").run()
     assert f"{len(console.demos)} of {len(console.demos)} matching episodes" in texts(at.caption)
-    assert at.selectbox(key="ep_selected").value in console.demos
-    [image] = at.get("image")
-    assert image.captions == ["top · frame 0"]  # type: ignore[attr-defined]
-    at.slider(key="episodes_frame").set_value(30).run()
-    assert "frame 30: controller **expert**" in texts(at.caption)
-    assert at.get("image")[0].captions == ["top · frame 30"]  # type: ignore[attr-defined]
+    demo = console.store.get(at.selectbox(key="ep_selected").value)
+    assert demo.id in console.demos
+    data = player(at)  # recorded cameras: encoded as they are, nothing to mark
+    assert unpack_video((views_dir(console.settings.home) / data["video"].rsplit("/", 1)[1]).read_bytes()).keys() == {
+        "top"
+    }
+    assert data["marks"] == [] and data["length"] == demo.length
+    assert "No camera images were recorded" not in texts(at.caption)
     at.selectbox(key="ep_tag").select("any")
     at.selectbox(key="ep_review").select("rejected").run()
     assert "No episode matches these filters" in texts(at.info)

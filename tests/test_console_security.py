@@ -20,6 +20,8 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from flywheel.cli.console import ConsoleStartError, check_bind
 from flywheel.config import Settings
 from flywheel.console_auth import COOKIE_NAME, SIGNIN_PATH, SessionSigner, SignInThrottle, check_password
+from flywheel.live.episode_video import pack_video, views_dir
+from flywheel.live.video_route import video_url
 from flywheel.netutil import allowed_hosts, host_header_allowed
 from tests.e2e_support import ROOT, ConsoleProcess
 
@@ -194,6 +196,23 @@ def test_sign_in_sets_a_signed_http_only_cookie_that_opens_the_websocket(console
     # Cross-site WebSocket hijacking: the browser sends the cookie, but the Origin is another site's.
     evil = asyncio.run(_handshake(_ws_url(console), Cookie=cookie, Origin="https://evil.example"))
     assert evil == "refused 403"
+
+
+def test_episode_videos_need_the_sign_in(console: ConsoleProcess) -> None:
+    """The episode player's video route (flywheel/live/video_route.py) is mounted behind the guard: a cached
+    video is served to a signed-in browser only."""
+    name = "episode-1-0123456789abcdef.fwv"
+    video = pack_video({"top": [b"jpeg bytes"]}, (1, 1))
+    cache = views_dir(console.home)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / name).write_bytes(video)
+    with httpx.Client(base_url=console.url, timeout=30) as c:
+        refused = c.get(video_url(name))
+        assert refused.status_code == 401 and b"jpeg bytes" not in refused.content
+    cookie = _cookie(_sign_in(console, PASSWORD))
+    with httpx.Client(base_url=console.url, timeout=30, headers={"cookie": cookie}) as c:
+        assert c.get(video_url(name)).content == video
+        assert c.get(video_url("episode-2-0123456789abcdef.fwv")).status_code == 404
 
 
 def test_foreign_host_gets_no_page(console: ConsoleProcess) -> None:
