@@ -21,6 +21,7 @@ from flywheel.errors import DatabaseUnavailableError
 from flywheel.scheduler import FlywheelConfig, FlywheelLoop, PhaseContext
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.lock import acquire_lock
+from flywheel.scheduler.results import CollectResult
 from flywheel.store import EpisodeStore
 from flywheel.store.db import Database, is_transient_db_error
 from flywheel.store.models import Job, SchedulerLock
@@ -195,7 +196,7 @@ def test_loop_job_interrupted_by_an_outage_keeps_its_attempts(pg_store: EpisodeS
     admin = create_engine(pg_store.db.url, isolation_level="AUTOCOMMIT")
     runs = []
 
-    def body() -> dict[str, int]:
+    def body() -> CollectResult:
         runs.append(1)
         with pg_store.db.write() as session:
             session.execute(select(func.count()).select_from(Job))
@@ -204,9 +205,9 @@ def test_loop_job_interrupted_by_an_outage_keeps_its_attempts(pg_store: EpisodeS
                 with admin.connect() as conn:
                     conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
                 session.execute(text("SELECT 1"))
-        return {"runs": len(runs)}
+        return CollectResult(episodes=len(runs))
 
-    assert loop._job(1, "collect", body) == {"runs": 2}
+    assert loop._job(1, "collect", CollectResult, body).episodes == 2  # the outage's attempt ran again
     job = loop.book.job(1, "collect")
     assert (job.state, job.attempts) == ("succeeded", 1)  # max_attempts=1: a counted failure would have failed it
     loop._lock.release()
