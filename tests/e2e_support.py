@@ -15,11 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from websockets.sync.client import connect as ws_connect
 
@@ -103,6 +105,34 @@ class ConsoleProcess:
         except ProcessLookupError:
             return False
         return True
+
+
+@contextlib.contextmanager
+def running_console(home: Path, log: Path) -> Iterator[ConsoleProcess]:
+    """A console process on `home` for the duration of the block."""
+    process = ConsoleProcess(home, log)
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@contextlib.contextmanager
+def chromium_page(tmp_path: Path) -> Iterator[Page]:
+    """A headless Debian chromium page with the suite's waits; the last thing it showed is kept as
+    `last_page.png` in `tmp_path` for a failed run."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+        try:
+            yield page
+        finally:
+            expect.set_options(timeout=None)  # back to Playwright's default
+            with contextlib.suppress(PlaywrightError):
+                page.screenshot(path=str(tmp_path / "last_page.png"), timeout=10_000)
+            browser.close()
 
 
 def send_clear_cache(url: str, cookie: str | None = None) -> None:

@@ -7,15 +7,13 @@ moved the gripper to the cube.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from flywheel.config import Settings
 from flywheel.live.config import LiveConfig
@@ -23,13 +21,14 @@ from flywheel.store import EpisodeStore
 from tests.e2e_support import (
     CHROMIUM,
     CLEARED_ENV,
-    VIEWPORT,
     WAIT_MS,
     ConsoleProcess,
     button,
+    chromium_page,
     go_to,
     keyed,
     markdown_line,
+    running_console,
     settle,
 )
 from tests.live_support import (
@@ -61,27 +60,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def console(home: Path, tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(home, tmp_path / "console.log")
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with running_console(home, tmp_path / "console.log") as process:
+        yield process
 
 
 @pytest.fixture
 def page(console: ConsoleProcess, tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        opened = browser.new_page(viewport=VIEWPORT)
-        opened.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        try:
-            yield opened
-        finally:
-            expect.set_options(timeout=None)
-            with contextlib.suppress(PlaywrightError):
-                opened.screenshot(path=str(tmp_path / "last_page.png"), timeout=10_000)
-            browser.close()
+    with chromium_page(tmp_path) as page:
+        yield page
 
 
 def start_live(page: Page, url: str, seed: int) -> None:

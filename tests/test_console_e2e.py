@@ -11,7 +11,6 @@ committed ones in docs/screenshots/ come from `FLYWHEEL_SCREENSHOTS_DIR=docs/scr
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -19,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from rich.console import Console
 
 from flywheel.config import Settings
@@ -33,17 +31,18 @@ from flywheel.store import EpisodeFilter, EpisodeStore
 from tests.e2e_support import (
     CHROMIUM,
     CLEARED_ENV,
-    VIEWPORT,
     WAIT_MS,
     ConsoleProcess,
     button,
     choose,
+    chromium_page,
     combobox,
     go_to,
     install_probe,
     keyed,
     markdown_line,
     metric,
+    running_console,
     screenshot,
     send_clear_cache,
     settle,
@@ -114,28 +113,15 @@ def store(home: Path) -> Iterator[EpisodeStore]:
 
 @pytest.fixture
 def console(home: Path, tmp_path: Path) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(home, tmp_path / "console.log")
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with running_console(home, tmp_path / "console.log") as process:
+        yield process
 
 
 @pytest.fixture
 def browser_page(console: ConsoleProcess, tmp_path: Path) -> Iterator[Page]:
     """Headless Debian chromium; the last thing it showed is kept as `last_page.png` for a failed run."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        try:
-            yield page
-        finally:
-            expect.set_options(timeout=None)  # back to Playwright's default
-            with contextlib.suppress(PlaywrightError):
-                page.screenshot(path=str(tmp_path / "last_page.png"), timeout=10_000)
-            browser.close()
+    with chromium_page(tmp_path) as page:
+        yield page
 
 
 @pytest.fixture

@@ -9,18 +9,24 @@ plays the same video. With FLYWHEEL_SCREENSHOTS_DIR set, the player at the takeo
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from flywheel.config import Settings
 from flywheel.store import EpisodeRecord, EpisodeStore
-from tests.e2e_support import CHROMIUM, CLEARED_ENV, VIEWPORT, WAIT_MS, ConsoleProcess, screenshot
+from tests.e2e_support import (
+    CHROMIUM,
+    CLEARED_ENV,
+    WAIT_MS,
+    ConsoleProcess,
+    chromium_page,
+    running_console,
+    screenshot,
+)
 from tests.live_support import random_takeover_spec, register_policy, train_tiny_policy
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Debian chromium at {CHROMIUM}")
@@ -64,27 +70,14 @@ def intervention(home: Path, tmp_path: Path) -> EpisodeRecord:
 
 @pytest.fixture
 def console(home: Path, tmp_path: Path, intervention: EpisodeRecord) -> Iterator[ConsoleProcess]:
-    process = ConsoleProcess(home, tmp_path / "console.log")
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with running_console(home, tmp_path / "console.log") as process:
+        yield process
 
 
 @pytest.fixture
 def page(console: ConsoleProcess, tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        opened = browser.new_page(viewport=VIEWPORT)
-        opened.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        try:
-            yield opened
-        finally:
-            expect.set_options(timeout=None)
-            with contextlib.suppress(PlaywrightError):
-                opened.screenshot(path=str(tmp_path / "last_page.png"), timeout=10_000)
-            browser.close()
+    with chromium_page(tmp_path) as page:
+        yield page
 
 
 def open_player(page: Page, url: str, key: str) -> str:

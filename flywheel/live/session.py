@@ -334,14 +334,17 @@ class LiveSession:
 
     def gripper(self, arm: str, open_: bool) -> None:
         def body() -> None:
-            self._require_human("The gripper")
-            try:
-                self.teleop.set_gripper(arm, open_)
-            except ValueError as exc:
-                raise LiveSessionError(str(exc)) from None
+            self._set_gripper(arm, open_)
             self._step(self.config.gripper_sim_steps)
 
         self._call(body)
+
+    def _set_gripper(self, arm: str, open_: bool) -> None:
+        self._require_human("The gripper")
+        try:
+            self.teleop.set_gripper(arm, open_)
+        except ValueError as exc:
+            raise LiveSessionError(str(exc)) from None
 
     # ------------------------------------------------------------------ live stream
     def attach_stream(self) -> None:
@@ -413,14 +416,7 @@ class LiveSession:
             self.gripper(arm, open_)
             return
 
-        def body() -> None:
-            self._require_human("The gripper")
-            try:
-                self.teleop.set_gripper(arm, open_)
-            except ValueError as exc:
-                raise LiveSessionError(str(exc)) from None
-
-        self._call(body)
+        self._call(lambda: self._set_gripper(arm, open_))
 
     def stream_cameras(self) -> tuple[str, ...]:
         """What the live stream shows: the display camera and the wrist camera of the arm driven last."""
