@@ -12,6 +12,8 @@ def test_wilson_matches_reference_values() -> None:
     assert low == pytest.approx(0.7864, abs=1e-4) and high == pytest.approx(0.9565, abs=1e-4)
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(0, 20)[1] == pytest.approx(0.1611, abs=1e-4)
     assert wilson_interval(20, 20)[1] == 1.0
+    for n in (7, 60, 100, 333):  # the interval always holds the observed rate (60/60 rounded to 0.99999… once)
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
     with pytest.raises(ValueError):
         wilson_interval(5, 3)
 
