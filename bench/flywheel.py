@@ -143,8 +143,9 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     its = [r["iteration"] for r in rows if r["champion_success"] is not None]
     rate = [r["champion_success"] for r in rows if r["champion_success"] is not None]
-    low = [r["champion_success"] - r["ci_low"] for r in rows if r["champion_success"] is not None]
-    high = [r["ci_high"] - r["champion_success"] for r in rows if r["champion_success"] is not None]
+    # clamped: summaries stored before the Wilson bound was exact at 100% hold an upper bound a hair below it
+    low = [max(0.0, r["champion_success"] - r["ci_low"]) for r in rows if r["champion_success"] is not None]
+    high = [max(0.0, r["ci_high"] - r["champion_success"]) for r in rows if r["champion_success"] is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.errorbar(its, rate, yerr=[low, high], marker="o", capsize=4, label="champion success (95% CI)")
     ax.set_xlabel("iteration")
