@@ -1,0 +1,111 @@
+"""Which pixels encoder learns the task from the demos: BC from camera images and joints on stored demos, then
+success and the highest task stage reached on validation seeds (not the seeds any report uses).
+
+    python -m bench.vision_encoders --home DIR --task transfer_cube --name top_avg \
+        [--set model.encoder.cnn_pool=spatial_softmax] [--set model.inputs.cameras='["top","right_wrist"]'] \
+        [--steps 3000] [--episodes 50]
+
+DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
+--camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
+variant's overrides, success with its 95% interval, the count of episodes by the highest stage reached (0: the
+cube never touched ... 4: done), training seconds and the share of step time spent waiting for data, with the
+machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+VALIDATION_OFFSET = 500_000
+"""Validation seeds: `eval_seeds(n, VALIDATION_OFFSET)`, apart from the gate's and the fresh re-measurement's."""
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, required=True, help="a flywheel home holding pixels demos")
+    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--name", required=True, help="the variant's name in the results")
+    parser.add_argument("--set", action="append", default=[], help="KEY=JSON over the pixels preset's training")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--episodes", type=int, default=50, help="validation episodes")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    from flywheel.collect import CollectSpec
+    from flywheel.collect.pool import ProcessPool
+    from flywheel.collect.seeds import eval_seeds
+    from flywheel.config import Settings
+    from flywheel.evaluate.stats import wilson_interval
+    from flywheel.presets import deep_merge, train_config
+    from flywheel.registry import PolicyRegistry
+    from flywheel.store import EpisodeStore
+    from flywheel.train import run_training
+    from flywheel.train.data import load_training_episodes
+    from flywheel.train.registration import register_trained_candidate
+
+    overrides: dict[str, Any] = {"method": "bc", "steps": args.steps, "cpu_threads": 1, "wandb": False}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        nested: Any = _value(value)
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        overrides = deep_merge(overrides, nested)
+    config = train_config("pixels", overrides)
+    store = EpisodeStore.open(Settings(home=args.home))
+    load_start, start = os.getloadavg()[0], time.perf_counter()
+    result = run_training(config, load_training_episodes(store, args.task), args.home / "encoders" / args.name)
+    train_s = time.perf_counter() - start
+    version = register_trained_candidate(PolicyRegistry(store.db), task=args.task, config=config, result=result)
+    spec = CollectSpec.policy_alone(version, f"bench-encoders/{args.name}", envs_per_worker=8)
+    seeds = eval_seeds(args.episodes, VALIDATION_OFFSET)
+    outcomes = list(ProcessPool(spec, min(args.workers, len(seeds))).run(seeds))
+    successes = sum(bool(o.success) for o in outcomes)
+    stages = collections.Counter(int(o.frames.reward.max()) if o.frames is not None else -1 for o in outcomes)
+    low, high = wilson_interval(successes, len(seeds))
+    row = {
+        "name": args.name,
+        "task": args.task,
+        "overrides": overrides,
+        "inputs": version.config["model"]["inputs"],
+        "success": successes / len(seeds),
+        "ci_low": low,
+        "ci_high": high,
+        "episodes": len(seeds),
+        "max_stage_counts": {str(k): v for k, v in sorted(stages.items())},
+        "train_seconds": train_s,
+        "data_wait_share": result.timings.get("data_s", 0.0) / max(1e-9, result.timings.get("total_s", 0.0)),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "vision_encoders.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps([*rows, row], indent=2))
+    os.replace(tmp, path)
+    summary = f"{row['success']:.0%} [{low:.0%}, {high:.0%}] on {len(seeds)} validation seeds"
+    print(f"{args.name}: {summary}; highest stage reached {row['max_stage_counts']}")
+
+
+def _value(text: str) -> Any:
+    """A --set value: JSON when it parses (numbers, lists, true/false/null), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+if __name__ == "__main__":
+    main()
