@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flywheel.policy.input_spec import IO_DOCUMENT, InputSpec, InputSpecError, StateEntry
+from flywheel.policy.input_spec import InputSpec
 from flywheel.policy.normalize import NormStats
-
-__all__ = ["IO_DOCUMENT", "InputSpec", "InputSpecError", "PolicyIO", "StateEntry"]
 
 
 @dataclass(frozen=True)

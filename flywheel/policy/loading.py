@@ -18,7 +18,8 @@ from flywheel.policy.checkpoint import (
     verify_checkpoint,
 )
 from flywheel.policy.config import ModelConfig
-from flywheel.policy.io import IO_DOCUMENT, InputSpec, PolicyIO
+from flywheel.policy.input_spec import InputSpec, read_checkpoint_inputs
+from flywheel.policy.io import PolicyIO
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.packed_bf16 import PackedBlockStack
@@ -106,16 +107,14 @@ def load_policy(
 
 
 def read_input_spec(directory: Path, spec: PolicySpec) -> InputSpec:
-    """The checkpoint's input spec; checkpoints written before `io.json` existed read the whole state vector."""
-    if (Path(directory) / f"{IO_DOCUMENT}.json").is_file():
-        io_spec = InputSpec.from_document(read_document(directory, IO_DOCUMENT))
-        if io_spec.state_dim != spec.state_dim or tuple(io_spec.cameras) != tuple(spec.cameras):
-            raise CheckpointError(
-                f"checkpoint {directory}: io.json ({io_spec.describe()}) disagrees with the network's inputs "
-                f"(state {spec.state_dim}, cameras {list(spec.cameras)})"
-            )
-        return io_spec
-    return InputSpec.whole_state(spec.task, spec.state_dim, spec.action_dim, spec.cameras)
+    """The checkpoint's input spec (`read_checkpoint_inputs`), checked against the networks it was loaded into."""
+    io_spec = read_checkpoint_inputs(directory)
+    if io_spec.state_dim != spec.state_dim or tuple(io_spec.cameras) != tuple(spec.cameras):
+        raise CheckpointError(
+            f"checkpoint {directory}: io.json ({io_spec.describe()}) disagrees with the network's inputs "
+            f"(state {spec.state_dim}, cameras {list(spec.cameras)})"
+        )
+    return io_spec
 
 
 def load_critic(directory: str | Path, loaded: LoadedPolicy, device: str | torch.device = "cpu") -> IqlCritic:

@@ -18,7 +18,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from flywheel.policy.io import InputSpec
+from flywheel.policy.input_spec import InputSpec
 from flywheel.policy.normalize import NormKind, NormStats
 from flywheel.train.data import TrainingEpisode, _text
 from flywheel.vocab import CONTROLLER_CODES, ControllerKind, Tag

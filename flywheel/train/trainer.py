@@ -31,7 +31,8 @@ from flywheel.policy.checkpoint import (
     verify_checkpoint,
     write_checkpoint,
 )
-from flywheel.policy.io import IO_DOCUMENT, InputSpec, InputSpecError, PolicyIO
+from flywheel.policy.input_spec import IO_DOCUMENT, InputSpec, InputSpecError
+from flywheel.policy.io import PolicyIO
 from flywheel.policy.loading import build_critic, load_critic, load_policy, model_document
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
