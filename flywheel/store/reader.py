@@ -35,7 +35,6 @@ class FrameReader:
             for key in ("state", "action", "reward", "controller")
         }
         self._images = {cam: [m[IMAGE_PREFIX + cam] for m in maps] for cam in self.cameras}
-        self.episode_of_frame = np.repeat(np.arange(len(maps)), self.lengths)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
