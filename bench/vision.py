@@ -73,12 +73,15 @@ def main() -> None:
     extra = _extra_demos(recap_store, config)
     more = _more_demos_policy(workdir / "more_demos", bc_config, extra)
     policies = {
-        "recap": (recap_store, _champion(recap_store)),
-        "bc": (bc_store, _champion(bc_store)),
-        "bc_demos": (bc_store, _iteration_zero_policy(bc_store)),
+        "recap": _champion(recap_store),
+        "bc": _champion(bc_store),
+        "bc_demos": _iteration_zero_policy(bc_store),
         "more_demos": more,
     }
-    final = {name: _evaluate(store, version, final_seeds, args.workers) for name, (store, version) in policies.items()}
+    final = {
+        name: success_summary(policy_rollouts(version, final_seeds, args.workers, f"bench-vision/policy-{version.id}"))
+        for name, version in policies.items()
+    }
     result["bc_demos"] = final.pop("bc_demos")
     result["more_demos"] = {**final.pop("more_demos"), "extra_demos": extra}
     result["final"] = final
@@ -168,7 +171,7 @@ def _extra_demos(store: Any, config: Any) -> int:
     return round(controlled / mean_length) if mean_length else 0
 
 
-def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> tuple[Any, Any]:
+def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> Any:
     """BC (the bootstrap's steps) on the loop's demos plus `extra` more expert demos, registered in its own store."""
     from flywheel.collect import CollectSpec, collect
     from flywheel.collect.seeds import demo_seeds
@@ -182,7 +185,7 @@ def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> tuple[Any, Any
     registry = PolicyRegistry(store.db)
     versions = registry.list_versions()
     if versions:
-        return store, versions[-1]
+        return versions[-1]
     cfg = bc_config
     spec = CollectSpec.for_demos(
         cfg.task, obs_mode=cfg.obs_mode, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size)
@@ -191,7 +194,7 @@ def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> tuple[Any, Any
     assert store.count(EpisodeFilter(task=cfg.task, tag="demo")) == cfg.demos + extra
     train = cfg.bootstrap_train()
     result = run_training(train, load_training_episodes(store, cfg.task), home / "train", progress=False)
-    return store, register_trained_candidate(registry, task=cfg.task, config=train, result=result)
+    return register_trained_candidate(registry, task=cfg.task, config=train, result=result)
 
 
 def _champion(store: Any) -> Any:
@@ -213,16 +216,22 @@ def _iteration_zero_policy(store: Any) -> Any:
     return versions[0]
 
 
-def _evaluate(store: Any, version: Any, seeds: list[int], workers: int) -> dict[str, Any]:
-    """Success of `version` on `seeds` (policy alone), with its 95% Wilson interval."""
+def policy_rollouts(version: Any, seeds: list[int], workers: int, source_prefix: str) -> list[Any]:
+    """Episodes of `version` acting alone on `seeds` (no operator; nothing stored), in completion order."""
     from flywheel.collect import CollectSpec
     from flywheel.collect.pool import ProcessPool
+
+    spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16)
+    return list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
+
+
+def success_summary(outcomes: list[Any]) -> dict[str, Any]:
+    """Success rate of `outcomes` with its 95% Wilson interval."""
     from flywheel.evaluate.stats import wilson_interval
 
-    spec = CollectSpec.policy_alone(version, f"bench-vision/policy-{version.id}", envs_per_worker=16)
-    successes = sum(bool(o.success) for o in ProcessPool(spec, min(workers, len(seeds))).run(seeds))
-    low, high = wilson_interval(successes, len(seeds))
-    return {"success": successes / len(seeds), "ci_low": low, "ci_high": high, "episodes": len(seeds)}
+    successes, n = sum(bool(o.success) for o in outcomes), len(outcomes)
+    low, high = wilson_interval(successes, n)
+    return {"success": successes / n, "ci_low": low, "ci_high": high, "episodes": n}
 
 
 def _write(

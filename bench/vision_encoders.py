@@ -42,11 +42,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    from flywheel.collect import CollectSpec
-    from flywheel.collect.pool import ProcessPool
+    from bench.vision import policy_rollouts, success_summary
     from flywheel.collect.seeds import eval_seeds
     from flywheel.config import Settings
-    from flywheel.evaluate.stats import wilson_interval
     from flywheel.presets import deep_merge, train_config
     from flywheel.registry import PolicyRegistry
     from flywheel.store import EpisodeStore
@@ -67,21 +65,15 @@ def main() -> None:
     result = run_training(config, load_training_episodes(store, args.task), args.home / "encoders" / args.name)
     train_s = time.perf_counter() - start
     version = register_trained_candidate(PolicyRegistry(store.db), task=args.task, config=config, result=result)
-    spec = CollectSpec.policy_alone(version, f"bench-encoders/{args.name}", envs_per_worker=8)
     seeds = eval_seeds(args.episodes, VALIDATION_OFFSET)
-    outcomes = list(ProcessPool(spec, min(args.workers, len(seeds))).run(seeds))
-    successes = sum(bool(o.success) for o in outcomes)
+    outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}")
     stages = collections.Counter(int(o.frames.reward.max()) if o.frames is not None else -1 for o in outcomes)
-    low, high = wilson_interval(successes, len(seeds))
     row = {
         "name": args.name,
         "task": args.task,
         "overrides": overrides,
         "inputs": version.config["model"]["inputs"],
-        "success": successes / len(seeds),
-        "ci_low": low,
-        "ci_high": high,
-        "episodes": len(seeds),
+        **success_summary(outcomes),
         "max_stage_counts": {str(k): v for k, v in sorted(stages.items())},
         "train_seconds": train_s,
         "data_wait_share": result.timings.get("data_s", 0.0) / max(1e-9, result.timings.get("total_s", 0.0)),
@@ -95,7 +87,7 @@ def main() -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps([*rows, row], indent=2))
     os.replace(tmp, path)
-    summary = f"{row['success']:.0%} [{low:.0%}, {high:.0%}] on {len(seeds)} validation seeds"
+    summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} validation seeds"
     print(f"{args.name}: {summary}; highest stage reached {row['max_stage_counts']}")
 
 
