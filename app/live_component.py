@@ -6,20 +6,10 @@ gamepad input over it; the page passes only the session's stream token and the s
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import streamlit as st
-
+from app.packaged_component import packaged_component
 from flywheel.live.stream import STREAM_PATH
 
-ASSETS = Path(__file__).resolve().parent / "components"
-
-_live_view = st.components.v2.component(
-    "flywheel_live_view",
-    html='<div class="fw-live-mount"></div>',
-    css=(ASSETS / "live_view.css").read_text(),
-    js=(ASSETS / "live_view.js").read_text(),
-)
+_live_view = packaged_component("flywheel_live_view", "live_view", '<div class="fw-live-mount"></div>')
 
 
 def live_view(stream_token: str, key: str = "live_stream") -> None:

@@ -11,25 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import streamlit as st
 
 from app.charts import CONTROLLER_COLORS
+from app.packaged_component import packaged_component
 from flywheel.live.episode_video import EpisodeVideo
 from flywheel.live.video_route import video_url
 from flywheel.store import EpisodeRecord, SegmentRecord
 
-ASSETS = Path(__file__).resolve().parent / "components"
-
-_episode_player = st.components.v2.component(
-    "flywheel_episode_player",
-    html='<div class="fw-player-mount"></div>',
-    css=(ASSETS / "episode_player.css").read_text(),
-    js=(ASSETS / "episode_player.js").read_text(),
-)
+_episode_player = packaged_component("flywheel_episode_player", "episode_player", '<div class="fw-player-mount"></div>')
 
 
 @dataclass(frozen=True)
