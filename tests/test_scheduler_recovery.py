@@ -60,6 +60,15 @@ def _flywheel(home: Path, *args: str, env: dict[str, str] | None = None) -> subp
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=600)
 
 
+def _retry_failed_as_alice(home: Path, config: Path, reason: str) -> subprocess.CompletedProcess[str]:
+    """`flywheel run --retry-failed --reason REASON` by operator alice; asserts it succeeded."""
+    resumed = _flywheel(
+        home, "--config", str(config), "--retry-failed", "--reason", reason, env={"FLYWHEEL_OPERATOR": "alice"}
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return resumed
+
+
 def test_job_at_its_limit_is_retried_with_an_audited_reason(tmp_path: Path) -> None:
     home = tmp_path / "home"
     config = tmp_path / "tiny.yaml"
@@ -81,16 +90,7 @@ def test_job_at_its_limit_is_retried_with_an_audited_reason(tmp_path: Path) -> N
     assert no_reason.returncode == 2 and "--retry-failed needs --reason" in no_reason.stderr, no_reason.stderr
     assert book.job(0, "train").attempts == 1  # nothing reset
 
-    resumed = _flywheel(
-        home,
-        "--config",
-        str(config),
-        "--retry-failed",
-        "--reason",
-        "freed disk space",
-        env={"FLYWHEEL_OPERATOR": "alice"},
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = _retry_failed_as_alice(home, config, "freed disk space")
     assert "iteration 0 train: attempts reset (was 1" in resumed.stdout
     assert book.completed_iterations() == [0]
     job = book.job(0, "train")
@@ -171,16 +171,7 @@ def test_a_store_wedged_by_a_rewritten_checkpoint_is_retrained_after_retry_faile
     wedged = _flywheel(home, "--config", str(config))
     assert wedged.returncode == 2 and "iteration 0 eval job failed 1 time(s)" in wedged.stderr, wedged.stderr[-2000:]
 
-    resumed = _flywheel(
-        home,
-        "--config",
-        str(config),
-        "--retry-failed",
-        "--reason",
-        "checkpoint volume restored",
-        env={"FLYWHEEL_OPERATOR": "alice"},
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = _retry_failed_as_alice(home, config, "checkpoint volume restored")
     assert f"candidate v{old.id} rejected" in resumed.stdout
     assert book.completed_iterations() == [0]
     new_id = int(book.result(0, "train")["policy_version_id"])
