@@ -181,7 +181,8 @@ class EpisodeFiles:
 
     def _make_root(self) -> None:
         if not self.root.exists():
-            self.root.mkdir(parents=True, mode=DIR_MODE)
+            # exist_ok: another writer (a second process on the same store) may create it between the two calls
+            self.root.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
             os.chmod(self.root, DIR_MODE)
 
     @staticmethod
