@@ -133,14 +133,9 @@ OFFSET_JS = (
 )
 
 
-STALL_FRAMES = 150  # frames drawn while a key is held without the offset shrinking: the arm is blocked
-STALL_PROGRESS_M = 0.0005
-
-
 def drive_to_object(page: Any, arm: str, goal: tuple[float, float, float], tolerance: float = 0.006) -> int:
     """Like a person watching the depth readout: per axis, hold the key that brings `arm`'s TCP to `goal` metres
-    from the task's first object; release it once within `tolerance`, just past it, or when the arm stops getting
-    closer (a finger resting on the object). Returns the step of the last release."""
+    from the task's first object, release it once within `tolerance`; returns the step of the last release."""
     step = 0
     for axis, (plus, minus) in enumerate(AXIS_KEYS[arm]):
         offset = OFFSET_JS.format(arm=arm, axis=axis, goal=goal[axis])
@@ -149,14 +144,10 @@ def drive_to_object(page: Any, arm: str, goal: tuple[float, float, float], toler
             continue
         key = minus if error > 0 else plus
         sign = 1 if error > 0 else -1
-        page.evaluate("() => { window.__flywheelDrive = null; }")
         page.keyboard.down(key)
-        try:  # within tolerance, just past the goal, or blocked (a finger resting on the object: no progress)
+        try:  # within tolerance, or just past the goal
             page.wait_for_function(
-                f"() => {{ const e = {offset}; const n = window.__flywheelLive.frames.length;"
-                f" let d = window.__flywheelDrive; if (!d) d = window.__flywheelDrive = {{best: Math.abs(e), at: n}};"
-                f" if (Math.abs(e) < d.best - {STALL_PROGRESS_M}) {{ d.best = Math.abs(e); d.at = n; }}"
-                f" return Math.abs(e) <= {tolerance} || e * {sign} < 0 || n - d.at > {STALL_FRAMES}; }}",
+                f"() => {{ const e = {offset}; return Math.abs(e) <= {tolerance} || e * {sign} < 0; }}",
                 timeout=90_000,
                 polling=5,
             )
