@@ -15,7 +15,10 @@ them from the same demo seeds), the same collection seeds and the same simulated
 Writes bench/results/vision.json (the tasks already there are kept, so it can run per task) and vision.png.
 
     python -m bench.vision --task transfer_cube [--iterations 5] [--final-episodes 200] [--workdir DIR]
-        [--preset pixels] [--config FILE]
+        [--preset pixels] [--config FILE] [--loop recap|bc]
+
+`--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
+--workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
 
 Long: hours per task on 2 CPU cores. Every stage is resumable (the loops are `flywheel run`; the other stages
 skip what their store already holds), so an interrupted run continues with the same --workdir.
@@ -50,6 +53,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="scratch homes (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--workers", type=int, default=2, help="final evaluation worker processes")
+    parser.add_argument("--loop", choices=["recap", "bc"], default=None, help="run only this loop, then stop")
     args = parser.parse_args()
     if args.final_episodes < 1 or args.iterations < 1:
         parser.error("--iterations and --final-episodes must be at least 1")
@@ -62,8 +66,12 @@ def main() -> None:
     def write(complete: bool) -> None:
         _write(args.out, args.task, result, config, complete, time.perf_counter() - start, load_start, workdir)
 
-    result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
     bc_config = config.model_copy(update={"train": config.train.model_copy(update={"method": "bc"})})
+    if args.loop is not None:  # one loop alone; it writes nothing to vision.json (a parallel loop may be writing)
+        chosen = config if args.loop == "recap" else bc_config
+        _loop(workdir / args.loop, chosen, args.iterations, lambda complete: None, {}, f"{args.loop}_loop")
+        return
+    result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
     result["bc_loop"] = _loop(workdir / "bc", bc_config, args.iterations, write, result, "bc_loop")
 
     from flywheel.collect.seeds import fresh_seeds
