@@ -86,10 +86,10 @@ def main() -> None:
         "bc_demos": _iteration_zero_policy(bc_store),
         "more_demos": more,
     }
-    final = {
-        name: success_summary(policy_rollouts(version, final_seeds, args.workers, f"bench-vision/policy-{version.id}"))
-        for name, version in policies.items()
-    }
+    final = {}
+    for name, version in policies.items():
+        outcomes = policy_rollouts(version, final_seeds, args.workers, f"bench-vision/policy-{version.id}")
+        final[name] = {**success_summary(outcomes), "highest_stage": stage_breakdown(outcomes, args.task)}
     result["bc_demos"] = final.pop("bc_demos")
     result["more_demos"] = {**final.pop("more_demos"), "extra_demos": extra}
     result["final"] = final
@@ -231,6 +231,20 @@ def policy_rollouts(version: Any, seeds: list[int], workers: int, source_prefix:
 
     spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16)
     return list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
+
+
+def stage_breakdown(outcomes: list[Any], task: str) -> dict[str, int]:
+    """Episodes by the highest task stage they reached (`sim.tasks` names the stages): where a policy fails."""
+    from sim.tasks import task_class
+
+    names = task_class(task).stages
+    counts = dict.fromkeys(names, 0)
+    for outcome in outcomes:
+        if outcome.frames is None:  # the first action was refused (NaN or out of range)
+            counts["no valid action"] = counts.get("no valid action", 0) + 1
+        else:
+            counts[names[int(outcome.frames.reward.max())]] += 1
+    return counts
 
 
 def success_summary(outcomes: list[Any]) -> dict[str, Any]:

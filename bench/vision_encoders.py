@@ -7,15 +7,14 @@ success and the highest task stage reached on validation seeds (not the seeds an
 
 DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
 --camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
-variant's overrides, success with its 95% interval, the count of episodes by the highest stage reached (0: the
-cube never touched ... 4: done), training seconds and the share of step time spent waiting for data, with the
+variant's overrides, success with its 95% interval, the count of episodes by the highest stage reached (named by
+`sim.tasks`), training seconds and the share of step time spent waiting for data, with the
 machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import time
@@ -42,7 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    from bench.vision import policy_rollouts, success_summary
+    from bench.vision import policy_rollouts, stage_breakdown, success_summary
     from flywheel.collect.seeds import eval_seeds
     from flywheel.config import Settings
     from flywheel.presets import deep_merge, train_config
@@ -67,14 +66,13 @@ def main() -> None:
     version = register_trained_candidate(PolicyRegistry(store.db), task=args.task, config=config, result=result)
     seeds = eval_seeds(args.episodes, VALIDATION_OFFSET)
     outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}")
-    stages = collections.Counter(int(o.frames.reward.max()) if o.frames is not None else -1 for o in outcomes)
     row = {
         "name": args.name,
         "task": args.task,
         "overrides": overrides,
         "inputs": version.config["model"]["inputs"],
         **success_summary(outcomes),
-        "max_stage_counts": {str(k): v for k, v in sorted(stages.items())},
+        "highest_stage": stage_breakdown(outcomes, args.task),
         "train_seconds": train_s,
         "data_wait_share": result.timings.get("data_s", 0.0) / max(1e-9, result.timings.get("total_s", 0.0)),
         "load_average_start": load_start,
@@ -88,7 +86,7 @@ def main() -> None:
     tmp.write_text(json.dumps([*rows, row], indent=2))
     os.replace(tmp, path)
     summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} validation seeds"
-    print(f"{args.name}: {summary}; highest stage reached {row['max_stage_counts']}")
+    print(f"{args.name}: {summary}; highest stage reached {row['highest_stage']}")
 
 
 def _value(text: str) -> Any:

@@ -39,6 +39,8 @@ class Task(ABC):
     name: str
     xml_file: str
     objects: tuple[ObjectSpec, ...]
+    stages: tuple[str, str, str, str, str]
+    """What each stage reward 0..4 means, for failure breakdowns."""
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.contacts = ContactIndex(model)
@@ -91,6 +93,13 @@ class TransferCubeTask(Task):
     name = "transfer_cube"
     xml_file = "bimanual_viperx_transfer_cube.xml"
     objects = (ObjectSpec("box", "box", "red_box_joint", (0.0, 0.2), (0.4, 0.6), 0.05),)
+    stages = (
+        "cube never touched",
+        "right gripper touches the cube",
+        "right gripper lifts the cube",
+        "left gripper touches the cube",
+        "left gripper holds it off the table",
+    )
 
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
@@ -134,6 +143,13 @@ class InsertionTask(Task):
     objects = (
         ObjectSpec("peg", "peg", "red_peg_joint", (0.1, 0.2), (0.4, 0.6), 0.05),
         ObjectSpec("socket", "socket", "blue_socket_joint", (-0.2, -0.1), (0.4, 0.6), 0.05),
+    )
+    stages = (
+        "peg and socket not both touched",
+        "both grippers touch their part",
+        "both parts lifted",
+        "peg touches the socket",
+        "peg meets the pin",
     )
 
     def __init__(self, model: mujoco.MjModel) -> None:
