@@ -16,6 +16,10 @@ class ConfigError(FlywheelError):
     """A setting, config file or config value is invalid."""
 
 
+class StalledLoopError(FlywheelError):
+    """The loop would train again what its gates already rejected: no champion and nothing new to learn from."""
+
+
 class StoreError(FlywheelError):
     """The episode store cannot do what was asked."""
 

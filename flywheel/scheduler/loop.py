@@ -13,7 +13,7 @@ from rich.console import Console
 
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import demo_seeds
-from flywheel.errors import DatabaseUnavailableError
+from flywheel.errors import DatabaseUnavailableError, StalledLoopError
 from flywheel.registry import CHAMPION
 from flywheel.scheduler.jobs import (
     Heartbeat,
@@ -150,6 +150,9 @@ class FlywheelLoop:
                 result = self._with_heartbeat(ref, body)
             except (JobFailedError, DatabaseUnavailableError):
                 raise  # an outage longer than db_retry_seconds stops the run; `flywheel run` resumes it
+            except StalledLoopError:
+                self.book.release(ref, "stalled: nothing new to train on")  # not a failed attempt: a config to change
+                raise
             except Exception as exc:
                 if is_transient_db_error(exc) and outages < MAX_OUTAGES_PER_JOB:
                     outages += 1

@@ -11,6 +11,7 @@ from flywheel.collect import CollectSpec, collect
 from flywheel.collect.attended import attended_config
 from flywheel.collect.seeds import collection_seeds
 from flywheel.config import Settings
+from flywheel.errors import StalledLoopError
 from flywheel.evaluate.runner import Evaluator
 from flywheel.registry import CHAMPION, PolicyRegistry
 from flywheel.registry.service import CORRUPT_REJECTION, rejected_as_corrupt
@@ -91,7 +92,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
     never written again. A candidate already registered for the iteration is returned without training.
     """
     from flywheel.policy.checkpoint import verify_checkpoint
-    from flywheel.train.data import load_training_episodes
+    from flywheel.train.data import data_fingerprint, load_training_episodes
     from flywheel.train.registration import register_trained_candidate
     from flywheel.train.trainer import run_training
 
@@ -109,6 +110,8 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
     final_dir = _fresh_attempt_dir(work_dir, keep=frozenset(Path(v.checkpoint_uri).resolve() for v in versions))
     init_from = ctx.registry.get(champion_id).checkpoint_uri if champion_id is not None else None
     episodes = load_training_episodes(ctx.store, cfg.task)
+    if champion_id is None:
+        _refuse_rejected_repeat(ctx, iteration, train_config.model_dump(mode="json"), data_fingerprint(episodes))
     result = run_training(
         train_config, episodes, work_dir, init_from=init_from, progress=ctx.progress, final_dir=final_dir
     )
@@ -130,6 +133,37 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
 
     version_id = ctx.store.db.retrying(register)
     return TrainPhaseResult(policy_version_id=version_id, steps=result.steps, metrics=dict(result.metrics))
+
+
+def _refuse_rejected_repeat(ctx: PhaseContext, iteration: int, config: dict, fingerprint: dict) -> None:
+    """With no champion nothing new is collected, so an earlier iteration's rejected candidate trained with the
+    same config on the same episodes would only be trained again and rejected again: stop and say what to change."""
+    from sqlalchemy import select
+
+    earlier = ctx.store.db.query(
+        lambda session: list(
+            session.scalars(
+                select(PolicyVersion)
+                .where(
+                    PolicyVersion.task == ctx.config.task,
+                    PolicyVersion.iteration < iteration,
+                    PolicyVersion.status == "rejected",
+                )
+                .order_by(PolicyVersion.id)
+            )
+        )
+    )
+    for version in earlier:
+        same_data = version.data_fingerprint.get("sha256") == fingerprint["sha256"]
+        if same_data and version.config == config and not rejected_as_corrupt(version.status, version.metrics):
+            raise StalledLoopError(
+                f"iteration {iteration}: no champion yet, and policy {version.id} (iteration {version.iteration}) "
+                f"was already trained with this config on these {fingerprint['episodes']} episodes and rejected by "
+                f"the gates (`flywheel policies show {version.id}` says why). Without a champion nothing new is "
+                "collected, so training again would repeat it. Change something, then run again: seed more demos "
+                "(`demos`), train longer (`bootstrap_steps`), or lower `eval.gates.success_floor` so a weak first "
+                "policy can collect under the operator's takeovers."
+            )
 
 
 ATTEMPT_PREFIX = "attempt-"
