@@ -133,11 +133,19 @@ OFFSET_JS = (
 )
 
 
-def drive_to_object(page: Any, arm: str, goal: tuple[float, float, float], tolerance: float = 0.006) -> int:
-    """Like a person watching the depth readout: per axis, hold the key that brings `arm`'s TCP to `goal` metres
-    from the task's first object, release it once within `tolerance`; returns the step of the last release."""
+def drive_to_object(
+    page: Any,
+    arm: str,
+    goal: tuple[float, float, float],
+    tolerance: float = 0.006,
+    axes: tuple[int, ...] = (0, 1, 2),
+) -> int:
+    """Like a person watching the depth readout: per axis (in the order `axes`), hold the key that brings `arm`'s
+    TCP to `goal` metres from the task's first object, release it once within `tolerance`; returns the step of the
+    last release."""
     step = 0
-    for axis, (plus, minus) in enumerate(AXIS_KEYS[arm]):
+    for axis in axes:
+        plus, minus = AXIS_KEYS[arm][axis]
         offset = OFFSET_JS.format(arm=arm, axis=axis, goal=goal[axis])
         error = float(page.evaluate(f"() => {offset}"))
         if abs(error) <= tolerance:

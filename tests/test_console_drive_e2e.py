@@ -111,8 +111,12 @@ def test_drive_the_gripper_to_the_cube_with_held_keys(console: ConsoleProcess, p
     start_live(page, console.url, SEED)
     page.keyboard.press("t")  # take over
     took = wait_for_live(page, "last[3] === 'human'")
-    # like a person reading the live view's depth line: right gripper over the cube, then down to it
-    drive_to_object(page, "right", (0.0, 0.0, 0.06))
+    # like a person reading the live view's depth line: open the right gripper, lift it clear, bring it over the
+    # cube, then down to it (fingers the policy left half-closed, or a sideways sweep at cube height, land on the
+    # cube's top instead of around it)
+    page.keyboard.press("n")
+    wait_for_live(page, f"last[1] >= {took[1] + LiveConfig().gripper_sim_steps}")
+    drive_to_object(page, "right", (0.0, 0.0, 0.06), axes=(2, 0, 1))
     released = drive_to_object(page, "right", (0.0, 0.0, 0.01))
     page.wait_for_timeout(300)
     assert wait_for_live(page, "true")[1] == released, "released keys must stop the simulation (step-wait)"

@@ -77,6 +77,15 @@ def test_a_tie_is_promoted_only_where_a_metric_improves() -> None:
     assert _verdicts(better, champion)["improvement"]  # more successes: improves success
 
 
+def test_the_slowdown_gate_does_not_decide_on_a_handful_of_seeds() -> None:
+    champion = _summary([True] * 3 + [False] * 97, steps=100)
+    slower = _summary([True] * 5 + [False] * 95, steps=180)  # more successes, slower on the 3 seeds both solved
+    verdicts = run_gates(slower, _paired(slower, champion, GateConfig()), GateConfig())
+    throughput = next(v for v in verdicts if v.gate == "throughput")
+    assert throughput.passed and "3 seeds both solved (< 10: recorded, not gated)" in throughput.reason
+    assert not _verdicts(slower, champion, slowdown_min_seeds=3)["throughput"]
+
+
 def test_nan_latency_and_joint_limit_gates() -> None:
     good = [True] * 50
     assert not _verdicts(_summary(good, nan=1))["finite_actions"]

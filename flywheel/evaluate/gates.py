@@ -43,6 +43,13 @@ class GateConfig(BaseModel):
         description="at equal success, refuse a candidate whose mean time to success (seeds both solved) is more"
         " than this fraction slower than the champion's (None: recorded, not gated)",
     )
+    slowdown_min_seeds: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="the slowdown gate decides only on at least this many seeds both solved (fewer: recorded, not"
+        " gated; a mean time over two or three episodes is noise)",
+    )
     max_nan_actions: int = Field(0, ge=0, description="NaN/inf actions allowed")
     latency_p95_budget_ms: float = Field(
         150.0,
@@ -247,6 +254,9 @@ def slowdown_gate(champion: Comparison | None, config: GateConfig) -> GateVerdic
         return GateVerdict("throughput", True, f"{text} (recorded, not gated)", evidence)
     if champion.look.superior:
         return GateVerdict("throughput", True, f"{text}; success is superior, speed not gated", evidence)
+    if tp.both_succeeded < config.slowdown_min_seeds:
+        reason = f"{text} (< {config.slowdown_min_seeds}: recorded, not gated)"
+        return GateVerdict("throughput", True, reason, evidence)
     ok = tp.slowdown <= config.slowdown_margin
     return GateVerdict("throughput", ok, f"{text} {'≤' if ok else '>'} +{config.slowdown_margin:.0%}", evidence)
 
