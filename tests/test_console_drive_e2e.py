@@ -103,8 +103,9 @@ def _tcp_to_box(task: str, state: np.ndarray) -> float:
     return float(np.linalg.norm(tcp - box))
 
 
-# Out of the default run until fixed: in about one run in three a finger comes down on the cube's top instead of
-# beside it, so the held key never reaches its goal (90 s timeout) and the gripper stays over 3 cm from the cube.
+# Out of the default run until it never flakes: in about one run in three a finger came down on the cube's top
+# instead of beside it, so the held key never reached its goal (90 s timeout). Opening the gripper and lifting it
+# clear first made 12 of 13 runs pass on a loaded machine (the one failure was a 90 s timeout, cause not seen).
 # Run it with `pytest -m slow tests/test_console_drive_e2e.py`.
 @pytest.mark.slow
 def test_drive_the_gripper_to_the_cube_with_held_keys(console: ConsoleProcess, page: Page, home: Path) -> None:
