@@ -65,7 +65,7 @@ def main() -> None:
             "complete": complete,
             "wall_seconds": time.perf_counter() - start,
             "resumed": resumed,
-            "store_span_seconds": _store_span_seconds(store),
+            "store_span_seconds": store_span_seconds(store),
             "load_average_start": load_start,
             "load_average_end": os.getloadavg()[0],
             "task": config.task,
@@ -123,7 +123,7 @@ def summary_row(s: IterationSummary) -> dict:
     }
 
 
-def _store_span_seconds(store: object) -> float | None:
+def store_span_seconds(store: object) -> float | None:
     """First episode stored → last iteration finished: the run's length even across a kill and resume."""
     from sqlalchemy import func, select
 

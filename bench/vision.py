@@ -78,6 +78,7 @@ def main() -> None:
 
     final_seeds = fresh_seeds(args.final_episodes, FINAL_SEED_OFFSET)
     recap_store, bc_store = _store(workdir / "recap"), _store(workdir / "bc")
+    result["loop_seconds"] = loop_seconds(recap_store, bc_store)
     extra = _extra_demos(recap_store, config)
     more = _more_demos_policy(workdir / "more_demos", bc_config, extra)
     policies = {
@@ -162,6 +163,14 @@ def _frames_by_controller(store: Any, iteration: int) -> dict[str, int]:
         for segment in record.segments:
             counts[segment.controller] = counts.get(segment.controller, 0) + segment.end - segment.start
     return dict(sorted(counts.items()))
+
+
+def loop_seconds(recap_store: Any, bc_store: Any) -> dict[str, float | None]:
+    """Each loop's own wall time (its first episode → its last iteration), also when the loops ran side by side
+    or were resumed; `wall_seconds` is this invocation's alone."""
+    from bench.flywheel import store_span_seconds
+
+    return {"recap": store_span_seconds(recap_store), "bc": store_span_seconds(bc_store)}
 
 
 def _extra_demos(store: Any, config: Any) -> int:
@@ -317,7 +326,7 @@ def _plot(doc: dict, path: Path) -> None:
         ax.set_xlabel("iteration")
         ax.set_ylabel("champion success (95% CI)")
         ax.set_ylim(0, 1.05)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
