@@ -20,8 +20,8 @@ Writes bench/results/vision.json (the tasks already there are kept, so it can ru
 `--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
 --workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
 
-Long: hours per task on 2 CPU cores. Every stage is resumable (the loops are `flywheel run`; the other stages
-skip what their store already holds), so an interrupted run continues with the same --workdir.
+Long: hours per task on 2 CPU cores. An interrupted run continues with the same --workdir: the loops are
+`flywheel run` and resume, the equal-effort policy is kept once registered; the final rollouts run again.
 """
 
 from __future__ import annotations
