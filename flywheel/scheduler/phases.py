@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.attended import attended_config
@@ -138,21 +139,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
 def _refuse_rejected_repeat(ctx: PhaseContext, iteration: int, config: dict, fingerprint: dict) -> None:
     """With no champion nothing new is collected, so an earlier iteration's rejected candidate trained with the
     same config on the same episodes would only be trained again and rejected again: stop and say what to change."""
-    from sqlalchemy import select
-
-    earlier = ctx.store.db.query(
-        lambda session: list(
-            session.scalars(
-                select(PolicyVersion)
-                .where(
-                    PolicyVersion.task == ctx.config.task,
-                    PolicyVersion.iteration < iteration,
-                    PolicyVersion.status == "rejected",
-                )
-                .order_by(PolicyVersion.id)
-            )
-        )
-    )
+    earlier = _loop_versions(ctx, PolicyVersion.iteration < iteration, PolicyVersion.status == "rejected")
     for version in earlier:
         same_data = version.data_fingerprint.get("sha256") == fingerprint["sha256"]
         if same_data and version.config == config and not rejected_as_corrupt(version.status, version.metrics):
@@ -188,17 +175,15 @@ def _fresh_attempt_dir(work_dir: Path, keep: frozenset[Path] = frozenset()) -> P
 
 def _iteration_versions(ctx: PhaseContext, iteration: int) -> list[PolicyVersion]:
     """Every version the loop registered for `iteration`, oldest first."""
+    return _loop_versions(ctx, PolicyVersion.iteration == iteration)
+
+
+def _loop_versions(ctx: PhaseContext, *conditions: Any) -> list[PolicyVersion]:
+    """The loop's task's versions matching `conditions` (SQLAlchemy column expressions), oldest first."""
     from sqlalchemy import select
 
-    return ctx.store.db.query(
-        lambda session: list(
-            session.scalars(
-                select(PolicyVersion)
-                .where(PolicyVersion.iteration == iteration, PolicyVersion.task == ctx.config.task)
-                .order_by(PolicyVersion.id)
-            )
-        )
-    )
+    query = select(PolicyVersion).where(PolicyVersion.task == ctx.config.task, *conditions).order_by(PolicyVersion.id)
+    return ctx.store.db.query(lambda session: list(session.scalars(query)))
 
 
 def _candidate(versions: list[PolicyVersion]) -> PolicyVersion | None:
