@@ -52,7 +52,10 @@ class EncoderConfig(Strict):
         "camera from the expected image position of every feature channel (keypoints)",
     )
     augment_shift: int = Field(
-        default=0, ge=0, le=32, description="training only: random shift of every image by up to ± this many pixels"
+        default=0,
+        ge=0,
+        le=32,
+        description="training only: random shift of every image by up to ± this many pixels (flywheel.train.augment)",
     )
     backbone: BackboneConfig | None = None
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -1,10 +1,9 @@
-"""Observation encoders: state MLP, a small CNN for pixels (grid tokens or spatial-softmax keypoints, random-shift
-augmentation in training), a projection of frozen backbone tokens."""
+"""Observation encoders: state MLP, a small CNN for pixels (grid tokens or spatial-softmax keypoints), a projection
+of frozen backbone tokens. Training's image augmentation is applied to the batch (`flywheel.train.augment`)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from flywheel.policy.config import EncoderConfig
@@ -21,19 +20,6 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, dropout: float = 0.
         d = hidden
     mods.append(nn.Linear(d, out_dim))
     return nn.Sequential(*mods)
-
-
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """DrQ's augmentation: pad each image by `pad` (edge pixels repeated) and crop it back at a random offset, one
-    offset per image: (B, C, H, W) → (B, C, H, W)."""
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (b, 2), device=images.device)
-    rows = (offsets[:, 0, None] + torch.arange(h, device=images.device)[None])[:, None, :, None]
-    cols = (offsets[:, 1, None] + torch.arange(w, device=images.device)[None])[:, None, None, :]
-    batch = torch.arange(b, device=images.device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
-    return padded[batch, channels, rows, cols]
 
 
 class SpatialSoftmax(nn.Module):
@@ -110,10 +96,8 @@ class ObservationEncoder(nn.Module):
         if self.cnn is not None:
             if images is None:
                 raise ValueError(f"encoder: pixel observations needed for cameras {self.cameras}")
-            shift = self.cfg.augment_shift if self.training else 0
             for i, cam in enumerate(self.cameras):
-                pixels = random_shift(images[cam], shift) if shift else images[cam]
-                feat = self.cnn_proj(self.cnn(pixels))
+                feat = self.cnn_proj(self.cnn(images[cam]))
                 tokens.append(feat + self.cnn_pos + self.camera_embed[i])
         if self.backbone_proj is not None:
             if backbone_tokens is None:

@@ -3,8 +3,8 @@
 The learning itself (rewards, critic losses, advantages, labels, the conditioned policy loss) is in
 `flywheel.policy.recap`; this module is the loop around it: batches, accumulation, DDP/FSDP, checkpoints.
 
-Every random draw of step s in phase p (batch indices, noise, flow times, indicator dropout) comes from a
-generator seeded by (seed, p, s) over the *global* batch, each rank taking its slice. A run resumed from a
+Every random draw of step s in phase p (batch indices, image shifts, noise, flow times, indicator dropout) comes
+from a generator seeded by (seed, p, s) over the *global* batch, each rank taking its slice. A run resumed from a
 checkpoint therefore replays exactly the steps an uninterrupted run would, for any world size.
 """
 
@@ -46,6 +46,7 @@ from flywheel.policy.recap import (
     policy_indicator,
     weighted_policy_loss,
 )
+from flywheel.train.augment import draw_shift_offsets, shift_batch
 from flywheel.train.config import TrainConfig
 from flywheel.train.data import EpisodeMeta, TrainingEpisode, data_fingerprint, usable_episodes
 from flywheel.train.dataset import Batch, FrameTable, build_frame_table
@@ -192,6 +193,7 @@ class Trainer:
             pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
         )
         self.tags = self.table.tag
+        self.shift_pad = cfg.encoder.augment_shift if cfg.encoder.vision == "cnn" and self.input_spec.cameras else 0
         self.policy_opt = torch.optim.AdamW(
             [p for p in self.policy.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
         )
@@ -247,6 +249,8 @@ class Trainer:
             draw["noise"] = torch.randn((b, h, a), generator=g)
             draw["t"] = torch.rand((b,), generator=g)
             draw["drop"] = torch.rand((b,), generator=g)
+        if self.shift_pad:
+            draw["shift"] = draw_shift_offsets(g, b, len(self.input_spec.cameras), self.shift_pad)
         return {k: self._local(v) for k, v in draw.items()}
 
     def _micro_batches(self, draw: dict[str, torch.Tensor]) -> Iterable[tuple[int, dict[str, torch.Tensor]]]:
@@ -263,9 +267,12 @@ class Trainer:
             "Lower lr, check the data for outliers, or resume from that checkpoint."
         )
 
-    def _batch(self, idx: torch.Tensor) -> Batch:
+    def _batch(self, part: dict[str, torch.Tensor]) -> Batch:
+        """The micro-batch's frames, images shifted by its drawn offsets when the encoder augments."""
         t0 = time.perf_counter()
-        batch = self.table.batch(idx, self.ctx.device)
+        batch = self.table.batch(part["idx"], self.ctx.device)
+        if "shift" in part:
+            batch = shift_batch(batch, part["shift"], self.shift_pad)
         self.timings["data_s"] += time.perf_counter() - t0
         return batch
 
@@ -279,7 +286,7 @@ class Trainer:
         local_b = cfg.batch_size // self.ctx.world_size
         q_tot = v_tot = 0.0
         for m, part in self._micro_batches(self._draw("critic", step)):
-            batch = self._batch(part["idx"])
+            batch = self._batch(part)
             sync = m == cfg.grad_accum - 1 or not hasattr(self.critic_obj, "no_sync")
             with contextlib.nullcontext() if sync else self.critic_obj.no_sync(), self._autocast():
                 q_loss, v_loss = self.critic_obj(batch)
@@ -312,7 +319,7 @@ class Trainer:
         total = 0.0
         for m, part in self._micro_batches(self._draw("policy", step)):
             idx = part["idx"]
-            batch = self._batch(idx)
+            batch = self._batch(part)
             ind = policy_indicator(cfg, self.labels, idx, part["drop"])
             weight = self.labels.weight[idx].to(self.ctx.device)
             sync = m == cfg.grad_accum - 1 or not hasattr(self.policy_obj, "no_sync")
