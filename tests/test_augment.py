@@ -58,19 +58,22 @@ def test_offsets_come_from_the_generator_alone() -> None:
     assert a.shape == (5, 4, 2) and torch.equal(a, b) and int(a.min()) >= 0 and int(a.max()) <= 8
 
 
-def test_an_augmented_pixels_run_resumed_mid_way_matches_an_uninterrupted_one(tmp_path: Path) -> None:
-    """The shift offsets are drawn from the step's generator: a resumed run sees the same crops."""
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_an_augmented_pixels_run_resumed_mid_way_matches_an_uninterrupted_one(tmp_path: Path, cpu_bf16: bool) -> None:
+    """The shift offsets are drawn from the step's generator: a resumed run sees the same crops, in fp32 and under
+    CPU bf16 autocast."""
     episodes = _demos("pixels", n=2, steps=10)
     cfg = train_config(
         "tiny",
         {"method": "recap", "steps": 6, "critic_steps": 4, "checkpoint_every": 3, "batch_size": 4,
-         "model": PIXELS_MODEL},
+         "model": PIXELS_MODEL, "cpu_bf16": cpu_bf16},
     )  # fmt: skip
     full = run_training(cfg, episodes, tmp_path / "full", progress=False)
     part = run_training(cfg, episodes, tmp_path / "part", progress=False, should_stop=lambda n: n >= 7)
     assert not part.completed
     torch.manual_seed(12345)  # the global generator must not matter
     resumed = run_training(cfg, episodes, tmp_path / "part", progress=False)
+    assert resumed.completed and all(torch.isfinite(torch.tensor(v)) for v in resumed.metrics.values())
     for name in ("policy", "critic"):
         a, b = read_tensors(full.checkpoint_dir, name), read_tensors(resumed.checkpoint_dir, name)
         assert a.keys() == b.keys()

@@ -31,3 +31,17 @@ def test_blocks_match_torch_pre_norm_encoder(train: bool) -> None:
 def test_blocks_reject_heads_that_do_not_divide_dim() -> None:
     with pytest.raises(ValueError, match="divisible by heads"):
         BlockStack(30, 4, mlp_ratio=2.0, layers=1, dropout=0.0)
+
+
+def test_cpu_bf16_autocast_attends_in_fp32_and_stays_close_to_fp32() -> None:
+    """Under CPU bf16 autocast (`train.cpu_bf16`) attention runs in fp32; the rest rounds to bf16."""
+    torch.manual_seed(0)
+    stack = BlockStack(64, heads=4, mlp_ratio=4.0, layers=2, dropout=0.0).eval()
+    x = torch.randn(8, 12, 64)
+    with torch.no_grad():
+        reference = stack(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded = stack(x)
+    added, reference_added = rounded.float() - x, reference - x
+    assert torch.isfinite(added).all()
+    assert float((added - reference_added).abs().max()) < 0.05 * float(reference_added.abs().max())

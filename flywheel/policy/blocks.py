@@ -32,7 +32,12 @@ class SelfAttention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # the CPU's bf16 attention kernel is several times slower than fp32 at these sizes (bench.train_step)
+            attended = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout).to(q.dtype)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         return self.out_proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
 
 

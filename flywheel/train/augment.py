@@ -22,15 +22,10 @@ def draw_shift_offsets(generator: torch.Generator, batch_size: int, cameras: int
 
 def random_shift(images: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
     """Pad each image by `pad` (edge pixels repeated) and crop it back at its offset (B, 2): (B, C, H, W) → same."""
-    b, c, h, w = images.shape
-    device = images.device
-    offsets = offsets.to(device)
+    _, _, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    rows = (offsets[:, 0, None] + torch.arange(h, device=device)[None])[:, None, :, None]
-    cols = (offsets[:, 1, None] + torch.arange(w, device=device)[None])[:, None, None, :]
-    batch = torch.arange(b, device=device)[:, None, None, None]
-    channels = torch.arange(c, device=device)[None, :, None, None]
-    return padded[batch, channels, rows, cols]
+    crops = [padded[i, :, r : r + h, c : c + w] for i, (r, c) in enumerate(offsets.tolist())]
+    return torch.stack(crops)
 
 
 def shift_batch(batch: Batch, offsets: torch.Tensor, pad: int) -> Batch:

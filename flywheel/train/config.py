@@ -65,7 +65,12 @@ class TrainConfig(Strict):
     awr_max_weight: float = Field(default=20.0, gt=0.0, le=1e6)
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+    bf16: bool = Field(default=True, description="bf16 autocast on CUDA")
+    cpu_bf16: bool = Field(
+        default=False,
+        description="bf16 autocast on CPU too: faster on CPUs with native bf16 (AVX512-BF16, AMX); "
+        "python -m bench.train_step measures it on this machine",
+    )
     strategy: Literal["ddp", "fsdp"] = "ddp"
     cpu_threads: int | None = Field(
         default=1, ge=1, le=512, description="torch intra-op threads (CPU; null: torch's default)"

@@ -230,6 +230,8 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.ctx.device.type == "cuda" and self.config.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.ctx.device.type == "cpu" and self.config.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _local(self, x: torch.Tensor) -> torch.Tensor:
