@@ -15,20 +15,18 @@ through both fixed and sequential evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.common import RESULTS, headless_defaults, write_json
+
 if TYPE_CHECKING:
     from flywheel.scheduler.results import IterationSummary
 
-ROOT = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("MUJOCO_GL", "egl")
+headless_defaults()
 
 
 def main() -> None:
@@ -36,7 +34,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--home", type=Path, default=None, help="scratch flywheel home (default: a temp dir)")
     parser.add_argument("--config", type=Path, default=None, help="flywheel config (default: the quickstart's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--fixed-eval", action="store_true", help="one look at the maximum (no sequential stop)")
     args = parser.parse_args()
 
@@ -79,7 +77,7 @@ def main() -> None:
             "home": str(home),
         }
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "flywheel.json").write_text(json.dumps(result, indent=2))
+        write_json(args.out / "flywheel.json", result)
         _plot(rows, args.out / "flywheel.png")
         return result
 

@@ -13,7 +13,6 @@ Writes bench/results/takeovers.json and prints one line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.common import RESULTS, headless_defaults, write_json
+
 if TYPE_CHECKING:
     from flywheel.registry import PolicyRegistry
     from flywheel.registry.records import PolicyRecord
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MUJOCO_GL", "egl")
+headless_defaults()
 
 # Held-out seeds away from the loop's eval seeds (those start at offset 0), so no champion was selected on them.
 SEED_OFFSET = 5000
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="the flywheel home of a finished run")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "takeovers.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "takeovers.json")
     args = parser.parse_args()
 
     from flywheel.collect.seeds import eval_seeds
@@ -102,8 +102,7 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     curve = " → ".join(f"{r['takeovers_per_episode']:.2f}" for r in rows)
     print(f"takeovers per episode by champion (iterations {[r['iteration'] for r in rows]}): {curve}")
 

@@ -16,7 +16,6 @@ Writes bench/results/train_step.json and prints one line per phase.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("WANDB_MODE", "offline")
+from bench.common import RESULTS, headless_defaults, write_json
+
+headless_defaults()
 
 
 def render_demos(task: str, count: int) -> list[Any]:
@@ -68,7 +67,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per phase, precision and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quality-steps", type=int, default=200, help="BC steps per precision for the loss check")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_step.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train_step.json")
     args = parser.parse_args()
     if min(args.threads, args.demos, args.steps, args.rounds) < 1 or args.quality_steps < 0:
         parser.error("--threads, --demos, --steps and --rounds must be at least 1, --quality-steps at least 0")
@@ -136,10 +135,7 @@ def main() -> None:
             "torch": torch.__version__,
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

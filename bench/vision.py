@@ -35,12 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS, headless_defaults, write_json
+
 FINAL_SEED_OFFSET = 500_000
 """Final seeds: `fresh_seeds(n, FINAL_SEED_OFFSET)`, far above the loop's fresh re-measurement seeds (offset 0)."""
 
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("MUJOCO_GL", "egl")
+headless_defaults()
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--preset", default="pixels", help="the loop's preset (default: pixels)")
     parser.add_argument("--config", type=Path, default=None, help="YAML laid over the preset")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch homes (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=2, help="final evaluation worker processes")
     parser.add_argument("--loop", choices=["recap", "bc"], default=None, help="run only this loop, then stop")
     args = parser.parse_args()
@@ -296,9 +296,7 @@ def _write(
         wall_seconds={t: v.get("wall_seconds") for t, v in doc["tasks"].items()},
         machine={"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
     )
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    write_json(path, doc)
     _plot(doc, out / "vision.png")
 
 

@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS, headless_defaults, write_json
+
 VALIDATION_OFFSET = 500_000
 """Validation seeds: `eval_seeds(n, VALIDATION_OFFSET)`, apart from the gate's and the fresh re-measurement's."""
 
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("MUJOCO_GL", "egl")
+headless_defaults()
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--episodes", type=int, default=50, help="validation episodes")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     from bench.vision import policy_rollouts, stage_breakdown, success_summary
@@ -79,12 +79,9 @@ def main() -> None:
         "load_average_end": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "vision_encoders.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps([*rows, row], indent=2))
-    os.replace(tmp, path)
+    write_json(path, [*rows, row])
     summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} validation seeds"
     print(f"{args.name}: {summary}; highest stage reached {row['highest_stage']}")
 

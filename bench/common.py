@@ -1,0 +1,27 @@
+"""What the benchmarks share: where results go, headless rendering and offline tracking by default, an atomic
+JSON write."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+"""bench/results: every benchmark's default output folder."""
+
+
+def headless_defaults() -> None:
+    """MuJoCo renders through EGL and experiment tracking stays offline, unless the environment says otherwise.
+    Call before anything imports MuJoCo."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write `doc` to `path` atomically (a reader never sees half a file), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
