@@ -12,7 +12,7 @@ import torch
 from flywheel.collect.runtime import WorkerRuntime
 from flywheel.collect.spec import CollectSpec
 from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
-from flywheel.policy.loading import load_policy
+from flywheel.policy.loading import load_critic, load_critic_norm, load_policy
 from flywheel.policy.runner import PolicyRunner
 from flywheel.presets import train_config
 from flywheel.train import run_training
@@ -164,3 +164,37 @@ def test_the_onnx_graph_takes_the_env_state_and_ignores_the_object_pose(
     moved[0, state_layout("transfer_cube")["box_pose"]] += 0.25
     again = session.run(None, {**feeds, "state": moved})[0]
     np.testing.assert_array_equal(session.run(None, feeds)[0], again)
+
+
+def test_a_privileged_critic_reads_the_full_state_while_its_policy_still_cannot(tmp_path: Path) -> None:
+    """`critic.observations: privileged` (sim only): the critic sees the cube's pose, the policy's inputs stay
+    the camera and the joints, and the checkpoint says which critic labelled the data."""
+    demos = _demos("pixels", n=2, steps=12)
+    model = {**PIXELS_MODEL, "critic": {"hidden_dim": 32, "observations": "privileged"}}
+    cfg = train_config("tiny", {"method": "recap", "steps": 2, "critic_steps": 3, "batch_size": 4, "model": model})
+    result = run_training(cfg, demos, tmp_path / "run", progress=False)
+    loaded = load_policy(result.checkpoint_dir)
+    assert loaded.meta["critic_observations"] == "privileged"
+    inputs = read_checkpoint_inputs(result.checkpoint_dir)
+    assert inputs.state_names == ("qpos", "qvel") and inputs.cameras == ("top",) and not inputs.privileged
+
+    critic = load_critic(result.checkpoint_dir, loaded).eval()
+    critic_norm = load_critic_norm(result.checkpoint_dir)
+    full_width = max(s.stop for s in state_layout("transfer_cube").values())
+    assert critic_norm is not None and critic_norm.state.shift.shape == (full_width,) and not critic.encoder.cameras
+    state = demos[0][1].state[5].copy()
+    moved = state.copy()
+    moved[state_layout("transfer_cube")["box_pose"]] += np.array([0.2, -0.1, 0.0, 0, 0, 0, 0], np.float32)
+    with torch.no_grad():
+        values = [
+            critic.value(critic_norm.state.normalize(torch.from_numpy(s[None])), None, None) for s in (state, moved)
+        ]
+    assert not torch.equal(values[0], values[1])  # the cube's pose reaches the critic
+
+
+def test_a_privileged_critic_in_bc_training_is_never_built(tmp_path: Path) -> None:
+    model = {**PIXELS_MODEL, "critic": {"observations": "privileged"}}
+    cfg = train_config("tiny", {"method": "bc", "steps": 2, "batch_size": 4, "model": model})
+    result = run_training(cfg, _demos("pixels", n=1, steps=8), tmp_path / "run", progress=False)
+    assert load_critic_norm(result.checkpoint_dir) is None
+    assert load_policy(result.checkpoint_dir).meta["critic_observations"] is None

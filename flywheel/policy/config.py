@@ -115,6 +115,12 @@ class CriticConfig(Strict):
     gamma: float = Field(default=0.99, gt=0.0, le=1.0)
     expectile: float = Field(default=0.7, gt=0.0, lt=1.0)
     tau: float = Field(default=0.005, gt=0.0, le=1.0)
+    observations: Literal["policy", "privileged"] = Field(
+        default="policy",
+        description="policy: the critic reads what the policy reads; privileged (simulation only): the env's whole "
+        "state vector, object poses included, and no camera, while the policy still reads only its own inputs. "
+        "The checkpoint's meta records it (`critic_observations`): report such runs apart",
+    )
 
 
 class InferenceConfig(Strict):

@@ -60,8 +60,20 @@ def model_document(cfg: ModelConfig, spec: PolicySpec, meta: dict[str, Any]) -> 
     return {"model": cfg.model_dump(mode="json"), "spec": dataclasses.asdict(spec), "meta": meta}
 
 
-def build_critic(cfg: ModelConfig, spec: PolicySpec, policy: FlywheelPolicy) -> IqlCritic:
-    """A critic matching the policy's encoder layout (it reads the policy's backbone tokens)."""
+CRITIC_NORM = "critic_norm"
+"""The checkpoint file holding a privileged critic's state normaliser (the policy's is `norm`)."""
+
+
+def build_critic(
+    cfg: ModelConfig, spec: PolicySpec, policy: FlywheelPolicy, privileged_state_dim: int | None = None
+) -> IqlCritic:
+    """A critic for `policy`: reading the policy's inputs (its encoder layout, its backbone tokens), or, with
+    `critic.observations: privileged`, the env's full state vector (`privileged_state_dim` entries) alone."""
+    if cfg.critic.observations == "privileged":
+        if privileged_state_dim is None:
+            raise ValueError("a privileged critic needs the width of the full state vector")
+        state_only = cfg.encoder.model_copy(update={"vision": "none", "backbone": None})
+        return IqlCritic(cfg.critic, state_only, privileged_state_dim, spec.action_dim, cfg.expert.chunk, [], None)
     backbone_dim = int(policy.backbone.out_dim) if policy.backbone is not None else None
     return IqlCritic(
         cfg.critic,
@@ -117,8 +129,19 @@ def read_input_spec(directory: Path, spec: PolicySpec) -> InputSpec:
     return io_spec
 
 
+def load_critic_norm(directory: str | Path) -> NormStats | None:
+    """A privileged critic's state normaliser stored with a policy, or None when its critic reads the policy's
+    inputs."""
+    path = Path(directory)
+    if not (path / f"{CRITIC_NORM}.safetensors").is_file():
+        return None
+    return NormStats.from_tensors(read_tensors(path, CRITIC_NORM))
+
+
 def load_critic(directory: str | Path, loaded: LoadedPolicy, device: str | torch.device = "cpu") -> IqlCritic:
     """The critic stored next to a policy (already verified by `load_policy`)."""
-    critic = build_critic(loaded.model_config, loaded.spec, loaded.policy)
+    critic_norm = load_critic_norm(directory)
+    width = None if critic_norm is None else int(critic_norm.state.shift.shape[0])
+    critic = build_critic(loaded.model_config, loaded.spec, loaded.policy, width)
     _load_state(critic, read_tensors(Path(directory), "critic"), "critic", Path(directory))
     return critic.to(device)

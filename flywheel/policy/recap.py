@@ -107,6 +107,10 @@ class ChunkQ(nn.Module):
         return self.net(torch.cat([feat, actions.flatten(1)], dim=-1)).squeeze(-1)
 
 
+CriticObservation = tuple[torch.Tensor, dict | None, torch.Tensor | None]
+"""(normalised state, camera images, backbone tokens): what the critic's encoder reads."""
+
+
 class IqlCritic(nn.Module):
     """Own trainable observation head over the shared (frozen, detached) backbone tokens, twin Q, V."""
 
@@ -208,18 +212,20 @@ class CriticObjective(nn.Module):
         with torch.no_grad():
             return policy.backbone_tokens(images).detach()
 
+    def observation(self, batch: Batch, following: bool = False) -> CriticObservation:
+        """What the critic reads of `batch`'s frames (`following`: of the frames a chunk later): the policy's
+        inputs, or a privileged critic's full state alone."""
+        if self.critic.cfg.observations == "privileged":
+            state = batch.next_critic_state if following else batch.critic_state
+            if state is None:
+                raise ValueError("a privileged critic needs the batch's full state (build_frame_table's critic_io)")
+            return state, None, None
+        images = batch.next_images if following else batch.images
+        return (batch.next_state if following else batch.state), images, self.tokens(images)
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.critic.losses(
-            batch.state,
-            batch.images,
-            self.tokens(batch.images),
-            batch.actions,
-            batch.chunk_return,
-            batch.bootstrap,
-            batch.next_state,
-            batch.next_images,
-            self.tokens(batch.next_images),
-        )
+        now, later = self.observation(batch), self.observation(batch, following=True)
+        return self.critic.losses(*now, batch.actions, batch.chunk_return, batch.bootstrap, *later)
 
 
 # ----- 4. advantages ------------------------------------------------------------------------------------------
@@ -231,11 +237,11 @@ AdvantageKind = Literal["q_minus_v", "nstep"]
 def batch_advantages(objective: CriticObjective, batch: Batch, kind: AdvantageKind) -> torch.Tensor:
     """A per frame of `batch`: min target Q − V (`q_minus_v`), or R_t + bootstrap · V(s_{t+H}) − V(s) (`nstep`)."""
     critic = objective.critic
-    tokens = objective.tokens(batch.images)
+    now = objective.observation(batch)
     if kind == "q_minus_v":
-        return critic.advantage(batch.state, batch.images, tokens, batch.actions)
-    v = critic.value(batch.state, batch.images, tokens)
-    v_next = critic.value(batch.next_state, batch.next_images, objective.tokens(batch.next_images))
+        return critic.advantage(*now, batch.actions)
+    v = critic.value(*now)
+    v_next = critic.value(*objective.observation(batch, following=True))
     return batch.chunk_return + batch.bootstrap * v_next - v
 
 

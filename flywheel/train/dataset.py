@@ -25,6 +25,8 @@ class Batch:
     bootstrap: torch.Tensor  # (B,)
     next_state: torch.Tensor
     next_images: dict[str, torch.Tensor] | None
+    critic_state: torch.Tensor | None = None  # (B, S_full) normalised: a privileged critic's input
+    next_critic_state: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class FrameTable:
     episode_of: np.ndarray
     tasks: list[str]
     images: dict[str, EpisodeImages] = field(default_factory=dict)
+    critic_state: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
@@ -77,6 +80,8 @@ class FrameTable:
             bootstrap=self.bootstrap[idx].to(device),
             next_state=self.state[nxt].to(device),
             next_images=self._images(nxt, device),
+            critic_state=None if self.critic_state is None else self.critic_state[idx].to(device),
+            next_critic_state=None if self.critic_state is None else self.critic_state[nxt].to(device),
         )
 
 
@@ -87,14 +92,17 @@ def build_frame_table(
     gamma: float,
     reward: RewardConfig,
     pre_takeover_steps: int = 0,
+    critic_io: PolicyIO | None = None,
 ) -> FrameTable:
     """Flatten episodes into the policy's inputs (`io`: the state entries and cameras it reads, normalised);
-    action chunks past an episode's end repeat its last action and are masked.
+    action chunks past an episode's end repeat its last action and are masked. `critic_io`, for a privileged
+    critic, selects and normalises the critic's own state inputs.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert: the takeover is the operator's verdict that the policy was failing there.
     """
     states, actions, chunk_idx, masks, rets, nexts, boots = [], [], [], [], [], [], []
+    critic_states: list[np.ndarray] = []
     forced, negative, task_ids, tags, episode_of = [], [], [], [], []
     tasks = sorted({e.meta.task for e in episodes})
     offset = 0
@@ -111,6 +119,8 @@ def build_frame_table(
         nexts.append(nxt + offset)
         boots.append(boot)
         states.append(io.spec.select_state(f.state, f"episode {ep.meta.id}"))
+        if critic_io is not None:
+            critic_states.append(critic_io.spec.select_state(f.state, f"episode {ep.meta.id}"))
         actions.append(f.action)
         forced.append(f.controller != policy_code)
         negative.append(pre_takeover_frames(f.controller == policy_code, pre_takeover_steps))
@@ -137,4 +147,7 @@ def build_frame_table(
         episode_of=np.concatenate(episode_of),
         tasks=tasks,
         images=images,
+        critic_state=None
+        if critic_io is None
+        else critic_io.norm.state.normalize(torch.from_numpy(np.concatenate(critic_states))).float(),
     )

@@ -33,7 +33,14 @@ from flywheel.policy.checkpoint import (
 )
 from flywheel.policy.input_spec import IO_DOCUMENT, InputSpec, InputSpecError
 from flywheel.policy.io import PolicyIO
-from flywheel.policy.loading import build_critic, load_critic, load_policy, model_document
+from flywheel.policy.loading import (
+    CRITIC_NORM,
+    build_critic,
+    load_critic,
+    load_critic_norm,
+    load_policy,
+    model_document,
+)
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.recap import (
@@ -146,6 +153,16 @@ def _state_layout(task: str, state_dim: int) -> tuple[dict[str, slice], tuple[st
         return {"state": slice(0, state_dim)}, ()
 
 
+def _privileged_critic_spec(policy_spec: InputSpec, episodes: list[TrainingEpisode]) -> InputSpec:
+    """A privileged critic's inputs: every entry of the env's state vector (object poses too), no camera."""
+    first = episodes[0]
+    layout, proprioception = _state_layout(policy_spec.task, int(first.frames.state.shape[1]))
+    spec = InputSpec.from_layout(policy_spec.task, layout, None, policy_spec.action_dim, proprioception=proprioception)
+    for ep in episodes:
+        spec.select_state(ep.frames.state[:1], f"episode {ep.meta.id}")
+    return spec
+
+
 class Trainer:
     """One training run in `out_dir` (checkpoints under `out_dir/checkpoints`, final under `out_dir/final`
     unless `final_dir` names another directory)."""
@@ -168,9 +185,17 @@ class Trainer:
         self.input_spec, self.spec = _specs(config, episodes)
         self.progress_enabled = progress and self.ctx.is_main
         cfg = config.model
+        privileged = config.uses_critic and cfg.critic.observations == "privileged"
+        critic_spec = _privileged_critic_spec(self.input_spec, episodes) if privileged else None
         torch.manual_seed(config.seed)
         self.policy = FlywheelPolicy(cfg, self.spec).to(self.ctx.device)
-        self.critic = build_critic(cfg, self.spec, self.policy).to(self.ctx.device) if config.uses_critic else None
+        privileged_width = critic_spec.state_dim if critic_spec is not None else None
+        self.critic = (
+            build_critic(cfg, self.spec, self.policy, privileged_width).to(self.ctx.device)
+            if config.uses_critic
+            else None
+        )
+        critic_norm = None
         if init_from is not None:
             loaded = load_policy(init_from, self.ctx.device)
             if not loaded.input_spec.reads_like(self.input_spec):
@@ -180,10 +205,17 @@ class Trainer:
                 )
             self.policy.load_state_dict(loaded.policy.state_dict())
             self.norm = loaded.norm
-            if self.critic is not None and (Path(init_from) / "critic.safetensors").is_file():
+            stored_critic_norm = load_critic_norm(init_from)
+            same_critic = (stored_critic_norm is None) == (critic_spec is None)
+            if self.critic is not None and same_critic and (Path(init_from) / "critic.safetensors").is_file():
                 self.critic.load_state_dict(load_critic(init_from, loaded, self.ctx.device).state_dict())
+                critic_norm = stored_critic_norm
         else:
             self.norm = fit_norm_stats(episodes, cfg.norm, config.norm_frames, cfg.state_clip, self.input_spec)
+        if critic_spec is not None and critic_norm is None:
+            critic_norm = fit_norm_stats(episodes, cfg.norm, config.norm_frames, cfg.state_clip, critic_spec)
+        self.critic_norm = critic_norm
+        critic_io = PolicyIO(critic_spec, critic_norm) if critic_spec is not None and critic_norm is not None else None
         self.table: FrameTable = build_frame_table(
             episodes,
             self.io,
@@ -191,6 +223,7 @@ class Trainer:
             cfg.critic.gamma,
             config.reward,
             pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
+            critic_io=critic_io,
         )
         self.tags = self.table.tag
         self.shift_pad = cfg.encoder.augment_shift if cfg.encoder.vision == "cnn" and self.input_spec.cameras else 0
@@ -370,6 +403,7 @@ class Trainer:
         return {
             "method": self.config.method,
             "conditioned": self.config.method == "recap",
+            "critic_observations": self.config.model.critic.observations if self.critic is not None else None,
             "seed": self.config.seed,
             "data_fingerprint_sha256": self.fingerprint["sha256"],
             "label_stats": self.labels.stats if self.labels else {},
@@ -379,6 +413,8 @@ class Trainer:
         tensors = {"policy": self.policy.state_dict(), "norm": self.norm.to_tensors()}
         if self.critic is not None:
             tensors["critic"] = self.critic.state_dict()
+        if self.critic_norm is not None:
+            tensors[CRITIC_NORM] = self.critic_norm.to_tensors()
         docs = {
             "model": model_document(self.config.model, self.spec, self._meta()),
             IO_DOCUMENT: self.input_spec.to_document(),
