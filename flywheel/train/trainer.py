@@ -303,13 +303,12 @@ class Trainer:
         )
 
     def _batch(self, part: dict[str, torch.Tensor]) -> Batch:
-        """The micro-batch's frames, images shifted by its drawn offsets when the encoder augments."""
+        """The micro-batch's frames (the time spent reading them counts as data wait), images shifted by its drawn
+        offsets when the encoder augments."""
         t0 = time.perf_counter()
         batch = self.table.batch(part["idx"], self.ctx.device)
-        if "shift" in part:
-            batch = shift_batch(batch, part["shift"], self.shift_pad)
         self.timings["data_s"] += time.perf_counter() - t0
-        return batch
+        return shift_batch(batch, part["shift"], self.shift_pad) if "shift" in part else batch
 
     def _critic_step(self, step: int) -> dict[str, float]:
         assert self.critic_obj is not None and self.critic_opt is not None and self.critic is not None
