@@ -17,7 +17,6 @@ import numpy as np
 
 from sim.constants import (
     ACTION_DIM,
-    ASSETS_DIR,
     N_SUBSTEPS,
     START_ARM_QPOS,
     normalize_gripper_position,
@@ -26,6 +25,7 @@ from sim.constants import (
 )
 from sim.errors import InvalidActionError
 from sim.render import CameraRenderer
+from sim.scene import load_model
 from sim.tasks import Task, task_class
 
 ObsMode = Literal["state", "pixels"]
@@ -97,7 +97,7 @@ class AlohaSimEnv(gym.Env):
         super().__init__()
         self.config = config
         cls = task_class(config.task)
-        self.model = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / cls.xml_file))
+        self.model = load_model(cls.xml_file)
         self.data = mujoco.MjData(self.model)
         self.task: Task = cls(self.model)
         self.layout = state_layout(config.task)

@@ -29,13 +29,13 @@ from flywheel.live import (
     SessionNotFoundError,
 )
 from flywheel.registry import CHAMPION, PolicyRegistry
+from sim.scene import CAMERAS
 
 SESSION_KEY = "live_session_id"
 FLASH_KEY = "live_flash"
 ERROR_KEY = "live_error"
 ERROR_SECONDS = 6.0
 REQUESTS_REFRESH_SECONDS = 1.0
-CAMERAS = ("top", "angle", "front_close", "left_pillar", "right_pillar", "left_wrist", "right_wrist")
 NO_POLICY_LABEL = "none (expert only)"
 
 # (label suffix, axis, direction, shortcut) per arm; labels are "Left x+", "Right z-", ...

@@ -51,6 +51,11 @@ class EncoderConfig(Strict):
         description="avg: a cnn_grid² grid of pooled feature tokens per camera; spatial_softmax: one token per "
         "camera from the expected image position of every feature channel (keypoints)",
     )
+    cnn_downsample: Literal[8, 16] = Field(
+        default=16,
+        description="how much smaller than the image the CNN's last feature map is: 16, four stride-2 blocks; 8, the "
+        "last block keeps the resolution (finer keypoints for small objects, more compute in that block)",
+    )
     augment_shift: int = Field(
         default=0,
         ge=0,

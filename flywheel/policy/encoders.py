@@ -39,17 +39,21 @@ class SpatialSoftmax(nn.Module):
 
 
 class SmallCnn(nn.Module):
-    """Four stride-2 conv blocks, then either adaptive pooling to a grid, (B, 3, H, W) uint8 range → (B, grid², 2C),
-    or spatial-softmax keypoints flattened into one feature vector, → (B, 1, 4C)."""
+    """Four conv blocks (stride 2; the last one stride 1 when `downsample` is 8), then either adaptive pooling to a
+    grid, (B, 3, H, W) uint8 range → (B, grid², 2C), or spatial-softmax keypoints flattened into one feature vector,
+    → (B, 1, 4C)."""
 
-    def __init__(self, channels: int, grid: int, pool: str = "avg") -> None:
+    def __init__(self, channels: int, grid: int, pool: str = "avg", downsample: int = 16) -> None:
         super().__init__()
+        if downsample not in (8, 16):
+            raise ValueError(f"downsample must be 8 or 16, got {downsample}")
         c = channels
+        last_stride = 2 if downsample == 16 else 1
         self.net = nn.Sequential(
             nn.Conv2d(3, c, 5, stride=2, padding=2), nn.GroupNorm(4, c), nn.GELU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.GELU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * c), nn.GELU(),
-            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.GroupNorm(4, 2 * c), nn.GELU(),
+            nn.Conv2d(2 * c, 2 * c, 3, stride=last_stride, padding=1), nn.GroupNorm(4, 2 * c), nn.GELU(),
         )  # fmt: skip
         self.keypoints = SpatialSoftmax() if pool == "spatial_softmax" else None
         self.pool = None if self.keypoints is not None else nn.AdaptiveAvgPool2d(grid)
@@ -77,7 +81,7 @@ class ObservationEncoder(nn.Module):
         self.cnn: SmallCnn | None = None
         self.backbone_proj: nn.Module | None = None
         if cfg.vision == "cnn":
-            self.cnn = SmallCnn(cfg.cnn_channels, cfg.cnn_grid, cfg.cnn_pool)
+            self.cnn = SmallCnn(cfg.cnn_channels, cfg.cnn_grid, cfg.cnn_pool, cfg.cnn_downsample)
             self.cnn_proj = nn.Linear(self.cnn.out_dim, dim)
             self.camera_embed = nn.Parameter(torch.zeros(len(self.cameras), 1, dim))
             self.cnn_pos = nn.Parameter(torch.randn(1, self.cnn.tokens, dim) * 0.02)
