@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim import UnknownTaskError, make_env, state_layout
-from sim.constants import home_action
+from sim.constants import N_SUBSTEPS, home_action
 from sim.errors import InvalidActionError
 
 
@@ -107,3 +107,45 @@ def test_truncates_at_max_steps() -> None:
     env.reset(seed=0)
     flags = [env.step(home_action())[3] for _ in range(5)]
     assert flags == [False] * 4 + [True]
+
+
+def _red_pixels(image: np.ndarray) -> int:
+    r, g, b = (image[..., i].astype(int) for i in range(3))
+    return int(((r > 120) & (g < 80) & (b < 80)).sum())
+
+
+def test_table_camera_sees_the_cube_larger_than_top() -> None:
+    env = make_env("transfer_cube", obs_mode="pixels", cameras=("top", "table"))
+    try:
+        obs, _ = env.reset(seed=3)
+        top, table = _red_pixels(obs["images"]["top"]), _red_pixels(obs["images"]["table"])
+        assert top > 0 and table > 3 * top
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("task", ["transfer_cube", "insertion"])
+def test_added_cameras_leave_the_physics_of_the_plain_scene(task: str) -> None:
+    import mujoco
+
+    from sim.constants import ASSETS_DIR
+    from sim.scene import ADDED_CAMERAS, CAMERAS
+
+    env = make_env(task)
+    plain = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / env.task.xml_file))
+    assert env.model.ncam == plain.ncam + len(ADDED_CAMERAS) == len(CAMERAS)
+    for field in ("nq", "nv", "nu", "nbody", "ngeom"):
+        assert getattr(env.model, field) == getattr(plain, field)
+    env.reset(seed=5)
+    data = mujoco.MjData(plain)
+    data.qpos[:], data.ctrl[:] = env.data.qpos, env.data.ctrl
+    mujoco.mj_forward(plain, data)
+    action = home_action()
+    action[2] = 1.0  # a move, so contacts and actuators act
+    for _ in range(30):
+        env.step(action)
+        data.ctrl[:] = env.data.ctrl
+        mujoco.mj_step2(plain, data)  # the env's stepping order (sim/env.py)
+        mujoco.mj_step(plain, data, N_SUBSTEPS - 1)
+        mujoco.mj_step1(plain, data)
+    np.testing.assert_array_equal(env.data.qpos, data.qpos)
