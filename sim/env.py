@@ -56,6 +56,14 @@ def state_layout(task: str) -> dict[str, slice]:
     return layout
 
 
+def object_xy_index(task: str) -> np.ndarray:
+    """Indices into the state vector of every object's (x, y), in `state_layout` order (the positions a camera
+    policy must find in its images)."""
+    return np.array(
+        [i for name, s in state_layout(task).items() if name not in PROPRIOCEPTION for i in (s.start, s.start + 1)]
+    )
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Validated settings of one env instance. `image_size` is (height, width)."""

@@ -3,6 +3,7 @@ path that would feed it something else refuses with the episode or camera named.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from flywheel.collect.runtime import WorkerRuntime
 from flywheel.collect.spec import CollectSpec
+from flywheel.errors import ConfigError
 from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
 from flywheel.policy.loading import load_critic, load_critic_norm, load_policy
 from flywheel.policy.runner import PolicyRunner
@@ -45,10 +47,21 @@ def _demos(obs_mode: str, n: int = 2, steps: int = 12) -> list[tuple[EpisodeInfo
         env.close()
 
 
+def _pixels_config(object_aux_weight: float = 0.0, steps: int = 3) -> object:
+    model = {**PIXELS_MODEL, "encoder": {**PIXELS_MODEL["encoder"], "object_aux_weight": object_aux_weight}}
+    return train_config("tiny", {"method": "bc", "steps": steps, "batch_size": 4, "log_every": 1, "model": model})
+
+
 @pytest.fixture(scope="module")
 def pixels_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = train_config("tiny", {"method": "bc", "steps": 3, "batch_size": 4, "model": PIXELS_MODEL})
+    cfg = _pixels_config()
     return run_training(cfg, _demos("pixels"), tmp_path_factory.mktemp("pixels") / "run", progress=False).checkpoint_dir
+
+
+@pytest.fixture(scope="module")
+def object_aux_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = _pixels_config(object_aux_weight=2.0)
+    return run_training(cfg, _demos("pixels"), tmp_path_factory.mktemp("aux") / "run", progress=False).checkpoint_dir
 
 
 def test_the_checkpoint_says_what_the_policy_reads(pixels_checkpoint: Path) -> None:
@@ -60,8 +73,9 @@ def test_the_checkpoint_says_what_the_policy_reads(pixels_checkpoint: Path) -> N
     assert load_policy(pixels_checkpoint).spec.state_dim == 28  # the networks are built for the joints only
 
 
-def test_a_pixels_policy_cannot_see_the_object_pose(pixels_checkpoint: Path) -> None:
-    loaded = load_policy(pixels_checkpoint)
+@pytest.mark.parametrize("checkpoint", ["pixels_checkpoint", "object_aux_checkpoint"])
+def test_a_pixels_policy_cannot_see_the_object_pose(checkpoint: str, request: pytest.FixtureRequest) -> None:
+    loaded = load_policy(request.getfixturevalue(checkpoint))
     (_, frames) = _demos("pixels", n=1, steps=3)[0]
     obs = {"state": frames.state[2].copy(), "images": {"top": frames.images["top"][2]}}
     moved = {"state": obs["state"].copy(), "images": obs["images"]}
@@ -78,6 +92,27 @@ def test_a_pixels_policy_cannot_see_the_object_pose(pixels_checkpoint: Path) -> 
     joints_moved = {"state": obs["state"].copy(), "images": obs["images"]}
     joints_moved["state"][0] += 0.5  # the same change to a joint is seen
     assert not torch.equal(loaded.io.inputs([joints_moved])[0], state)
+
+
+def test_the_object_auxiliary_loss_is_added_in_training_and_recorded(
+    object_aux_checkpoint: Path, tmp_path: Path
+) -> None:
+    loaded = load_policy(object_aux_checkpoint)
+    assert loaded.meta["object_aux_weight"] == 2.0 and not loaded.input_spec.privileged
+    assert loaded.policy.object_head is not None and loaded.policy.object_head.out_features == 2  # the cube's x, y
+    demos = _demos("pixels")
+    losses = []
+    for weight in (0.0, 2.0):  # same seed: the same networks and batch, and the head's error on top
+        run = tmp_path / f"w{weight}"
+        run_training(_pixels_config(weight, steps=1), demos, run, progress=False)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        losses.append(next(r["train/policy_loss"] for r in rows if "train/policy_loss" in r))
+    assert losses[1] > losses[0]
+
+
+def test_the_object_auxiliary_loss_needs_a_cnn() -> None:
+    with pytest.raises(ConfigError, match="object_aux_weight needs vision='cnn'"):
+        train_config("tiny", {"model": {"encoder": {"object_aux_weight": 1.0}}})
 
 
 def test_a_camera_the_env_does_not_render_is_refused_before_any_episode(pixels_checkpoint: Path) -> None:

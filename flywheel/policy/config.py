@@ -62,6 +62,14 @@ class EncoderConfig(Strict):
         le=32,
         description="training only: random shift of every image by up to ± this many pixels (flywheel.train.augment)",
     )
+    object_aux_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="simulation only, training only: weight of an auxiliary loss in which a linear head predicts "
+        "the objects' (x, y) from the CNN's features. The policy still reads only its input spec (the head is "
+        "never used to act); the checkpoint's meta records it (`object_aux_weight`): report such runs apart",
+    )
     backbone: BackboneConfig | None = None
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
@@ -69,6 +77,8 @@ class EncoderConfig(Strict):
     def _backbone_given(self) -> EncoderConfig:
         if self.vision == "backbone" and self.backbone is None:
             raise ValueError("encoder: vision='backbone' needs a `backbone` section")
+        if self.object_aux_weight > 0 and self.vision != "cnn":
+            raise ValueError("encoder: object_aux_weight needs vision='cnn' (the head reads the CNN's features)")
         return self
 
 

@@ -90,19 +90,27 @@ class ObservationEncoder(nn.Module):
                 raise ValueError("encoder: vision='backbone' needs the backbone's output width")
             self.backbone_proj = nn.Sequential(nn.LayerNorm(backbone_dim), nn.Linear(backbone_dim, dim))
 
+    def camera_features(self, images: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """The CNN's features of every camera, (B, cameras, tokens, out_dim)."""
+        if self.cnn is None:
+            raise ValueError("encoder: camera features need vision='cnn'")
+        if images is None:
+            raise ValueError(f"encoder: pixel observations needed for cameras {self.cameras}")
+        return torch.stack([self.cnn(images[cam]) for cam in self.cameras], dim=1)
+
     def forward(
         self,
         state: torch.Tensor,
         images: dict[str, torch.Tensor] | None = None,
         backbone_tokens: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Context tokens; `features` (from `camera_features`) spares computing the CNN again."""
         tokens = [self.state_mlp(state).unsqueeze(1)]
         if self.cnn is not None:
-            if images is None:
-                raise ValueError(f"encoder: pixel observations needed for cameras {self.cameras}")
-            for i, cam in enumerate(self.cameras):
-                feat = self.cnn_proj(self.cnn(images[cam]))
-                tokens.append(feat + self.cnn_pos + self.camera_embed[i])
+            features = self.camera_features(images) if features is None else features
+            for i in range(len(self.cameras)):
+                tokens.append(self.cnn_proj(features[:, i]) + self.cnn_pos + self.camera_embed[i])
         if self.backbone_proj is not None:
             if backbone_tokens is None:
                 raise ValueError("encoder: backbone tokens needed")

@@ -42,6 +42,13 @@ class FlywheelPolicy(nn.Module):
             raise ValueError(f"policy: encoder vision={enc.vision!r} needs at least one camera in the data")
         self.encoder = ObservationEncoder(enc, spec.state_dim, cameras, cfg.expert.dim, backbone_dim)
         self.expert = FlowMatchingExpert(cfg.expert, spec.action_dim)
+        self.object_head: nn.Linear | None = None
+        if enc.object_aux_weight > 0:
+            from sim.env import object_xy_index
+
+            assert self.encoder.cnn is not None  # validated by EncoderConfig
+            width = len(cameras) * self.encoder.cnn.tokens * self.encoder.cnn.out_dim
+            self.object_head = nn.Linear(width, len(object_xy_index(spec.task)))
 
     @property
     def backbone_frozen(self) -> bool:

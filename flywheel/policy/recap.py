@@ -396,17 +396,29 @@ def policy_indicator(
 
 
 class PolicyObjective(nn.Module):
-    """Flow-matching loss per sample, conditioned on the indicator: mean over the valid steps of the chunk."""
+    """Flow-matching loss per sample, conditioned on the indicator: mean over the valid steps of the chunk; plus,
+    when the encoder asks for it, the weighted squared error of the objects' predicted (x, y)."""
 
     def __init__(self, policy: FlywheelPolicy) -> None:
         super().__init__()
         self.policy = policy
 
     def forward(self, batch: Batch, indicator: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ctx = self.policy.context(batch.state, batch.images)
+        head = self.policy.object_head
+        if head is None:
+            ctx = self.policy.context(batch.state, batch.images)
+        else:
+            features = self.policy.encoder.camera_features(batch.images)
+            ctx = self.policy.encoder(batch.state, features=features)
         per_step = self.policy.expert.flow_loss(batch.actions, ctx, indicator, noise, t)
         mask = batch.step_mask
-        return (per_step * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        loss = (per_step * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        if head is None:
+            return loss
+        if batch.object_xy is None:
+            raise ValueError("the object auxiliary loss needs the batch's object positions (build_frame_table)")
+        error = (head(features.flatten(1)).float() - batch.object_xy) ** 2
+        return loss + self.policy.cfg.encoder.object_aux_weight * error.sum(dim=-1)
 
 
 def weighted_policy_loss(

@@ -27,6 +27,7 @@ class Batch:
     next_images: dict[str, torch.Tensor] | None
     critic_state: torch.Tensor | None = None  # (B, S_full) normalised: a privileged critic's input
     next_critic_state: torch.Tensor | None = None
+    object_xy: torch.Tensor | None = None  # (B, 2 * objects) standardised: the auxiliary loss's targets
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class FrameTable:
     tasks: list[str]
     images: dict[str, EpisodeImages] = field(default_factory=dict)
     critic_state: torch.Tensor | None = None
+    object_xy: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
@@ -82,6 +84,7 @@ class FrameTable:
             next_images=self._images(nxt, device),
             critic_state=None if self.critic_state is None else self.critic_state[idx].to(device),
             next_critic_state=None if self.critic_state is None else self.critic_state[nxt].to(device),
+            object_xy=None if self.object_xy is None else self.object_xy[idx].to(device),
         )
 
 
@@ -93,10 +96,13 @@ def build_frame_table(
     reward: RewardConfig,
     pre_takeover_steps: int = 0,
     critic_io: PolicyIO | None = None,
+    object_targets: bool = False,
 ) -> FrameTable:
     """Flatten episodes into the policy's inputs (`io`: the state entries and cameras it reads, normalised);
     action chunks past an episode's end repeat its last action and are masked. `critic_io`, for a privileged
-    critic, selects and normalises the critic's own state inputs.
+    critic, selects and normalises the critic's own state inputs. `object_targets` adds every frame's objects'
+    (x, y) from the recorded physics state (`sim.env.object_xy_index`), standardised over the table, for the
+    auxiliary loss; the policy's inputs are unchanged.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert: the takeover is the operator's verdict that the policy was failing there.
@@ -133,6 +139,7 @@ def build_frame_table(
     offsets = np.concatenate([[0], np.cumsum([len(e.frames) for e in episodes])]).astype(np.int64)
     images = {c: EpisodeImages([e.frames.images[c] for e in episodes], offsets) for c in io.spec.cameras}
     return FrameTable(
+        object_xy=_object_targets(episodes) if object_targets else None,
         state=state.float(),
         action=action.float(),
         chunk_idx=torch.from_numpy(np.concatenate(chunk_idx)).long(),
@@ -151,3 +158,15 @@ def build_frame_table(
         if critic_io is None
         else critic_io.norm.state.normalize(torch.from_numpy(np.concatenate(critic_states))).float(),
     )
+
+
+def _object_targets(episodes: list[TrainingEpisode]) -> torch.Tensor:
+    """Every frame's objects' (x, y), standardised over the episodes: (frames, 2 * objects)."""
+    from sim.env import object_xy_index
+
+    tasks = {e.meta.task for e in episodes}
+    if len(tasks) != 1:
+        raise ValueError(f"the object auxiliary loss needs episodes of one task, got {sorted(tasks)}")
+    index = object_xy_index(tasks.pop())
+    xy = torch.from_numpy(np.concatenate([e.frames.state[:, index] for e in episodes])).float()
+    return (xy - xy.mean(0)) / xy.std(0).clamp(min=1e-6)

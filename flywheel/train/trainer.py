@@ -224,6 +224,7 @@ class Trainer:
             config.reward,
             pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
             critic_io=critic_io,
+            object_targets=self.policy.object_head is not None,
         )
         self.tags = self.table.tag
         self.shift_pad = cfg.encoder.augment_shift if cfg.encoder.vision == "cnn" and self.input_spec.cameras else 0
@@ -403,6 +404,7 @@ class Trainer:
             "method": self.config.method,
             "conditioned": self.config.method == "recap",
             "critic_observations": self.config.model.critic.observations if self.critic is not None else None,
+            "object_aux_weight": self.config.model.encoder.object_aux_weight,
             "seed": self.config.seed,
             "data_fingerprint_sha256": self.fingerprint["sha256"],
             "label_stats": self.labels.stats if self.labels else {},
