@@ -4,12 +4,15 @@ success and the highest task stage reached on validation seeds (not the seeds an
     python -m bench.vision_encoders --home DIR --task transfer_cube --name top_avg \
         [--set model.encoder.cnn_pool=spatial_softmax] [--set model.inputs.cameras='["top","right_wrist"]'] \
         [--steps 3000] [--episodes 50]
+    python -m bench.vision_encoders --home DIR --task transfer_cube --name NAME --version ID --seeds held-out \
+        --episodes 200
 
 DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
 --camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
 variant's overrides, success with its 95% interval, the count of episodes by the highest stage reached (named by
 `sim.tasks`), training seconds and the share of step time spent waiting for data, with the
-machine's load.
+machine's load. `--version` evaluates a policy already trained (and registered in DIR) instead, and
+`--seeds held-out` measures it on `bench.vision`'s final seeds, which choosing a variant never used.
 """
 
 from __future__ import annotations
@@ -39,10 +42,23 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50, help="validation episodes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="evaluate this registered policy version of --home instead of training one (--set and --steps unused)",
+    )
+    parser.add_argument(
+        "--seeds",
+        choices=["validation", "held-out"],
+        default="validation",
+        help="validation: the seeds variants are chosen on; held-out: bench.vision's final seeds, for the number "
+        "reported once a variant is chosen",
+    )
     args = parser.parse_args()
 
-    from bench.vision import policy_rollouts, stage_breakdown, success_summary
-    from flywheel.collect.seeds import eval_seeds
+    from bench.vision import FINAL_SEED_OFFSET, policy_rollouts, stage_breakdown, success_summary
+    from flywheel.collect.seeds import eval_seeds, fresh_seeds
     from flywheel.config import Settings
     from flywheel.presets import deep_merge, train_config
     from flywheel.registry import PolicyRegistry
@@ -58,23 +74,34 @@ def main() -> None:
         for part in reversed(key.split(".")):
             nested = {part: nested}
         overrides = deep_merge(overrides, nested)
-    config = train_config("pixels", overrides)
     store = EpisodeStore.open(Settings(home=args.home))
-    load_start, start = os.getloadavg()[0], time.perf_counter()
-    result = run_training(config, load_training_episodes(store, args.task), args.home / "encoders" / args.name)
-    train_s = time.perf_counter() - start
-    version = register_trained_candidate(PolicyRegistry(store.db), task=args.task, config=config, result=result)
-    seeds = eval_seeds(args.episodes, VALIDATION_OFFSET)
+    registry = PolicyRegistry(store.db)
+    load_start = os.getloadavg()[0]
+    trained: dict[str, Any] = {}
+    if args.version is None:
+        config = train_config("pixels", overrides)
+        start = time.perf_counter()
+        result = run_training(config, load_training_episodes(store, args.task), args.home / "encoders" / args.name)
+        trained = {
+            "overrides": overrides,
+            "train_seconds": time.perf_counter() - start,
+            "data_wait_share": result.timings.get("data_s", 0.0) / max(1e-9, result.timings.get("total_s", 0.0)),
+        }
+        version = register_trained_candidate(registry, task=args.task, config=config, result=result)
+    else:
+        version = registry.get(args.version)
+    held_out = args.seeds == "held-out"
+    seeds = fresh_seeds(args.episodes, FINAL_SEED_OFFSET) if held_out else eval_seeds(args.episodes, VALIDATION_OFFSET)
     outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}")
     row = {
         "name": args.name,
         "task": args.task,
-        "overrides": overrides,
+        "version": version.id,
+        "seeds": args.seeds,
         "inputs": version.config["model"]["inputs"],
         **success_summary(outcomes),
         "highest_stage": stage_breakdown(outcomes, args.task),
-        "train_seconds": train_s,
-        "data_wait_share": result.timings.get("data_s", 0.0) / max(1e-9, result.timings.get("total_s", 0.0)),
+        **trained,
         "load_average_start": load_start,
         "load_average_end": os.getloadavg()[0],
         "cpus": os.cpu_count(),
@@ -82,7 +109,7 @@ def main() -> None:
     path = args.out / "vision_encoders.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
     write_json(path, [*rows, row])
-    summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} validation seeds"
+    summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} {args.seeds} seeds"
     print(f"{args.name}: {summary}; highest stage reached {row['highest_stage']}")
 
 
