@@ -1,5 +1,5 @@
 """What the benchmarks share: where results go, headless rendering and offline tracking by default, an atomic
-JSON write."""
+JSON write and a row appended to a JSON list."""
 
 from __future__ import annotations
 
@@ -25,3 +25,9 @@ def write_json(path: Path, doc: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append `row` to the JSON list in `path` (a new list if there is none yet), written atomically."""
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    write_json(path, [*rows, row])

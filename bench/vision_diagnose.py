@@ -23,14 +23,13 @@ current joint state alone).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, append_row, headless_defaults
 
 REACHES: dict[str, tuple[tuple[str, str], ...]] = {
     "transfer_cube": (("right", "box"),),
@@ -85,9 +84,7 @@ def main() -> None:
         "load_average_end": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
-    path = args.out / "vision_diagnose.json"
-    rows = json.loads(path.read_text()) if path.is_file() else []
-    write_json(path, [*rows, row])
+    append_row(args.out / "vision_diagnose.json", row)
     for obj, p in probe.items():
         print(
             f"{args.name}: {obj} located to {p['median_cm_first_frames']:.1f} cm on first frames "

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, append_row, headless_defaults
 
 VALIDATION_OFFSET = 500_000
 """Validation seeds: `eval_seeds(n, VALIDATION_OFFSET)`, apart from the gate's and the fresh re-measurement's."""
@@ -106,9 +106,7 @@ def main() -> None:
         "load_average_end": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
-    path = args.out / "vision_encoders.json"
-    rows = json.loads(path.read_text()) if path.is_file() else []
-    write_json(path, [*rows, row])
+    append_row(args.out / "vision_encoders.json", row)
     summary = f"{row['success']:.0%} [{row['ci_low']:.0%}, {row['ci_high']:.0%}] on {len(seeds)} {args.seeds} seeds"
     print(f"{args.name}: {summary}; highest stage reached {row['highest_stage']}")
 
