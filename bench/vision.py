@@ -61,10 +61,11 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     config = _loop_config(args.preset, args.config, args.task)
+    setup = {"preset": args.preset, "config_file": str(args.config) if args.config else None, **run_setup(config)}
     result: dict[str, Any] = {}
 
     def write(complete: bool) -> None:
-        _write(args.out, args.task, result, config, complete, time.perf_counter() - start, load_start, workdir)
+        _write(args.out, args.task, result, setup, complete, time.perf_counter() - start, load_start, workdir)
 
     bc_config = config.model_copy(update={"train": config.train.model_copy(update={"method": "bc"})})
     if args.loop is not None:  # one loop alone; it writes nothing to vision.json (a parallel loop may be writing)
@@ -269,35 +270,55 @@ def _write(
     out: Path,
     task: str,
     result: dict,
-    config: Any,
+    setup: dict[str, Any],
     complete: bool,
     wall: float,
     load_start: float,
     workdir: Path,
 ) -> None:
-    """Merge this task's result into vision.json (atomically) and redraw the plot."""
+    """Merge this task's result into vision.json (atomically) and redraw the plot. Each task records the setup it
+    ran with (tasks may be run with different presets); the top-level `cameras`, `image_size` and `wall_seconds`
+    map each task to its own."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "vision.json"
     doc = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
-    inputs = config.train.model.inputs
     doc["tasks"][task] = {
         **result,
         "complete": complete,
+        "setup": setup,
         "wall_seconds": wall,
         "load_average_start": load_start,
         "load_average_end": os.getloadavg()[0],
         "workdir": str(workdir),
     }
+    setups = {t: v.get("setup", {}) for t, v in doc["tasks"].items()}
     doc.update(
-        cameras=list(inputs.cameras or config.cameras),
-        recorded_cameras=list(config.cameras),
-        state_inputs=list(inputs.state or ["all (privileged)"]),
-        image_size=list(config.image_size),
+        cameras={t: s.get("cameras") for t, s in setups.items()},
+        image_size={t: s.get("image_size") for t, s in setups.items()},
         wall_seconds={t: v.get("wall_seconds") for t, v in doc["tasks"].items()},
         machine={"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
     )
+    for stale in ("recorded_cameras", "state_inputs"):  # per task, in `setup`, since tasks may differ
+        doc.pop(stale, None)
     write_json(path, doc)
     _plot(doc, out / "vision.png")
+
+
+def run_setup(config: Any) -> dict[str, Any]:
+    """What a task's policies read and how they were trained: enough to tell two tasks' runs apart."""
+    model = config.train.model
+    return {
+        "cameras": list(model.inputs.cameras or config.cameras),
+        "recorded_cameras": list(config.cameras),
+        "state_inputs": list(model.inputs.state or ["all (privileged)"]),
+        "image_size": list(config.image_size),
+        "encoder": model.encoder.model_dump(mode="json"),
+        "critic_observations": model.critic.observations,
+        "bootstrap_steps": config.bootstrap_steps,
+        "steps_per_iteration": config.train.steps,
+        "cpu_threads": config.train.cpu_threads,
+        "cpu_bf16": config.train.cpu_bf16,
+    }
 
 
 def _plot(doc: dict, path: Path) -> None:

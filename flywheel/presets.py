@@ -84,6 +84,13 @@ PIXELS_MODEL: dict[str, Any] = {
     "encoder": {"vision": "cnn", "cnn_pool": "spatial_softmax", "augment_shift": 4},
 }
 
+PIXELS_AUX_MODEL: dict[str, Any] = deep_merge(
+    PIXELS_MODEL,
+    {"inputs": {"cameras": ["table"]}, "encoder": {"cnn_downsample": 8, "object_aux_weight": 1.0}},
+)
+"""`pixels` seen from the top-down `table` camera, a 12x16 keypoint map, and the sim-only auxiliary loss that teaches
+the CNN where the objects are (training only: the policy still reads images and joints alone)."""
+
 PIXELS_GATES: dict[str, Any] = {"success_floor": 0.0}
 """A first camera policy is weak; with no floor it becomes the champion the operator corrects (takeovers keep the
 collected episodes whole), and every later candidate must still beat or match it on the paired gates."""
@@ -148,6 +155,21 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                     "envs_per_worker": 8,
                     "bootstrap_steps": 3000,
                     "train": {"cpu_threads": 2, "model": PIXELS_MODEL},
+                    "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},
+                },
+            ),
+            Preset(
+                "pixels-aux",
+                "`pixels` from the top-down `table` camera with a finer keypoint map and a sim-only training loss "
+                "that predicts the objects' positions from the image features (the policy still reads images and "
+                "joints only); bf16 training on CPU",
+                {
+                    "obs_mode": "pixels",
+                    "cameras": ["table"],
+                    "image_size": [96, 128],
+                    "envs_per_worker": 8,
+                    "bootstrap_steps": 3000,
+                    "train": {"cpu_threads": 2, "cpu_bf16": True, "model": PIXELS_AUX_MODEL},
                     "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},
                 },
             ),

@@ -61,6 +61,23 @@ def test_tiny_is_small_and_overridable() -> None:
         train_config("tiny", {"model": {"expert": {"chunk": 0}}})
 
 
+@pytest.mark.parametrize("name", ["pixels", "pixels-aux"])
+def test_the_pixels_presets_read_their_recorded_cameras_and_the_joints_only(name: str) -> None:
+    config = flywheel_config(name)
+    inputs = config.train.model.inputs
+    assert config.obs_mode == "pixels" and inputs.state == ["qpos", "qvel"]  # no object pose, no privileged state
+    assert inputs.cameras and set(inputs.cameras) <= set(config.cameras)
+    assert config.train.model.critic.observations == "policy"  # the critic sees what the policy sees
+
+
+def test_pixels_aux_is_pixels_from_the_table_camera_with_the_object_loss() -> None:
+    base, aux = flywheel_config("pixels"), flywheel_config("pixels-aux")
+    assert aux.cameras == aux.train.model.inputs.cameras == ["table"]
+    assert (aux.train.model.encoder.cnn_downsample, aux.train.model.encoder.object_aux_weight) == (8, 1.0)
+    assert base.train.model.encoder.object_aux_weight == 0.0
+    assert aux.eval == base.eval and aux.bootstrap_steps == base.bootstrap_steps  # the same loop and gates
+
+
 def test_unknown_preset_suggests_the_closest() -> None:
     with pytest.raises(UnknownPresetError, match="unknown preset 'quikstart'; did you mean 'quickstart'"):
         get_preset("quikstart")

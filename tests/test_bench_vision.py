@@ -1,0 +1,26 @@
+"""The vision benchmark's results file: each task keeps the setup it ran with, and a second task keeps the first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.vision import _write, run_setup
+from flywheel.presets import flywheel_config
+
+
+def test_each_task_records_its_own_setup(tmp_path: Path) -> None:
+    top = {"preset": "pixels", **run_setup(flywheel_config("pixels", {"task": "insertion"}))}
+    table = {"preset": "pixels-aux", **run_setup(flywheel_config("pixels-aux", {"task": "transfer_cube"}))}
+    row = {"success": 0.5, "ci_low": 0.3, "ci_high": 0.7, "episodes": 20}
+    _write(tmp_path, "insertion", {"bc_demos": row}, top, True, 10.0, 0.0, tmp_path / "a")
+    _write(tmp_path, "transfer_cube", {"bc_demos": row}, table, False, 20.0, 0.0, tmp_path / "b")
+
+    doc = json.loads((tmp_path / "vision.json").read_text())
+    assert doc["tasks"]["insertion"]["bc_demos"] == row and doc["tasks"]["insertion"]["complete"]
+    assert doc["cameras"] == {"insertion": ["top"], "transfer_cube": ["table"]}
+    assert doc["wall_seconds"] == {"insertion": 10.0, "transfer_cube": 20.0}
+    setup = doc["tasks"]["transfer_cube"]["setup"]
+    assert setup["preset"] == "pixels-aux" and setup["encoder"]["object_aux_weight"] == 1.0
+    assert setup["state_inputs"] == ["qpos", "qvel"] and doc["image_size"]["transfer_cube"] == [96, 128]
+    assert (tmp_path / "vision.png").stat().st_size > 0
