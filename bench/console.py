@@ -33,6 +33,7 @@ import torch
 from flywheel.config import Settings
 from flywheel.live import LiveConfig, RolloutSpec, SessionManager
 from flywheel.store import EpisodeStore
+from flywheel.vocab import DEFAULT_CAMERA
 from tests.e2e_support import CHROMIUM, VIEWPORT, WAIT_MS, ConsoleProcess, screenshot, settle
 from tests.live_support import acked, register_policy, train_tiny_policy, wait_for_live
 
@@ -85,7 +86,7 @@ def render_only_fps(config: LiveConfig, seconds: float) -> float:
 
     env = make_env("transfer_cube")
     env.reset(seed=0)
-    renderer = CameraRenderer(env.model, ("top",), *config.image_size)
+    renderer = CameraRenderer(env.model, (DEFAULT_CAMERA,), *config.image_size)
     renders, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         renderer.render(env.data)

@@ -36,13 +36,13 @@ from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.store.models import TAGS, Episode
 from flywheel.store.reader import FrameReader
-from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames
+from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, ControllerKind, EpisodeFrames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 TASKS = ("transfer_cube", "insertion")
 STATE_DIM, ACTION_DIM = 35, 14
-CAMERA = "top"
-IMAGE_HW = (96, 128)
+CAMERA = DEFAULT_CAMERA
+IMAGE_HW = DEFAULT_IMAGE_SIZE
 READ_TARGET_RATIO = 5.0
 LIST_TARGET_P95_MS = 50.0
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import RESULTS, append_row, headless_defaults
+from flywheel.vocab import DEFAULT_CAMERA
 
 REACHES: dict[str, tuple[tuple[str, str], ...]] = {
     "transfer_cube": (("right", "box"),),
@@ -165,7 +166,7 @@ def reach_slopes(task: str, seeds: list[int], steps: int, loaded: Any | None) ->
     from sim import ExpertController, make_env
 
     cameras = tuple(loaded.spec.cameras) if loaded is not None else ()
-    env = make_env(task, obs_mode="pixels" if cameras else "state", cameras=cameras or ("top",))
+    env = make_env(task, obs_mode="pixels" if cameras else "state", cameras=cameras or (DEFAULT_CAMERA,))
     runner = PolicyRunner(loaded) if loaded is not None else None
     expert = ExpertController(task) if loaded is None else None
     names = [o.name for o in _task_objects(task)]

@@ -15,6 +15,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from flywheel.vocab import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 from sim.constants import (
     ACTION_DIM,
     N_SUBSTEPS,
@@ -70,8 +71,8 @@ class EnvConfig:
 
     task: str
     obs_mode: ObsMode = "state"
-    cameras: tuple[str, ...] = ("top",)
-    image_size: tuple[int, int] = (96, 128)
+    cameras: tuple[str, ...] = (DEFAULT_CAMERA,)
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     max_steps: int = 400
     success_hold_steps: int = 10
     terminate_on_success: bool = True
@@ -234,8 +235,8 @@ class AlohaSimEnv(gym.Env):
 def make_env(
     task: str,
     obs_mode: ObsMode = "state",
-    cameras: tuple[str, ...] = ("top",),
-    image_size: tuple[int, int] = (96, 128),
+    cameras: tuple[str, ...] = (DEFAULT_CAMERA,),
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     max_steps: int = 400,
     **kwargs: Any,
 ) -> AlohaSimEnv:

@@ -16,6 +16,7 @@ from flywheel.collect.seeds import collection_seeds, demo_seeds
 from flywheel.collect.spec import POLICY_DEVICE_PATTERN, PolicyPrecision
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter
+from flywheel.vocab import DEFAULT_CAMERA
 
 HOME_HELP = "data directory (overrides FLYWHEEL_HOME and the global --home)"
 
@@ -26,7 +27,7 @@ def demos(
     n: int = typer.Option(20, "--n", min=1, help="number of expert demos"),
     workers: int = typer.Option(1, min=1, help="worker processes"),
     obs_mode: str = typer.Option("state", help="state | pixels"),
-    camera: list[str] = typer.Option(["top"], help="cameras to record in pixels mode"),
+    camera: list[str] = typer.Option([DEFAULT_CAMERA], help="cameras to record in pixels mode"),
     use_ray: bool = typer.Option(False, "--ray", help="collect on Ray actors"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
 ) -> None:

@@ -137,8 +137,9 @@ def export_onnx(
     unnormalise) as one ONNX graph that takes the env's whole state vector."""
     from flywheel.cli.serve import parse_image_size
     from flywheel.policy.loading import load_policy
-    from flywheel.policy.onnx_export import DEFAULT_IMAGE_SIZE, OnnxExportError, check_parity, export_onnx
+    from flywheel.policy.onnx_export import OnnxExportError, check_parity, export_onnx
     from flywheel.registry import PolicyRegistry
+    from flywheel.vocab import DEFAULT_IMAGE_SIZE
 
     record = PolicyRegistry(state(ctx).store().db).resolve(policy)
     loaded = load_policy(record.checkpoint_uri, expected_sha256=record.sha256)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.collect.attended import AttendedConfig
 from flywheel.config import TaskName
-from flywheel.vocab import SIMULATED_OPERATOR
+from flywheel.vocab import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, SIMULATED_OPERATOR
 
 OperatorMode = Literal["simulated", "none", "expert", "console"]
 POLICY_DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
@@ -27,8 +27,8 @@ class CollectSpec(BaseModel):
 
     task: TaskName
     obs_mode: Literal["state", "pixels"] = "state"
-    cameras: tuple[str, ...] = ("top",)
-    image_size: tuple[int, int] = (96, 128)
+    cameras: tuple[str, ...] = (DEFAULT_CAMERA,)
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     max_steps: int = Field(400, ge=1, le=10_000)
     operator_mode: OperatorMode = "simulated"
     sim_operator: dict[str, Any] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flywheel.config import TaskName
 from flywheel.errors import ConfigError, describe_validation_error
+from flywheel.vocab import DEFAULT_CAMERA
 
 ARM_AXES = ("x", "y", "z")
 ENV_PREFIX = "FLYWHEEL_LIVE_"
@@ -70,5 +71,5 @@ class RolloutSpec(BaseModel):
     task: TaskName = "transfer_cube"
     policy: str | None = "champion"
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    camera: str = "top"
+    camera: str = DEFAULT_CAMERA
     max_steps: int = Field(400, ge=1, le=10_000)

@@ -29,6 +29,7 @@ from flywheel.live.session import Claim, LiveSession, LiveStatus, SessionSetup
 from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
 from flywheel.registry import PolicyRegistry, RegistryError
 from flywheel.store import EpisodeRecord, EpisodeStore
+from flywheel.vocab import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 
 NO_POLICY = ("", "none", "expert")
 ENDED_KEPT = 200
@@ -99,7 +100,7 @@ class SessionManager:
             "policy_version_id": version.id,
         }
 
-    def claim(self, request_id: int, operator: str, camera: str = "top") -> LiveSession:
+    def claim(self, request_id: int, operator: str, camera: str = DEFAULT_CAMERA) -> LiveSession:
         """Answer a scheduler's takeover request: claim it, rebuild the episode by replay, take over.
 
         A late claim raises ClaimRefusedError; a replay that does not reach the recorded state releases the
@@ -131,8 +132,8 @@ class SessionManager:
             source_key=record.source_key,
             max_steps=int(env.get("max_steps", 400)),
             obs_mode=str(env.get("obs_mode", "state")),
-            obs_cameras=tuple(env.get("cameras", ("top",))),
-            obs_image_size=tuple(env.get("image_size", (96, 128))),  # type: ignore[arg-type]
+            obs_cameras=tuple(env.get("cameras", (DEFAULT_CAMERA,))),
+            obs_image_size=tuple(env.get("image_size", DEFAULT_IMAGE_SIZE)),  # type: ignore[arg-type]
             policy_label=f"{version} (takeover request {record.id})",
             policy_checkpoint=record.policy_checkpoint,
             policy_sha256=record.policy_sha256,

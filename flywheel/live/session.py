@@ -25,7 +25,7 @@ from flywheel.live.errors import LiveSessionError, NotInControlError, ReplayMism
 from flywheel.live.owner_thread import OwnerThread
 from flywheel.live.video import encode_jpeg, project_points
 from flywheel.store import EpisodeRecord, EpisodeStore, NewEpisode
-from flywheel.vocab import ControllerKind, Tag
+from flywheel.vocab import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, ControllerKind, Tag
 
 T = TypeVar("T")
 
@@ -56,8 +56,8 @@ class SessionSetup:
     source_key: str
     max_steps: int = 400
     obs_mode: str = "state"
-    obs_cameras: tuple[str, ...] = ("top",)
-    obs_image_size: tuple[int, int] = (96, 128)
+    obs_cameras: tuple[str, ...] = (DEFAULT_CAMERA,)
+    obs_image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
     policy_label: str = "none (expert)"
     policy_checkpoint: str | None = None
     policy_sha256: str | None = None

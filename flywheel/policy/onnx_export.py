@@ -30,12 +30,12 @@ from flywheel.errors import FlywheelError
 from flywheel.policy.loading import LoadedPolicy
 from flywheel.policy.model import FlywheelPolicy
 from flywheel.policy.runner import PolicyRunner
+from flywheel.vocab import DEFAULT_IMAGE_SIZE
 
 if TYPE_CHECKING:
     import onnxruntime
 
 OPSET = 17
-DEFAULT_IMAGE_SIZE = (96, 128)  # the collection default (flywheel.collect.spec.CollectSpec.image_size)
 
 
 class OnnxExportError(FlywheelError):

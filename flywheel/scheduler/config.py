@@ -12,6 +12,7 @@ from flywheel.collect.spec import POLICY_DEVICE_PATTERN
 from flywheel.errors import ConfigError
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.train.config import TrainConfig
+from flywheel.vocab import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 
 
 class FlywheelConfig(BaseModel):
@@ -21,8 +22,10 @@ class FlywheelConfig(BaseModel):
 
     task: str = "transfer_cube"
     obs_mode: str = Field("state", pattern="^(state|pixels)$", description="what demos record (pixels: cameras)")
-    cameras: list[str] = Field(default_factory=lambda: ["top"], min_length=1, description="pixels: cameras to record")
-    image_size: tuple[int, int] = Field((96, 128), description="pixels: (height, width) of every camera")
+    cameras: list[str] = Field(
+        default_factory=lambda: [DEFAULT_CAMERA], min_length=1, description="pixels: cameras to record"
+    )
+    image_size: tuple[int, int] = Field(DEFAULT_IMAGE_SIZE, description="pixels: (height, width) of every camera")
     demos: int = Field(50, ge=1, le=100_000, description="expert demos seeded when the store has none")
     bootstrap_steps: int | None = Field(
         4000, ge=1, le=10_000_000, description="policy steps with no champion to warm-start from (None: train.steps)"

@@ -1,9 +1,11 @@
-"""The episode vocabulary: per-frame controllers, episode tags, controller segments and the frames themselves.
+"""The episode vocabulary: per-frame controllers, episode tags, controller segments, the frames themselves and the
+default camera and image size.
 
 Depends on numpy and `flywheel.errors` only, so the simulation and the store both stand on it without one
 importing the other (`import sim` loads no SQLAlchemy or Alembic).
 """
 
+from flywheel.vocab.cameras import DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE
 from flywheel.vocab.controllers import (
     CONTROLLER_BY_CODE,
     CONTROLLER_CODES,
@@ -19,6 +21,8 @@ from flywheel.vocab.tags import Tag, derive_tag, parse_tag
 __all__ = [
     "CONTROLLER_BY_CODE",
     "CONTROLLER_CODES",
+    "DEFAULT_CAMERA",
+    "DEFAULT_IMAGE_SIZE",
     "SIMULATED_OPERATOR",
     "ControllerKind",
     "EpisodeFrames",
