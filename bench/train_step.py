@@ -91,12 +91,12 @@ def main() -> None:
     seconds: dict[str, dict[str, list[float]]] = {"critic": {}, "policy": {}}
     for _ in range(args.rounds):
         for name, run in recap.items():
-            seconds["critic"].setdefault(name, []).append(median_step_seconds(run._critic_step, args.steps))
+            seconds["critic"].setdefault(name, []).append(median_step_seconds(run.critic_step, args.steps))
     for run in recap.values():
-        run.labels = run._label()
+        run.compute_labels()
     for _ in range(args.rounds):
         for name, run in recap.items():
-            seconds["policy"].setdefault(name, []).append(median_step_seconds(run._policy_step, args.steps))
+            seconds["policy"].setdefault(name, []).append(median_step_seconds(run.policy_step, args.steps))
 
     phases: dict[str, Any] = {}
     for phase, by_precision in seconds.items():
@@ -108,8 +108,8 @@ def main() -> None:
     if args.quality_steps:
         for name, bf16 in precisions.items():
             bc = trainer("bc", bf16)
-            bc.labels = bc._label()
-            losses = [bc._policy_step(s)["train/policy_loss"] for s in range(args.quality_steps)]
+            bc.compute_labels()
+            losses = [bc.policy_step(s)["train/policy_loss"] for s in range(args.quality_steps)]
             tail = losses[-max(1, args.quality_steps // 4) :]
             quality[name] = {"final_quarter_mean_loss": statistics.fmean(tail), "steps": args.quality_steps}
         print(f"BC loss after {args.quality_steps} steps: " + ", ".join(f"{k} {v['final_quarter_mean_loss']:.4f}"

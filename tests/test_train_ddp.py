@@ -25,10 +25,10 @@ def _grads(out: Path, tag: str) -> None:
     cfg = train_config("tiny", {"batch_size": 8, "grad_accum": 2, "model": MODEL, "indicator_dropout": 0.5})
     trainer = Trainer(cfg, eps, out / tag, None, progress=False)
     grads: dict[str, torch.Tensor] = {}
-    trainer._critic_step(0)
+    trainer.critic_step(0)
     grads.update({f"critic.{n}": p.grad.clone() for n, p in trainer.critic.named_parameters() if p.grad is not None})
-    trainer.labels = trainer._label()
-    trainer._policy_step(0)
+    trainer.compute_labels()
+    trainer.policy_step(0)
     grads.update({f"policy.{n}": p.grad.clone() for n, p in trainer.policy.named_parameters() if p.grad is not None})
     rank = dist.get_rank() if dist.is_initialized() else 0
     save_file(grads, str(out / f"{tag}-rank{rank}.safetensors"))

@@ -311,7 +311,8 @@ class Trainer:
         self.timings["data_s"] += time.perf_counter() - t0
         return shift_batch(batch, part["shift"], self.shift_pad) if "shift" in part else batch
 
-    def _critic_step(self, step: int) -> dict[str, float]:
+    def critic_step(self, step: int) -> dict[str, float]:
+        """One IQL optimiser step (`step` sets the learning-rate schedule); its metrics."""
         assert self.critic_obj is not None and self.critic_opt is not None and self.critic is not None
         cfg = self.config
         factor = lr_factor(step, cfg.critic_steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -343,7 +344,8 @@ class Trainer:
             "train/critic_grad_norm": float(grad_norm),
         }
 
-    def _policy_step(self, step: int) -> dict[str, float]:
+    def policy_step(self, step: int) -> dict[str, float]:
+        """One policy optimiser step on the frames' labels (`compute_labels` first); its metrics."""
         assert self.labels is not None
         cfg = self.config
         factor = lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -392,6 +394,11 @@ class Trainer:
             out.append(adv.float().cpu())
         self.critic.train()
         return torch.cat(out).numpy()
+
+    def compute_labels(self) -> FrameLabels:
+        """Label every frame for the policy phase (RECAP: from the critic's advantages) and keep the labels."""
+        self.labels = self._label()
+        return self.labels
 
     def _label(self) -> FrameLabels:
         t = self.table
@@ -504,12 +511,12 @@ class Trainer:
                 if self.phase == "critic" and self.step >= cfg.critic_steps:
                     self.phase, self.step = "policy", 0
                 if self.phase == "policy" and self.labels is None:
-                    self.labels = self._label()
+                    self.compute_labels()
                     log.log(self.labels.stats, done)
                     self.metrics.update(self.labels.stats)
                 if self.phase == "policy" and self.step >= cfg.steps:
                     break
-                step_fn = self._critic_step if self.phase == "critic" else self._policy_step
+                step_fn = self.critic_step if self.phase == "critic" else self.policy_step
                 metrics = step_fn(self.step)
                 self.step += 1
                 done += 1
