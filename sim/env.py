@@ -65,6 +65,24 @@ def object_xy_index(task: str) -> np.ndarray:
     )
 
 
+OBJECT_XY_BOUND_M = 0.3
+"""How far (metres, in x or y) an object may be from its spawn box's centre before `object_xy_targets` counts it as
+gone from the workspace: knocked off the table or flung by a bad contact, about the edge of the `table` camera's
+view. Every task's objects stay within it while the task is done."""
+
+
+def object_xy_targets(task: str, states: np.ndarray) -> np.ndarray:
+    """Every frame's objects' (x, y) in `object_xy_index` order, standardised by the task's spawn boxes (centre,
+    and the standard deviation of a uniform draw from the box), so the targets mean the same in every dataset;
+    NaN where the object lies more than `OBJECT_XY_BOUND_M` from its box's centre. (frames, 2 * objects) float32."""
+    objects = task_class(task).objects
+    centre = np.array([np.mean(r) for o in objects for r in (o.x_range, o.y_range)])
+    spread = np.array([(r[1] - r[0]) / np.sqrt(12.0) for o in objects for r in (o.x_range, o.y_range)])
+    offset = states[:, object_xy_index(task)] - centre
+    gone = (np.abs(offset).reshape(len(states), -1, 2) > OBJECT_XY_BOUND_M).any(axis=-1)
+    return np.where(np.repeat(gone, 2, axis=-1), np.nan, offset / spread).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Validated settings of one env instance. `image_size` is (height, width)."""

@@ -3,6 +3,7 @@ path that would feed it something else refuses with the episode or camera named.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from flywheel.presets import train_config
 from flywheel.train import run_training
 from flywheel.train.data import EpisodeInfo
 from sim import make_env
-from sim.env import state_layout
+from sim.env import object_xy_targets, state_layout
 from sim.rollout import run_episode
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -108,6 +109,32 @@ def test_the_object_auxiliary_loss_is_added_in_training_and_recorded(
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         losses.append(next(r["train/policy_loss"] for r in rows if "train/policy_loss" in r))
     assert losses[1] > losses[0]
+
+
+def test_object_targets_are_standardised_by_the_spawn_box_and_drop_an_object_gone_from_the_workspace() -> None:
+    box = state_layout("transfer_cube")["box_pose"].start
+    states = np.zeros((3, box + 7), np.float32)
+    states[:, box : box + 2] = [(0.1, 0.5), (0.2, 0.6), (-30.0, -34.0)]  # centre, corner, flung off the table
+    targets = object_xy_targets("transfer_cube", states)
+    np.testing.assert_allclose(targets[0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(targets[1], np.sqrt(3.0), rtol=1e-5)  # half the width over width / sqrt(12)
+    assert np.isnan(targets[2]).all()
+
+
+def test_frames_with_no_object_target_add_nothing_to_the_loss(tmp_path: Path) -> None:
+    demos = _demos("pixels")
+    losses = []
+    for far in (-30.0, 50.0):  # wherever the cube was flung, those frames must not count
+        moved = []
+        for info, frames in demos:
+            state = frames.state.copy()
+            state[6:, state_layout("transfer_cube")["box_pose"].start] = far
+            moved.append((info, dataclasses.replace(frames, state=state)))
+        run = tmp_path / f"far{far}"
+        run_training(_pixels_config(2.0, steps=2), moved, run, progress=False)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        losses.append([r["train/policy_loss"] for r in rows if "train/policy_loss" in r])
+    assert np.isfinite(losses[0]).all() and losses[0] == losses[1]
 
 
 def test_the_object_auxiliary_loss_needs_a_cnn() -> None:

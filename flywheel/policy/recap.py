@@ -417,7 +417,8 @@ class PolicyObjective(nn.Module):
             return loss
         if batch.object_xy is None:
             raise ValueError("the object auxiliary loss needs the batch's object positions (build_frame_table)")
-        error = (head(features.flatten(1)).float() - batch.object_xy) ** 2
+        known = torch.isfinite(batch.object_xy)  # NaN: the object left the workspace, nothing to predict
+        error = torch.where(known, (head(features.flatten(1)).float() - batch.object_xy.nan_to_num()) ** 2, 0.0)
         return loss + self.policy.cfg.encoder.object_aux_weight * error.sum(dim=-1)
 
 

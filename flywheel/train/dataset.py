@@ -27,7 +27,7 @@ class Batch:
     next_images: dict[str, torch.Tensor] | None
     critic_state: torch.Tensor | None = None  # (B, S_full) normalised: a privileged critic's input
     next_critic_state: torch.Tensor | None = None
-    object_xy: torch.Tensor | None = None  # (B, 2 * objects) standardised: the auxiliary loss's targets
+    object_xy: torch.Tensor | None = None  # (B, 2 * objects) `sim.env.object_xy_targets`: NaN = no target
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def build_frame_table(
     """Flatten episodes into the policy's inputs (`io`: the state entries and cameras it reads, normalised);
     action chunks past an episode's end repeat its last action and are masked. `critic_io`, for a privileged
     critic, selects and normalises the critic's own state inputs. `object_targets` adds every frame's objects'
-    (x, y) from the recorded physics state (`sim.env.object_xy_index`), standardised over the table, for the
-    auxiliary loss; the policy's inputs are unchanged.
+    (x, y) from the recorded physics state (`sim.env.object_xy_targets`: standardised by the task's spawn boxes, NaN
+    where an object left the workspace), for the auxiliary loss; the policy's inputs are unchanged.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert: the takeover is the operator's verdict that the policy was failing there.
@@ -161,12 +161,11 @@ def build_frame_table(
 
 
 def _object_targets(episodes: list[TrainingEpisode]) -> torch.Tensor:
-    """Every frame's objects' (x, y), standardised over the episodes: (frames, 2 * objects)."""
-    from sim.env import object_xy_index
+    """Every frame's objects' (x, y) targets (`sim.env.object_xy_targets`): (frames, 2 * objects)."""
+    from sim.env import object_xy_targets
 
     tasks = {e.meta.task for e in episodes}
     if len(tasks) != 1:
         raise ValueError(f"the object auxiliary loss needs episodes of one task, got {sorted(tasks)}")
-    index = object_xy_index(tasks.pop())
-    xy = torch.from_numpy(np.concatenate([e.frames.state[:, index] for e in episodes])).float()
-    return (xy - xy.mean(0)) / xy.std(0).clamp(min=1e-6)
+    task = tasks.pop()
+    return torch.from_numpy(np.concatenate([object_xy_targets(task, e.frames.state) for e in episodes]))
