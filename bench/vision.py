@@ -6,22 +6,23 @@ them from the same demo seeds), the same collection seeds and the same simulated
 - `recap_loop`: `flywheel run` for N iterations (RECAP); per iteration the champion's success with its 95% interval
   on the gate's eval seeds, takeovers per collected episode and collected frames by controller;
 - `bc_loop`: the same loop with `train.method: bc` (HG-DAgger-style: the same kind of data, no advantages);
-- `bc_demos`: the BC loop's iteration-0 policy, which is BC on the demos alone;
+- `bc_demos`: BC on the demos alone, trained for as many steps as a loop trains in all (bootstrap + N iterations);
 - `more_demos`: BC on the demos plus as many extra expert demos as the RECAP loop's operator-controlled frames fill
-  (equal operator effort, spent on demos instead of takeovers);
+  (equal operator effort, spent on demos instead of takeovers), for the same number of steps;
 - `final`: the loops' last champions, BC on the demos and the equal-effort policy on `--final-episodes` held-out
   seeds that neither training, gating nor the loop's fresh re-measurement ever used.
 
 Writes bench/results/vision.json (the tasks already there are kept, so it can run per task) and vision.png.
 
     python -m bench.vision --task transfer_cube [--iterations 5] [--final-episodes 200] [--workdir DIR]
-        [--preset pixels] [--config FILE] [--loop recap|bc]
+        [--preset pixels] [--config FILE] [--loop recap|bc] [--baseline bc_demos|more_demos]
 
 `--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
 --workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
+`--baseline` likewise trains one baseline policy and stops (`more_demos` needs the RECAP loop finished).
 
 Long: hours per task on 2 CPU cores. An interrupted run continues with the same --workdir: the loops are
-`flywheel run` and resume, the equal-effort policy is kept once registered; the final rollouts run again.
+`flywheel run` and resume, the baseline policies are kept once registered; the final rollouts run again.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=2, help="final evaluation worker processes")
     parser.add_argument("--loop", choices=["recap", "bc"], default=None, help="run only this loop, then stop")
+    parser.add_argument(
+        "--baseline", choices=["bc_demos", "more_demos"], default=None, help="train only this baseline, then stop"
+    )
     args = parser.parse_args()
     if args.final_episodes < 1 or args.iterations < 1:
         parser.error("--iterations and --final-episodes must be at least 1")
@@ -72,6 +76,13 @@ def main() -> None:
         chosen = config if args.loop == "recap" else bc_config
         _loop(workdir / args.loop, chosen, args.iterations, lambda complete: None, {}, f"{args.loop}_loop")
         return
+    steps = matched_steps(config, args.iterations)
+    if args.baseline == "bc_demos":
+        _baseline_policy(workdir / "bc_demos", bc_config, 0, steps)
+        return
+    if args.baseline == "more_demos":
+        _baseline_policy(workdir / "more_demos", bc_config, _extra_demos(_store(workdir / "recap"), config), steps)
+        return
     result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
     result["bc_loop"] = _loop(workdir / "bc", bc_config, args.iterations, write, result, "bc_loop")
 
@@ -81,19 +92,19 @@ def main() -> None:
     recap_store, bc_store = _store(workdir / "recap"), _store(workdir / "bc")
     result["loop_seconds"] = loop_seconds(recap_store, bc_store)
     extra = _extra_demos(recap_store, config)
-    more = _more_demos_policy(workdir / "more_demos", bc_config, extra)
     policies = {
         "recap": _champion(recap_store),
         "bc": _champion(bc_store),
-        "bc_demos": _iteration_zero_policy(bc_store),
-        "more_demos": more,
+        "bc_demos": _baseline_policy(workdir / "bc_demos", bc_config, 0, steps),
+        "more_demos": _baseline_policy(workdir / "more_demos", bc_config, extra, steps),
     }
     final = {}
     for name, version in policies.items():
         outcomes = policy_rollouts(version, final_seeds, args.workers, f"bench-vision/policy-{version.id}")
         final[name] = {**success_summary(outcomes), "highest_stage": stage_breakdown(outcomes, args.task)}
     result["bc_demos"] = final.pop("bc_demos")
-    result["more_demos"] = {**final.pop("more_demos"), "extra_demos": extra}
+    result["bc_demos"]["steps"] = steps
+    result["more_demos"] = {**final.pop("more_demos"), "extra_demos": extra, "steps": steps}
     result["final"] = final
     write(complete=True)
     print(
@@ -189,8 +200,14 @@ def _extra_demos(store: Any, config: Any) -> int:
     return round(controlled / mean_length) if mean_length else 0
 
 
-def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> Any:
-    """BC (the bootstrap's steps) on the loop's demos plus `extra` more expert demos, registered in its own store."""
+def matched_steps(config: Any, iterations: int) -> int:
+    """Policy steps a loop trains in all (its bootstrap, then every iteration's fine-tune): the baselines' budget."""
+    return config.bootstrap_train().steps + iterations * config.train.steps
+
+
+def _baseline_policy(home: Path, bc_config: Any, extra: int, steps: int) -> Any:
+    """BC for `steps` on the loop's demos plus `extra` more expert demos, registered in its own store (kept once
+    registered, so a rerun reuses it)."""
     from flywheel.collect import CollectSpec, collect
     from flywheel.collect.seeds import demo_seeds
     from flywheel.registry import PolicyRegistry
@@ -210,7 +227,7 @@ def _more_demos_policy(home: Path, bc_config: Any, extra: int) -> Any:
     )
     collect(store, spec, demo_seeds(cfg.demos + extra), workers=cfg.workers, progress=False)
     assert store.count(EpisodeFilter(task=cfg.task, tag="demo")) == cfg.demos + extra
-    train = cfg.bootstrap_train()
+    train = cfg.bootstrap_train().model_copy(update={"steps": steps})
     result = run_training(train, load_training_episodes(store, cfg.task), home / "train", progress=False)
     return register_trained_candidate(registry, task=cfg.task, config=train, result=result)
 
@@ -223,15 +240,6 @@ def _champion(store: Any) -> Any:
     if champion is None:
         raise SystemExit(f"no champion in {store}: the loop did not finish")
     return registry.get(champion)
-
-
-def _iteration_zero_policy(store: Any) -> Any:
-    from flywheel.registry import PolicyRegistry
-
-    versions = [v for v in PolicyRegistry(store.db).list_versions() if v.iteration == 0]
-    if not versions:
-        raise SystemExit("the BC loop has no iteration-0 policy")
-    return versions[0]
 
 
 def policy_rollouts(version: Any, seeds: list[int], workers: int, source_prefix: str) -> list[Any]:

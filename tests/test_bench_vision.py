@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.vision import _write, run_setup
+from bench.vision import _write, matched_steps, run_setup
 from flywheel.presets import flywheel_config
 
 
@@ -24,3 +24,8 @@ def test_each_task_records_its_own_setup(tmp_path: Path) -> None:
     assert setup["preset"] == "pixels-aux" and setup["encoder"]["object_aux_weight"] == 1.0
     assert setup["state_inputs"] == ["qpos", "qvel"] and doc["image_size"]["transfer_cube"] == [96, 128]
     assert (tmp_path / "vision.png").stat().st_size > 0
+
+
+def test_the_baselines_train_as_many_steps_as_a_whole_loop() -> None:
+    config = flywheel_config("pixels-aux")
+    assert matched_steps(config, 5) == config.bootstrap_steps + 5 * config.train.steps == 8000
