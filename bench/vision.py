@@ -19,7 +19,7 @@ Writes bench/results/vision.json (the tasks already there are kept, so it can ru
 
 `--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
 --workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
-`--baseline` likewise trains one baseline policy and stops (`more_demos` needs the RECAP loop finished).
+`--baseline` likewise trains one baseline policy and stops (`more_demos` runs or resumes the RECAP loop first).
 
 Long: hours per task on 2 CPU cores. An interrupted run continues with the same --workdir: the loops are
 `flywheel run` and resume, the baseline policies are kept once registered; the final rollouts run again.
@@ -80,7 +80,8 @@ def main() -> None:
     if args.baseline == "bc_demos":
         _baseline_policy(workdir / "bc_demos", bc_config, 0, steps)
         return
-    if args.baseline == "more_demos":
+    if args.baseline == "more_demos":  # its extra demos are counted on the finished RECAP loop: finish it first
+        _loop(workdir / "recap", config, args.iterations, lambda complete: None, {}, "recap_loop")
         _baseline_policy(workdir / "more_demos", bc_config, _extra_demos(_store(workdir / "recap"), config), steps)
         return
     result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
