@@ -95,6 +95,15 @@ PIXELS_GATES: dict[str, Any] = {"success_floor": 0.0}
 """A first camera policy is weak; with no floor it becomes the champion the operator corrects (takeovers keep the
 collected episodes whole), and every later candidate must still beat or match it on the paired gates."""
 
+PIXELS_LOOP: dict[str, Any] = {
+    "obs_mode": "pixels",
+    "image_size": [96, 128],
+    "envs_per_worker": 8,
+    "bootstrap_steps": 3000,
+    "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},
+}
+"""What every pixels preset's loop shares: rendered episodes, a longer bootstrap, and its evaluation and gates."""
+
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         p.name: p
@@ -148,30 +157,17 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "the vision flywheel: policies read the top camera (96x128) and the joints only, never an object "
                 "pose; a small CNN with keypoints and random-shift augmentation, trained on 2 CPU threads; no "
                 "success floor (the first camera policy is weak and the operator corrects it)",
-                {
-                    "obs_mode": "pixels",
-                    "cameras": ["top"],
-                    "image_size": [96, 128],
-                    "envs_per_worker": 8,
-                    "bootstrap_steps": 3000,
-                    "train": {"cpu_threads": 2, "model": PIXELS_MODEL},
-                    "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},
-                },
+                deep_merge(PIXELS_LOOP, {"cameras": ["top"], "train": {"cpu_threads": 2, "model": PIXELS_MODEL}}),
             ),
             Preset(
                 "pixels-aux",
                 "`pixels` from the top-down `table` camera with a finer keypoint map and a sim-only training loss "
                 "that predicts the objects' positions from the image features (the policy still reads images and "
                 "joints only); bf16 training on CPU",
-                {
-                    "obs_mode": "pixels",
-                    "cameras": ["table"],
-                    "image_size": [96, 128],
-                    "envs_per_worker": 8,
-                    "bootstrap_steps": 3000,
-                    "train": {"cpu_threads": 2, "cpu_bf16": True, "model": PIXELS_AUX_MODEL},
-                    "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},
-                },
+                deep_merge(
+                    PIXELS_LOOP,
+                    {"cameras": ["table"], "train": {"cpu_threads": 2, "cpu_bf16": True, "model": PIXELS_AUX_MODEL}},
+                ),
             ),
         )
     }
