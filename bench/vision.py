@@ -350,7 +350,8 @@ def _plot(doc: dict, path: Path) -> None:
         for key, style in (("bc_demos", ":"), ("more_demos", "--")):
             if key in doc["tasks"][task]:
                 ax.axhline(doc["tasks"][task][key]["success"], linestyle=style, color="grey", label=key)
-        ax.set_title(f"{task} from pixels")
+        preset = doc["tasks"][task].get("setup", {}).get("preset")
+        ax.set_title(f"{task} from pixels" + (f" (preset {preset})" if preset else ""))
         ax.set_xlabel("iteration")
         ax.set_ylabel("champion success (95% CI)")
         ax.set_ylim(0, 1.05)
