@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.scheduler.config import FlywheelConfig
 from flywheel.train.config import TrainConfig
+from flywheel.vocab import DEFAULT_IMAGE_SIZE
 
 DEFAULT_PRESET = "quickstart"
 
@@ -97,7 +98,7 @@ collected episodes whole), and every later candidate must still beat or match it
 
 PIXELS_LOOP: dict[str, Any] = {
     "obs_mode": "pixels",
-    "image_size": [96, 128],
+    "image_size": list(DEFAULT_IMAGE_SIZE),
     "envs_per_worker": 8,
     "bootstrap_steps": 3000,
     "eval": {"episodes": 100, "workers": 2, "fresh_episodes": 50, "gates": PIXELS_GATES},

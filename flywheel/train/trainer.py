@@ -397,13 +397,10 @@ class Trainer:
 
     def compute_labels(self) -> FrameLabels:
         """Label every frame for the policy phase (RECAP: from the critic's advantages) and keep the labels."""
-        self.labels = self._label()
-        return self.labels
-
-    def _label(self) -> FrameLabels:
         t = self.table
         frames = LabelInputs(t.tag, t.task_id, t.tasks, t.forced_positive, t.forced_negative)
-        return label_frames(self.config, frames, None if self.config.method == "bc" else self._advantages())
+        self.labels = label_frames(self.config, frames, None if self.config.method == "bc" else self._advantages())
+        return self.labels
 
     # ----- checkpoints ---------------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
