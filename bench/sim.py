@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 
+from flywheel.vocab import DEFAULT_IMAGE_SIZE
 from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode
 from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action
 
@@ -56,7 +57,7 @@ def gym_aloha_pixels(steps: int) -> float:
 
 
 def our_env(obs_mode: str, steps: int) -> float:
-    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=(96, 128), max_steps=10**9)  # type: ignore[arg-type]
+    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=DEFAULT_IMAGE_SIZE, max_steps=10**9)  # type: ignore[arg-type]
     env.reset(seed=0)
     action = home_action()
     env.step(action)
@@ -89,7 +90,7 @@ def _bench_policy(obs_mode: str, workdir: Path) -> tuple[str, str]:
     from flywheel.train import run_training
     from flywheel.train.data import EpisodeInfo, TrainingEpisode
 
-    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=(96, 128))  # type: ignore[arg-type]
+    env = make_env("transfer_cube", obs_mode=obs_mode, image_size=DEFAULT_IMAGE_SIZE)  # type: ignore[arg-type]
     demos = [run_episode(env, seed) for seed in range(3)]
     env.close()
     data = [
@@ -155,7 +156,7 @@ def collect_with_policy(
         spec = CollectSpec(
             task="transfer_cube",
             obs_mode=obs_mode,  # type: ignore[arg-type]
-            image_size=(96, 128),
+            image_size=DEFAULT_IMAGE_SIZE,
             operator_mode="none",
             policy_checkpoint=checkpoint,
             policy_sha256=sha256,

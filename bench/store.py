@@ -41,8 +41,6 @@ from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE,
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 TASKS = ("transfer_cube", "insertion")
 STATE_DIM, ACTION_DIM = 35, 14
-CAMERA = DEFAULT_CAMERA
-IMAGE_HW = DEFAULT_IMAGE_SIZE
 READ_TARGET_RATIO = 5.0
 LIST_TARGET_P95_MS = 50.0
 
@@ -58,13 +56,13 @@ def synthetic_frames(rng: np.random.Generator, length: int, controllers: np.ndar
     action = np.cos(t * rng.uniform(1, 6, ACTION_DIM) + rng.uniform(0, 6, ACTION_DIM)).astype(np.float32)
     images = {}
     if camera:
-        h, w = IMAGE_HW
+        h, w = DEFAULT_IMAGE_SIZE
         scene = np.kron(rng.integers(40, 200, (6, 8, 3), dtype=np.uint8), np.ones((h // 6, w // 8, 1), np.uint8))
         video = np.repeat(scene[None], length, axis=0)
         for i in range(length):
             y, x = 20 + (i * 7) % (h - 40), 10 + (i * 3) % (w - 30)
             video[i, y : y + 12, x : x + 12] = (220, 30, 30)
-        images[CAMERA] = video
+        images[DEFAULT_CAMERA] = video
     policy = controllers == CONTROLLER_CODES[ControllerKind.POLICY]
     return EpisodeFrames(
         state=state,
@@ -124,10 +122,14 @@ def write_lerobot(store: EpisodeStore, records: Sequence[EpisodeRecord], root: P
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.utils.utils import SuppressProgressBars
 
-    h, w = IMAGE_HW
+    h, w = DEFAULT_IMAGE_SIZE
     features = {
         "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
-        f"observation.images.{CAMERA}": {"dtype": "image", "shape": (h, w, 3), "names": ["height", "width", "channel"]},
+        f"observation.images.{DEFAULT_CAMERA}": {
+            "dtype": "image",
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channel"],
+        },
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
         "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
         "controller": {"dtype": "int64", "shape": (1,), "names": None},
@@ -145,7 +147,7 @@ def write_lerobot(store: EpisodeStore, records: Sequence[EpisodeRecord], root: P
                 dataset.add_frame(
                     {
                         "observation.state": frames.state[t],
-                        f"observation.images.{CAMERA}": frames.images[CAMERA][t],
+                        f"observation.images.{DEFAULT_CAMERA}": frames.images[DEFAULT_CAMERA][t],
                         "action": frames.action[t],
                         "next.reward": frames.reward[t : t + 1],
                         "controller": controller[t : t + 1],
@@ -218,8 +220,8 @@ def _check_same_frames(reader: FrameReader, dataset: Any, indices: np.ndarray) -
     ours = reader.batch(indices)
     for row, i in enumerate(indices):
         item = dataset[int(i)]
-        image = (item[f"observation.images.{CAMERA}"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        same = np.array_equal(image, ours[f"image/{CAMERA}"][row]) and np.array_equal(
+        image = (item[f"observation.images.{DEFAULT_CAMERA}"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        same = np.array_equal(image, ours[f"image/{DEFAULT_CAMERA}"][row]) and np.array_equal(
             item["observation.state"].numpy(), ours["state"][row]
         )
         if not same:
