@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.common import RESULTS, headless_defaults, write_json
 
 FINAL_SEED_OFFSET = 500_000
@@ -65,7 +67,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     config = _loop_config(args.preset, args.config, args.task)
-    setup = {"preset": args.preset, "config_file": str(args.config) if args.config else None, **run_setup(config)}
+    overrides = yaml.safe_load(args.config.read_text()) if args.config else None  # what --config changed, not its path
+    setup = {"preset": args.preset, "config_overrides": overrides, **run_setup(config)}
     result: dict[str, Any] = {}
 
     def write(complete: bool) -> None:
