@@ -36,8 +36,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.common import RESULTS, headless_defaults, write_json
 
 FINAL_SEED_OFFSET = 500_000
@@ -66,9 +64,9 @@ def main() -> None:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
     start, load_start = time.perf_counter(), os.getloadavg()[0]
-    config = _loop_config(args.preset, args.config, args.task)
-    overrides = yaml.safe_load(args.config.read_text()) if args.config else None  # what --config changed, not its path
-    setup = {"preset": args.preset, "config_overrides": overrides, **run_setup(config)}
+    overrides = _config_overrides(args.config)
+    config = _loop_config(args.preset, overrides, args.config, args.task)
+    setup = {"preset": args.preset, "config_overrides": overrides or None, **run_setup(config)}  # not the file's path
     result: dict[str, Any] = {}
 
     def write(complete: bool) -> None:
@@ -119,11 +117,16 @@ def main() -> None:
     )
 
 
-def _loop_config(preset: str, path: Path | None, task: str) -> Any:
-    from flywheel.presets import flywheel_config
+def _config_overrides(path: Path | None) -> dict[str, Any]:
+    """The mapping in the --config file (empty without one)."""
     from flywheel.train.config import load_config_data
 
-    overrides = load_config_data(path) if path is not None else {}
+    return load_config_data(path) if path is not None else {}
+
+
+def _loop_config(preset: str, overrides: dict[str, Any], path: Path | None, task: str) -> Any:
+    from flywheel.presets import flywheel_config
+
     return flywheel_config(preset, {**overrides, "task": task}, source=str(path or ""))
 
 
