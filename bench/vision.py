@@ -342,7 +342,9 @@ def _plot(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted(doc["tasks"])
+    from sim.tasks import TASKS
+
+    tasks = [t for t in TASKS if t in doc["tasks"]] + sorted(set(doc["tasks"]) - set(TASKS))  # the tasks' own order
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for key, colour in (("recap_loop", "tab:blue"), ("bc_loop", "tab:orange")):
