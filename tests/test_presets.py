@@ -53,6 +53,15 @@ def test_bootstrap_is_the_loops_first_training() -> None:
     assert train_config("bootstrap").steps == quick.bootstrap_steps != quick.train.steps
 
 
+def test_bootstrap_lr_sets_the_first_training_only() -> None:
+    config = flywheel_config("quickstart", {"bootstrap_lr": 3e-4, "train": {"lr": 1e-4}})
+    assert (config.bootstrap_train().lr, config.train.lr) == (3e-4, 1e-4)  # fine-tunes keep their own
+    unset = flywheel_config("quickstart", {"train": {"lr": 1e-4}})
+    assert unset.bootstrap_train().lr == unset.train.lr == 1e-4  # unset: train.lr
+    with pytest.raises(ConfigError, match="bootstrap_lr"):
+        flywheel_config("quickstart", {"bootstrap_lr": 0.0})
+
+
 def test_tiny_is_small_and_overridable() -> None:
     tiny = train_config("tiny", {"method": "bc", "model": {"expert": {"chunk": 4}, "inference": {"execute_steps": 4}}})
     assert (tiny.method, tiny.model.expert.chunk, tiny.model.expert.dim) == ("bc", 4, 32)

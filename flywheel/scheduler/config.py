@@ -30,6 +30,9 @@ class FlywheelConfig(BaseModel):
     bootstrap_steps: int | None = Field(
         4000, ge=1, le=10_000_000, description="policy steps with no champion to warm-start from (None: train.steps)"
     )
+    bootstrap_lr: float | None = Field(
+        None, gt=0.0, le=1.0, description="peak learning rate with no champion to warm-start from (None: train.lr)"
+    )
     episodes_per_iteration: int = Field(20, ge=1, le=10_000)
     workers: int = Field(2, ge=1, le=256)
     envs_per_worker: int = Field(
@@ -49,10 +52,14 @@ class FlywheelConfig(BaseModel):
     heartbeat_seconds: float = Field(5.0, gt=0, le=600)
 
     def bootstrap_train(self) -> TrainConfig:
-        """The training config with no champion to warm-start from (iteration 0: demos only)."""
-        if self.bootstrap_steps is None:
-            return self.train
-        return self.train.model_copy(update={"steps": self.bootstrap_steps})
+        """The training config with no champion to warm-start from (iteration 0: demos only): `train` with
+        `bootstrap_steps` and `bootstrap_lr` where they are set, so the warm-started fine-tunes can keep their own."""
+        update: dict[str, Any] = {}
+        if self.bootstrap_steps is not None:
+            update["steps"] = self.bootstrap_steps
+        if self.bootstrap_lr is not None:
+            update["lr"] = self.bootstrap_lr
+        return self.train.model_copy(update=update)
 
 
 def load_flywheel_config(path: Path | None, preset: str | None = None) -> FlywheelConfig:
