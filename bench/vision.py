@@ -19,7 +19,8 @@ Writes bench/results/vision.json (the tasks already there are kept, so it can ru
 
 `--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
 --workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
-`--baseline` likewise trains one baseline policy and stops (`more_demos` runs or resumes the RECAP loop first).
+`--baseline` likewise trains one baseline policy and stops (`more_demos` runs or resumes the RECAP loop first, to
+count its operator frames, unless `--operator-frames N` gives that count from a finished run's results).
 
 Long: hours per task on 2 CPU cores. An interrupted run continues with the same --workdir: the loops are
 `flywheel run` and resume, the baseline policies are kept once registered; the final rollouts run again.
@@ -58,9 +59,18 @@ def main() -> None:
     parser.add_argument(
         "--baseline", choices=["bc_demos", "more_demos"], default=None, help="train only this baseline, then stop"
     )
+    parser.add_argument(
+        "--operator-frames",
+        type=int,
+        default=None,
+        help="with --baseline more_demos: the RECAP loop's operator-controlled frames (the sum of a finished run's "
+        "frames_by_controller.expert), instead of running or resuming that loop here",
+    )
     args = parser.parse_args()
     if args.final_episodes < 1 or args.iterations < 1:
         parser.error("--iterations and --final-episodes must be at least 1")
+    if args.operator_frames is not None and (args.baseline != "more_demos" or args.operator_frames < 0):
+        parser.error("--operator-frames is a count (≥ 0) for --baseline more_demos only")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
     start, load_start = time.perf_counter(), os.getloadavg()[0]
@@ -79,11 +89,14 @@ def main() -> None:
         return
     steps = matched_steps(config, args.iterations)
     if args.baseline == "bc_demos":
-        _baseline_policy(workdir / "bc_demos", bc_config, 0, steps)
+        _baseline_policy(workdir / "bc_demos", bc_config, steps)
         return
-    if args.baseline == "more_demos":  # its extra demos are counted on the finished RECAP loop: finish it first
-        _loop(workdir / "recap", config, args.iterations, lambda complete: None, {}, "recap_loop")
-        _baseline_policy(workdir / "more_demos", bc_config, _extra_demos(_store(workdir / "recap"), config), steps)
+    if args.baseline == "more_demos":  # the extra demos are counted on the finished RECAP loop, unless given
+        frames = args.operator_frames
+        if frames is None:
+            _loop(workdir / "recap", config, args.iterations, lambda complete: None, {}, "recap_loop")
+            frames = _operator_frames(_store(workdir / "recap"), config.task)
+        _baseline_policy(workdir / "more_demos", bc_config, steps, frames)
         return
     result["recap_loop"] = _loop(workdir / "recap", config, args.iterations, write, result, "recap_loop")
     result["bc_loop"] = _loop(workdir / "bc", bc_config, args.iterations, write, result, "bc_loop")
@@ -93,12 +106,14 @@ def main() -> None:
     final_seeds = fresh_seeds(args.final_episodes, FINAL_SEED_OFFSET)
     recap_store, bc_store = _store(workdir / "recap"), _store(workdir / "bc")
     result["loop_seconds"] = loop_seconds(recap_store, bc_store)
-    extra = _extra_demos(recap_store, config)
+    more_demos, extra = _baseline_policy(
+        workdir / "more_demos", bc_config, steps, _operator_frames(recap_store, config.task)
+    )
     policies = {
         "recap": _champion(recap_store),
         "bc": _champion(bc_store),
-        "bc_demos": _baseline_policy(workdir / "bc_demos", bc_config, 0, steps),
-        "more_demos": _baseline_policy(workdir / "more_demos", bc_config, extra, steps),
+        "bc_demos": _baseline_policy(workdir / "bc_demos", bc_config, steps)[0],
+        "more_demos": more_demos,
     }
     final = {}
     for name, version in policies.items():
@@ -192,19 +207,25 @@ def loop_seconds(recap_store: Any, bc_store: Any) -> dict[str, float | None]:
     return {"recap": store_span_seconds(recap_store), "bc": store_span_seconds(bc_store)}
 
 
-def _extra_demos(store: Any, config: Any) -> int:
-    """Demos that the loop's operator-controlled frames would fill, at the demos' mean length."""
+def _operator_frames(store: Any, task: str) -> int:
+    """Frames the operator controlled in the loop's intervention episodes: the loop's operator effort."""
     from flywheel.store import EpisodeFilter
 
-    controlled = sum(
+    return sum(
         s.end - s.start
-        for r in store.list_episodes(EpisodeFilter(task=config.task, tag="intervention"), with_segments=True)
+        for r in store.list_episodes(EpisodeFilter(task=task, tag="intervention"), with_segments=True)
         for s in r.segments
         if s.controller != "policy"
     )
-    demos = store.list_episodes(EpisodeFilter(task=config.task, tag="demo"))
+
+
+def _demos_filling(store: Any, task: str, frames: int) -> int:
+    """Demos that `frames` operator-controlled frames would fill, at the mean length of the store's demos."""
+    from flywheel.store import EpisodeFilter
+
+    demos = store.list_episodes(EpisodeFilter(task=task, tag="demo"))
     mean_length = sum(r.length for r in demos) / max(1, len(demos))
-    return round(controlled / mean_length) if mean_length else 0
+    return round(frames / mean_length) if mean_length else 0
 
 
 def matched_steps(config: Any, iterations: int) -> int:
@@ -212,9 +233,9 @@ def matched_steps(config: Any, iterations: int) -> int:
     return config.bootstrap_train().steps + iterations * config.train.steps
 
 
-def _baseline_policy(home: Path, bc_config: Any, extra: int, steps: int) -> Any:
-    """BC for `steps` on the loop's demos plus `extra` more expert demos, registered in its own store (kept once
-    registered, so a rerun reuses it)."""
+def _baseline_policy(home: Path, bc_config: Any, steps: int, operator_frames: int = 0) -> tuple[Any, int]:
+    """BC for `steps` on the loop's demos plus the extra expert demos that `operator_frames` fill, registered in
+    its own store (kept once registered, so a rerun reuses it); returns it and how many extra demos it saw."""
     from flywheel.collect import CollectSpec, collect
     from flywheel.collect.seeds import demo_seeds
     from flywheel.registry import PolicyRegistry
@@ -223,20 +244,22 @@ def _baseline_policy(home: Path, bc_config: Any, extra: int, steps: int) -> Any:
     from flywheel.train.data import load_training_episodes
     from flywheel.train.registration import register_trained_candidate
 
+    cfg = bc_config
     store = _store(home)
     registry = PolicyRegistry(store.db)
     versions = registry.list_versions()
     if versions:
-        return versions[-1]
-    cfg = bc_config
+        return versions[-1], store.count(EpisodeFilter(task=cfg.task, tag="demo")) - cfg.demos
     spec = CollectSpec.for_demos(
         cfg.task, obs_mode=cfg.obs_mode, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size)
     )
+    collect(store, spec, demo_seeds(cfg.demos), workers=cfg.workers, progress=False)  # the loop's demos
+    extra = _demos_filling(store, cfg.task, operator_frames)
     collect(store, spec, demo_seeds(cfg.demos + extra), workers=cfg.workers, progress=False)
     assert store.count(EpisodeFilter(task=cfg.task, tag="demo")) == cfg.demos + extra
     train = cfg.bootstrap_train().model_copy(update={"steps": steps})
     result = run_training(train, load_training_episodes(store, cfg.task), home / "train", progress=False)
-    return register_trained_candidate(registry, task=cfg.task, config=train, result=result)
+    return register_trained_candidate(registry, task=cfg.task, config=train, result=result), extra
 
 
 def _champion(store: Any) -> Any:
@@ -330,7 +353,9 @@ def run_setup(config: Any) -> dict[str, Any]:
         "encoder": model.encoder.model_dump(mode="json"),
         "critic_observations": model.critic.observations,
         "bootstrap_steps": config.bootstrap_steps,
+        "bootstrap_lr": config.bootstrap_train().lr,
         "steps_per_iteration": config.train.steps,
+        "lr": config.train.lr,
         "cpu_threads": config.train.cpu_threads,
         "cpu_bf16": config.train.cpu_bf16,
     }
