@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from bench.vision import _write, matched_steps, run_setup
+import pytest
+
+from bench.vision import _write, main, matched_steps, run_setup
 from flywheel.presets import flywheel_config
 
 
@@ -29,3 +32,20 @@ def test_each_task_records_its_own_setup(tmp_path: Path) -> None:
 def test_the_baselines_train_as_many_steps_as_a_whole_loop() -> None:
     config = flywheel_config("pixels-aux")
     assert matched_steps(config, 5) == config.bootstrap_steps + 5 * config.train.steps == 8000
+
+
+def test_the_setup_records_the_bootstrap_and_fine_tune_learning_rates() -> None:
+    setup = run_setup(flywheel_config("pixels-aux", {"bootstrap_lr": 3e-4, "train": {"lr": 1e-4}}))
+    assert (setup["bootstrap_lr"], setup["lr"]) == (3e-4, 1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--operator-frames", "100"], ["--baseline", "more_demos", "--operator-frames", "-1"]]
+)
+def test_operator_frames_is_a_count_for_the_equal_effort_baseline_only(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench.vision", "--task", "insertion", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and "--operator-frames" in capsys.readouterr().err
