@@ -19,6 +19,14 @@ def headless_defaults() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
 
 
+def task_names() -> tuple[str, ...]:
+    """The simulator's tasks, in their own order (`sim.tasks.TASKS`); imports MuJoCo, headless."""
+    headless_defaults()
+    from sim.tasks import TASKS
+
+    return tuple(TASKS)
+
+
 def write_json(path: Path, doc: Any) -> None:
     """Write `doc` to `path` atomically (a reader never sees half a file), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ import numpy as np
 from flywheel.vocab import DEFAULT_IMAGE_SIZE
 from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, make_env, run_episode
 from sim.constants import ASSETS_DIR, N_SUBSTEPS, START_ARM_QPOS, home_action
+from sim.tasks import TASKS
 
 if TYPE_CHECKING:
     from flywheel.collect.spec import CollectSpec
@@ -213,7 +214,7 @@ def _replay_rate(env: AlohaSimEnv, episodes: list[tuple[int, np.ndarray]]) -> fl
 
 def expert_rates(n: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    for task in ("transfer_cube", "insertion"):
+    for task in TASKS:
         env = make_env(task)
         out[f"expert_success_{task}"] = sum(run_episode(env, s).success for s in range(n)) / n
     env = make_env("transfer_cube")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, headless_defaults, task_names, write_json
 
 headless_defaults()
 
@@ -61,7 +61,7 @@ def median_step_seconds(step: Callable[[int], Any], steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--task", default="transfer_cube", choices=task_names())
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--demos", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per phase, precision and round")

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, headless_defaults, task_names, write_json
 
 FINAL_SEED_OFFSET = 500_000
 """Final seeds: `fresh_seeds(n, FINAL_SEED_OFFSET)`, far above the loop's fresh re-measurement seeds (offset 0)."""
@@ -47,7 +47,7 @@ headless_defaults()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", required=True, choices=["transfer_cube", "insertion"])
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=200)
     parser.add_argument("--preset", default="pixels", help="the loop's preset (default: pixels)")
@@ -367,9 +367,8 @@ def _plot(doc: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.tasks import TASKS
-
-    tasks = [t for t in TASKS if t in doc["tasks"]] + sorted(set(doc["tasks"]) - set(TASKS))  # the tasks' own order
+    order = task_names()
+    tasks = [t for t in order if t in doc["tasks"]] + sorted(set(doc["tasks"]) - set(order))  # the tasks' own order
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         for key, colour in (("recap_loop", "tab:blue"), ("bc_loop", "tab:orange")):

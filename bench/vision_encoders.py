@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, append_row, headless_defaults
+from bench.common import RESULTS, append_row, headless_defaults, task_names
 
 VALIDATION_OFFSET = 500_000
 """Validation seeds: `eval_seeds(n, VALIDATION_OFFSET)`, apart from the gate's and the fresh re-measurement's."""
@@ -35,7 +35,7 @@ headless_defaults()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True, help="a flywheel home holding pixels demos")
-    parser.add_argument("--task", default="transfer_cube", choices=["transfer_cube", "insertion"])
+    parser.add_argument("--task", default="transfer_cube", choices=task_names())
     parser.add_argument("--name", required=True, help="the variant's name in the results")
     parser.add_argument("--set", action="append", default=[], help="KEY=JSON over the pixels preset's training")
     parser.add_argument("--steps", type=int, default=3000)
