@@ -12,10 +12,12 @@ them from the same demo seeds), the same collection seeds and the same simulated
 - `final`: the loops' last champions, BC on the demos and the equal-effort policy on `--final-episodes` held-out
   seeds that neither training, gating nor the loop's fresh re-measurement ever used.
 
-Writes bench/results/vision.json (the tasks already there are kept, so it can run per task) and vision.png.
+Writes bench/results/vision.json (the tasks already there are kept, so it can run per task) and vision.png;
+`--name` writes a variant (another config, say) under its own name beside them.
 
     python -m bench.vision --task transfer_cube [--iterations 5] [--final-episodes 200] [--workdir DIR]
-        [--preset pixels] [--config FILE] [--loop recap|bc] [--baseline bc_demos|more_demos]
+        [--preset pixels] [--config FILE] [--name vision] [--loop recap|bc] [--baseline bc_demos|more_demos]
+        [--operator-frames N]
 
 `--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
 --workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +57,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML laid over the preset")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch homes (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--name", default="vision", help="results file stem: writes OUT/NAME.json and NAME.png (default: vision)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="final evaluation worker processes")
     parser.add_argument("--loop", choices=["recap", "bc"], default=None, help="run only this loop, then stop")
     parser.add_argument(
@@ -69,6 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.final_episodes < 1 or args.iterations < 1:
         parser.error("--iterations and --final-episodes must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
+        parser.error(f"--name {args.name!r}: a file stem of letters, digits, '_', '.' and '-'")
     if args.operator_frames is not None and (args.baseline != "more_demos" or args.operator_frames < 0):
         parser.error("--operator-frames is a count (≥ 0) for --baseline more_demos only")
 
@@ -80,7 +88,9 @@ def main() -> None:
     result: dict[str, Any] = {}
 
     def write(complete: bool) -> None:
-        _write(args.out, args.task, result, setup, complete, time.perf_counter() - start, load_start, workdir)
+        _write(
+            args.out, args.name, args.task, result, setup, complete, time.perf_counter() - start, load_start, workdir
+        )
 
     bc_config = config.model_copy(update={"train": config.train.model_copy(update={"method": "bc"})})
     if args.loop is not None:  # one loop alone; it writes nothing to vision.json (a parallel loop may be writing)
@@ -306,6 +316,7 @@ def success_summary(outcomes: list[Any]) -> dict[str, Any]:
 
 def _write(
     out: Path,
+    name: str,
     task: str,
     result: dict,
     setup: dict[str, Any],
@@ -314,11 +325,11 @@ def _write(
     load_start: float,
     workdir: Path,
 ) -> None:
-    """Merge this task's result into vision.json (atomically) and redraw the plot. Each task records the setup it
-    ran with (tasks may be run with different presets); the top-level `cameras`, `image_size` and `wall_seconds`
-    map each task to its own."""
+    """Merge this task's result into `out`/`name`.json (atomically) and redraw its plot, `name`.png. Each task
+    records the setup it ran with (tasks may be run with different presets); the top-level `cameras`,
+    `image_size` and `wall_seconds` map each task to its own."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "vision.json"
+    path = out / f"{name}.json"
     doc = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
     doc["tasks"][task] = {
         **result,
@@ -339,7 +350,7 @@ def _write(
     for stale in ("recorded_cameras", "state_inputs"):  # per task, in `setup`, since tasks may differ
         doc.pop(stale, None)
     write_json(path, doc)
-    _plot(doc, out / "vision.png")
+    _plot(doc, out / f"{name}.png")
 
 
 def run_setup(config: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ def test_each_task_records_its_own_setup(tmp_path: Path) -> None:
     top = {"preset": "pixels", **run_setup(flywheel_config("pixels", {"task": "insertion"}))}
     table = {"preset": "pixels-aux", **run_setup(flywheel_config("pixels-aux", {"task": "transfer_cube"}))}
     row = {"success": 0.5, "ci_low": 0.3, "ci_high": 0.7, "episodes": 20}
-    _write(tmp_path, "insertion", {"bc_demos": row}, top, True, 10.0, 0.0, tmp_path / "a")
-    _write(tmp_path, "transfer_cube", {"bc_demos": row}, table, False, 20.0, 0.0, tmp_path / "b")
+    _write(tmp_path, "vision", "insertion", {"bc_demos": row}, top, True, 10.0, 0.0, tmp_path / "a")
+    _write(tmp_path, "vision", "transfer_cube", {"bc_demos": row}, table, False, 20.0, 0.0, tmp_path / "b")
 
     doc = json.loads((tmp_path / "vision.json").read_text())
     assert doc["tasks"]["insertion"]["bc_demos"] == row and doc["tasks"]["insertion"]["complete"]
@@ -40,12 +40,13 @@ def test_the_setup_records_the_bootstrap_and_fine_tune_learning_rates() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--operator-frames", "100"], ["--baseline", "more_demos", "--operator-frames", "-1"]]
+    "argv",
+    [["--operator-frames", "100"], ["--baseline", "more_demos", "--operator-frames", "-1"], ["--name", "../x"]],
 )
-def test_operator_frames_is_a_count_for_the_equal_effort_baseline_only(
+def test_bad_arguments_are_refused_before_any_work(
     argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["bench.vision", "--task", "insertion", *argv])
     with pytest.raises(SystemExit) as exit_info:
         main()
-    assert exit_info.value.code == 2 and "--operator-frames" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and argv[-2] in capsys.readouterr().err
