@@ -32,15 +32,16 @@ from flywheel.presets import train_config
 from flywheel.train import TrainConfig, TrainResult, run_training
 from flywheel.train.data import EpisodeInfo, TrainingEpisode
 from sim.operator import SimOperatorConfig, SimulatedOperator
+from sim.tasks import TransferCubeTask
 
-TASK = "transfer_cube"
+TASK = TransferCubeTask.name
 # Forced-positive frames (demos, takeovers) are ~48% of this data. With the loop's 70th-percentile threshold the
 # critic (AUC 0.70 between demo and weak-policy frames' advantages) still labels ~19% of the failing weak policy's
 # frames positive; the 90th percentile keeps the positive class close to the expert's (offline, 3000 steps:
 # 32% → 44% success).
 MIXED_LABELLING: dict[str, object] = {
     "advantage_quantile": 0.9,
-    "pre_takeover_negative_steps": SimOperatorConfig().no_progress_steps,
+    "pre_takeover_negative_steps": min(TransferCubeTask.operator_patience),  # the shortest stall before a takeover
     "source_weights": {"demo": 1.0, "autonomous": 1.0, "intervention": 0.5},
 }
 

@@ -1,13 +1,15 @@
 """A simulated operator: watches the policy, takes over with the expert, and hands back.
 
-Triggers (each optional): no task progress for K steps; the policy's action far (L2, joint space) from the
-expert's proposal; a fixed takeover probability per step. Hand-back: after a fixed number of steps, or as soon as
-the task stage has advanced since the takeover.
+Triggers (each optional): no task progress for longer than the task's expert ever needs at the current stage (or a
+fixed K steps); the policy's action far (L2, joint space) from the expert's proposal; a fixed takeover probability
+per step. Hand-back: after a fixed number of steps, or as soon as the task stage has advanced since the takeover.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,16 +19,19 @@ TRIGGER_ACTION_DISTANCE = "action_distance"
 TRIGGER_RANDOM = "random"
 HANDBACK_STEPS = "handback_steps"
 HANDBACK_PROGRESS = "handback_progress"
+TASK_PATIENCE = "task"
 
 
 class SimOperatorConfig(BaseModel):
     """The simulated operator's settings (validated). A trigger set to None (or probability 0) is off.
 
-    Who the takeovers are recorded under is the rollout's `operator` name, not a setting here."""
+    `no_progress_steps: "task"` waits, at each stage, as long as the task says its expert may go without progress
+    (`Task.operator_patience`); an int waits that many steps at every stage. Who the takeovers are recorded under is
+    the rollout's `operator` name, not a setting here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    no_progress_steps: int | None = Field(default=60, ge=1)
+    no_progress_steps: Annotated[int, Field(ge=1)] | Literal["task"] | None = TASK_PATIENCE
     action_distance: float | None = Field(default=None, gt=0)
     takeover_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     # long enough for the expert to reach, grasp and lift from where the policy stalled (~100 steps)
@@ -59,9 +64,17 @@ class SimulatedOperator:
 
     def __init__(self, config: SimOperatorConfig | None = None) -> None:
         self.config = config or SimOperatorConfig()
-        self.reset(0)
+        self._stage_patience: tuple[int, ...] = ()
+        self._clear(0)
 
-    def reset(self, seed: int | None = None) -> None:
+    def reset(self, seed: int | None = None, stage_patience: Sequence[int] = ()) -> None:
+        """Start an episode. `stage_patience` is the task's `operator_patience` (the rollout passes it)."""
+        if self.config.no_progress_steps == TASK_PATIENCE and not stage_patience:
+            raise ValueError('no_progress_steps "task" needs the task\'s stage patience: pass it to reset()')
+        self._stage_patience = tuple(stage_patience)
+        self._clear(seed)
+
+    def _clear(self, seed: int | None) -> None:
         self._rng: np.random.Generator = np.random.default_rng(seed)
         self.in_control = False
         self.takeovers = 0
@@ -92,7 +105,8 @@ class SimulatedOperator:
             return Decision(False)
         if cfg.max_takeovers is not None and self.takeovers >= cfg.max_takeovers:
             return Decision(False)
-        if cfg.no_progress_steps is not None and self._since_progress >= cfg.no_progress_steps:
+        patience = self.patience()
+        if patience is not None and self._since_progress >= patience:
             return self._switch(TRIGGER_NO_PROGRESS)
         if (
             cfg.action_distance is not None
@@ -104,6 +118,13 @@ class SimulatedOperator:
         if cfg.takeover_probability > 0 and self._rng.random() < cfg.takeover_probability:
             return self._switch(TRIGGER_RANDOM)
         return Decision(False)
+
+    def patience(self) -> int | None:
+        """Steps without progress tolerated at the current best stage (None: the trigger is off)."""
+        limit = self.config.no_progress_steps
+        if limit == TASK_PATIENCE:
+            return self._stage_patience[min(self._best_stage, len(self._stage_patience) - 1)]
+        return limit  # type: ignore[return-value]
 
     def _switch(self, trigger: str) -> Decision:
         self.in_control = not self.in_control

@@ -128,7 +128,7 @@ class EpisodeRunner:
         self.t = 0
         self.obs, _ = env.reset(seed=seed)
         if sim_operator is not None:
-            sim_operator.reset(seed)
+            sim_operator.reset(seed, stage_patience=env.task.operator_patience)
         self.driver.reset(env)
         if self.policy is not None and self.driver is not self.policy:
             self.policy.reset(env)

@@ -41,6 +41,10 @@ class Task(ABC):
     objects: tuple[ObjectSpec, ...]
     stages: tuple[str, str, str, str, str]
     """What each stage reward 0..4 means, for failure breakdowns."""
+    operator_patience: tuple[int, int, int, int]
+    """Steps without progress at best stage 0..3 after which the simulated operator judges the robot stuck: the
+    scripted expert's 99th-percentile wait at that stage, rounded up to tens, and never under 60 steps
+    (`python -m bench.operator_patience` measures it; bench/results/operator_patience.json)."""
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.contacts = ContactIndex(model)
@@ -100,6 +104,7 @@ class TransferCubeTask(Task):
         "left gripper touches the cube",
         "left gripper holds it off the table",
     )
+    operator_patience = (60, 60, 200, 60)
 
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
@@ -151,6 +156,7 @@ class InsertionTask(Task):
         "peg touches the socket",
         "peg meets the pin",
     )
+    operator_patience = (60, 60, 140, 60)
 
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
