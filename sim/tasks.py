@@ -42,8 +42,8 @@ class Task(ABC):
     stages: tuple[str, str, str, str, str]
     """What each stage reward 0..4 means, for failure breakdowns."""
     operator_patience: tuple[int, int, int, int]
-    """Steps without progress at best stage 0..3 after which the simulated operator judges the robot stuck: the
-    scripted expert's 99th-percentile wait at that stage, rounded up to tens, and never under 60 steps
+    """Steps without progress at best stage 0..3 after which the simulated operator judges the robot stuck: at
+    least the scripted expert's 99th-percentile wait at that stage, rounded up to tens, and never under 60 steps
     (`python -m bench.operator_patience` measures it; bench/results/operator_patience.json)."""
 
     def __init__(self, model: mujoco.MjModel) -> None:

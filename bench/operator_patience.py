@@ -1,0 +1,109 @@
+"""How long the scripted expert goes without stage progress, per task and stage: the simulated operator's patience.
+
+The simulated operator takes over once the robot has made no stage progress for `Task.operator_patience[stage]`
+steps. A watching person would not take over from a robot moving at the expert's own pace, so each value must
+stay above what the expert needs at that stage. This rolls the expert out (state only) on fresh seeds, records
+every wait from reaching a stage to reaching a higher one, and compares the percentiles with the task's setting.
+
+    python -m bench.operator_patience [--episodes 300]
+
+Writes bench/results/operator_patience.json and prints one line per task and stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import RESULTS, headless_defaults, task_names, write_json
+
+headless_defaults()
+
+SEED_OFFSET = 700_000
+"""Away from the collection, eval and held-out seed ranges."""
+MIN_PATIENCE = 60
+"""The shortest patience at any stage: below it, a slow but sound policy is interrupted mid-reach."""
+
+
+def stage_waits(rewards: np.ndarray) -> dict[int, int]:
+    """Steps spent at each best stage before a higher one was reached (stages never left are not counted)."""
+    waits: dict[int, int] = {}
+    best, since = 0, 0
+    for t, reward in enumerate(rewards):
+        if reward > best:
+            waits[best] = t - since
+            best, since = int(reward), t
+    return waits
+
+
+def suggested_patience(waits: list[int]) -> int:
+    """The floor `Task.operator_patience` keeps to: the 99th percentile rounded up to tens, at least 60 steps."""
+    if not waits:
+        return MIN_PATIENCE
+    return max(MIN_PATIENCE, int(math.ceil(float(np.percentile(waits, 99)) / 10.0) * 10))
+
+
+def measure(task: str, episodes: int) -> dict[str, Any]:
+    from sim.env import make_env
+    from sim.rollout import run_episode
+    from sim.tasks import task_class
+
+    env = make_env(task)
+    waits: dict[int, list[int]] = {stage: [] for stage in range(4)}
+    successes = 0
+    for seed in range(SEED_OFFSET, SEED_OFFSET + episodes):
+        result = run_episode(env, seed)
+        successes += int(result.success)
+        assert result.frames is not None
+        for stage, wait in stage_waits(result.frames.reward).items():
+            waits[stage].append(wait)
+    configured = task_class(task).operator_patience
+    stages = []
+    for stage, values in waits.items():
+        row: dict[str, Any] = {"stage": stage, "left": len(values), "configured": configured[stage]}
+        if values:
+            row |= {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)} | {"max": max(values)}
+        row["suggested"] = suggested_patience(values)
+        row["expert_waits_over_configured"] = sum(1 for w in values if w >= configured[stage])
+        stages.append(row)
+    return {"episodes": episodes, "expert_successes": successes, "stages": stages}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=RESULTS / "operator_patience.json")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    tasks = {task: measure(task, args.episodes) for task in task_names()}
+    write_json(
+        args.out,
+        {
+            "bench": "operator_patience",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seeds": f"range({SEED_OFFSET}, {SEED_OFFSET} + {args.episodes})",
+            "rule": f"configured >= the expert's 99th-percentile wait, rounded up to tens, and >= {MIN_PATIENCE}",
+            "tasks": tasks,
+            "wall_seconds": time.perf_counter() - start,
+            "load_average": os.getloadavg()[0],
+        },
+    )
+    for task, doc in tasks.items():
+        for row in doc["stages"]:
+            spread = f"p50 {row['p50']:.0f}, p99 {row['p99']:.0f}, max {row['max']}" if row["left"] else "never left"
+            print(
+                f"{task} stage {row['stage']}: expert wait {spread} over {row['left']} episodes; "
+                f"configured {row['configured']}, floor {row['suggested']}, "
+                f"{row['expert_waits_over_configured']} expert waits reach it"
+            )
+
+
+if __name__ == "__main__":
+    main()
