@@ -12,6 +12,7 @@ from flywheel.policy.recap import (
     awr_weights,
     binarize_advantages,
     drop_indicator,
+    failed_correction_frames,
     pre_takeover_frames,
     source_weights,
 )
@@ -99,3 +100,13 @@ def test_cfg_beta_zero_is_unconditional_and_beta_two_extrapolates() -> None:
     # one Euler step: x1 = ε + v, so guidance extrapolates linearly
     assert torch.allclose(two, unc1 + 2.0 * (cond - unc1), atol=1e-5)
     assert not torch.allclose(cond, unc1, atol=1e-3)
+
+
+def test_takeovers_that_repaired_nothing_are_failed_corrections() -> None:
+    # policy 0-2 (stage 1), expert 3-5 lifts it (stage 2), policy 6-7 drops it, expert 8-10 never gets back above 2
+    acting = np.array([1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0], dtype=bool)
+    stage = np.array([0, 1, 1, 1, 2, 2, 2, 1, 0, 1, 2])
+    assert np.flatnonzero(failed_correction_frames(acting, stage, success=False)).tolist() == [8, 9, 10]
+    assert not failed_correction_frames(acting, stage, success=True).any()  # it ended the episode solved
+    assert not failed_correction_frames(np.zeros(5, bool), np.zeros(5), success=False).any()  # a demo
+    assert not failed_correction_frames(np.ones(5, bool), np.zeros(5), success=False).any()  # autonomous

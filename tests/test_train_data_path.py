@@ -15,7 +15,7 @@ from flywheel.policy.io import PolicyIO
 from flywheel.policy.normalize import NormStats
 from flywheel.policy.recap import RewardConfig
 from flywheel.store import EpisodeStore, NewEpisode
-from flywheel.train.data import load_training_episodes
+from flywheel.train.data import TrainingEpisode, load_training_episodes
 from flywheel.train.dataset import build_frame_table
 from flywheel.train.synthetic import toy_episode
 
@@ -60,3 +60,20 @@ def test_a_corrupted_episode_file_is_refused_before_training(store: EpisodeStore
     path.write_bytes(bytes(data))
     with pytest.raises(EpisodeFileError, match=f"episode {record.id} .* fails its sha256"):
         load_training_episodes(store, "toy_reach")
+
+
+def test_failed_corrections_can_be_left_to_the_critic() -> None:
+    """A takeover whose stage never rose is forced positive by default, and left to the advantage when asked."""
+    controllers = ["policy"] * 4 + ["expert"] * 4
+    meta, frames = toy_episode(5, controllers, length=8)
+    frames.reward[:] = [0, 1, 1, 1, 1, 1, 1, 1]  # the expert's frames never pass stage 1: it repaired nothing
+    episodes = [TrainingEpisode(meta, frames)]
+    spec = InputSpec.whole_state("toy_reach", 6, 3)
+    norm = NormStats.fit([frames.state], [frames.action], "mean_std")
+    io = PolicyIO(spec, norm)
+    default = build_frame_table(episodes, io, chunk=4, gamma=0.99, reward=RewardConfig())
+    assert default.forced_positive.tolist() == [False] * 4 + [True] * 4
+    left = build_frame_table(
+        episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), failed_corrections_positive=False
+    )
+    assert not left.forced_positive.any()

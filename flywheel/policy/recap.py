@@ -260,6 +260,23 @@ def pre_takeover_frames(policy_acting: np.ndarray, window: int) -> np.ndarray:
     return marked
 
 
+def failed_correction_frames(policy_acting: np.ndarray, stage: np.ndarray, success: bool) -> np.ndarray:
+    """Frames of takeovers that repaired nothing: runs of non-policy frames, in an episode the policy also drove,
+    whose stage never rose above the best reached before the run (a run that ends a successful episode repaired it).
+    """
+    acting = np.asarray(policy_acting, dtype=bool)
+    stage = np.asarray(stage, dtype=float)
+    failed = np.zeros(acting.shape, dtype=bool)
+    if acting.all() or not acting.any():  # autonomous, or a demo: no takeover to judge
+        return failed
+    edges = np.flatnonzero(np.diff(np.concatenate([[True], acting, [True]]).astype(np.int8)))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):  # each [start, end) run of non-policy frames
+        best_before = stage[:start].max() if start > 0 else 0.0
+        repaired = stage[start:end].max() > best_before or (success and end == len(acting))
+        failed[start:end] = not repaired
+    return failed
+
+
 @dataclass(frozen=True)
 class Labels:
     """Per-frame indicator (0 negative / 1 positive) and the per-task thresholds ε that produced it."""

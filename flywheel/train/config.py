@@ -52,6 +52,11 @@ class TrainConfig(Strict):
         le=100_000,
         description="policy frames this close before a takeover are labelled negative (the operator judged them)",
     )
+    failed_corrections_positive: bool = Field(
+        default=True,
+        description="takeover frames are labelled positive even when the takeover repaired nothing (no stage "
+        "progress); False leaves those to the critic's advantage",
+    )
     norm_frames: NormFrames = Field(
         default="demos",
         description="fit normalisation on demo episodes, expert/human-controlled frames or every frame "

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 
 from flywheel.policy.io import PolicyIO
-from flywheel.policy.recap import RewardConfig, chunk_targets, frame_rewards, pre_takeover_frames
+from flywheel.policy.recap import (
+    RewardConfig,
+    chunk_targets,
+    failed_correction_frames,
+    frame_rewards,
+    pre_takeover_frames,
+)
 from flywheel.train.data import TrainingEpisode, _text
 from flywheel.vocab import CONTROLLER_CODES, ControllerKind
 from flywheel.vocab.frames import gather_rows
@@ -95,6 +101,7 @@ def build_frame_table(
     gamma: float,
     reward: RewardConfig,
     pre_takeover_steps: int = 0,
+    failed_corrections_positive: bool = True,
     critic_io: PolicyIO | None = None,
     object_targets: bool = False,
 ) -> FrameTable:
@@ -105,7 +112,9 @@ def build_frame_table(
     where an object left the workspace), for the auxiliary loss; the policy's inputs are unchanged.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
-    expert: the takeover is the operator's verdict that the policy was failing there.
+    expert: the takeover is the operator's verdict that the policy was failing there. `forced_positive` marks every
+    frame a person or the expert drove; with `failed_corrections_positive` False, not those of takeovers that
+    repaired nothing (`failed_correction_frames`), which the critic's advantage labels instead.
     """
     states, actions, chunk_idx, masks, rets, nexts, boots = [], [], [], [], [], [], []
     critic_states: list[np.ndarray] = []
@@ -128,7 +137,10 @@ def build_frame_table(
         if critic_io is not None:
             critic_states.append(critic_io.spec.select_state(f.state, f"episode {ep.meta.id}"))
         actions.append(f.action)
-        forced.append(f.controller != policy_code)
+        driven = f.controller != policy_code
+        if not failed_corrections_positive:
+            driven &= ~failed_correction_frames(~driven, f.reward, bool(ep.meta.success))
+        forced.append(driven)
         negative.append(pre_takeover_frames(f.controller == policy_code, pre_takeover_steps))
         task_ids.append(np.full(t_len, tasks.index(ep.meta.task)))
         tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
