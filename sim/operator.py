@@ -1,8 +1,9 @@
 """A simulated operator: watches the policy, takes over with the expert, and hands back.
 
-Triggers (each optional): no task progress for longer than the task's expert ever needs at the current stage (or a
-fixed K steps); the policy's action far (L2, joint space) from the expert's proposal; a fixed takeover probability
-per step. Hand-back: after a fixed number of steps, or as soon as the task stage has advanced since the takeover.
+Triggers (each optional): no task progress for longer than the task allows at the current stage (its
+`operator_patience`, above the expert's own waits) or a fixed K steps; the policy's action far (L2, joint space)
+from the expert's proposal; a fixed takeover probability per step. Hand-back: after a fixed number of steps, or as
+soon as the task stage has advanced since the takeover.
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ class SimulatedOperator:
     def patience(self) -> int | None:
         """Steps without progress tolerated at the current best stage (None: the trigger is off)."""
         limit = self.config.no_progress_steps
-        if limit == TASK_PATIENCE:
+        if isinstance(limit, str):  # TASK_PATIENCE
             return self._stage_patience[min(self._best_stage, len(self._stage_patience) - 1)]
-        return limit  # type: ignore[return-value]
+        return limit
 
     def _switch(self, trigger: str) -> Decision:
         self.in_control = not self.in_control
