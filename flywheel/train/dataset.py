@@ -137,11 +137,12 @@ def build_frame_table(
         if critic_io is not None:
             critic_states.append(critic_io.spec.select_state(f.state, f"episode {ep.meta.id}"))
         actions.append(f.action)
-        driven = f.controller != policy_code
+        policy_acting = f.controller == policy_code
+        driven = ~policy_acting
         if not failed_corrections_positive:
-            driven &= ~failed_correction_frames(~driven, f.reward, bool(ep.meta.success))
+            driven &= ~failed_correction_frames(policy_acting, f.reward, bool(ep.meta.success))
         forced.append(driven)
-        negative.append(pre_takeover_frames(f.controller == policy_code, pre_takeover_steps))
+        negative.append(pre_takeover_frames(policy_acting, pre_takeover_steps))
         task_ids.append(np.full(t_len, tasks.index(ep.meta.task)))
         tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
         episode_of.append(np.full(t_len, ep_i))
