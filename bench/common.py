@@ -8,15 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flywheel.headless import headless_defaults
+
 RESULTS = Path(__file__).resolve().parent / "results"
 """bench/results: every benchmark's default output folder."""
-
-
-def headless_defaults() -> None:
-    """MuJoCo renders through EGL and experiment tracking stays offline, unless the environment says otherwise.
-    Call before anything imports MuJoCo."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("WANDB_MODE", "offline")
 
 
 def task_names() -> tuple[str, ...]:

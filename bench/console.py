@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("WANDB_MODE", "offline")
+from flywheel.headless import HEADLESS_ENV
+
+os.environ.update({name: os.environ.get(name, value) for name, value in HEADLESS_ENV.items()})  # before MuJoCo loads
 
 import argparse
 import json

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from flywheel.headless import HEADLESS_ENV
+
+os.environ.update({name: os.environ.get(name, value) for name, value in HEADLESS_ENV.items()})  # before MuJoCo loads
 os.environ.setdefault("LP_NUM_THREADS", "1")
 
 import argparse

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from sqlalchemy import event, insert, text
 
+from bench.common import task_names
 from bench.report import run_and_report
 from flywheel.config import Settings
 from flywheel.registry import PolicyRegistry
@@ -39,7 +40,7 @@ from flywheel.store.reader import FrameReader
 from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, ControllerKind, EpisodeFrames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
-TASKS = ("transfer_cube", "insertion")
+TASKS = task_names()
 STATE_DIM, ACTION_DIM = 35, 14
 READ_TARGET_RATIO = 5.0
 LIST_TARGET_P95_MS = 50.0

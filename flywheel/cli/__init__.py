@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from flywheel.cli import policies as policy_commands
 from flywheel.cli import serve as serve_commands
 from flywheel.cli.context import CliState
 from flywheel.errors import FlywheelError
+from flywheel.headless import headless_defaults
 
 app = typer.Typer(
     name="flywheel",
@@ -57,8 +57,7 @@ def root(
 
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    headless_defaults()
     try:
         app()
     except FlywheelError as exc:

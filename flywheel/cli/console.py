@@ -27,6 +27,7 @@ from flywheel.cli.context import state
 from flywheel.config import Settings
 from flywheel.console_auth import ConsoleAuthError, check_password
 from flywheel.errors import FlywheelError
+from flywheel.headless import headless_defaults
 from flywheel.netutil import allowed_hosts, is_loopback
 
 APP_PATH = Path(__file__).resolve().parents[2] / "app" / "console_server.py"
@@ -99,6 +100,7 @@ def check_port_free(host: str, port: int) -> None:
 def console_env(settings: Settings) -> dict[str, str]:
     """The environment of the Streamlit process: the same store and identity as this command."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
+    headless_defaults(env)
     env.update(
         {
             "FLYWHEEL_HOME": str(settings.home.resolve()),
@@ -107,8 +109,6 @@ def console_env(settings: Settings) -> dict[str, str]:
             "FLYWHEEL_CHECKPOINTS_DIR": str(settings.checkpoints_root),
             "FLYWHEEL_OPERATOR": settings.operator,
             "FLYWHEEL_SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
-            "MUJOCO_GL": env.get("MUJOCO_GL", "egl"),
-            "WANDB_MODE": env.get("WANDB_MODE", "offline"),
         }
     )
     if settings.console_password:

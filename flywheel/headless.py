@@ -1,0 +1,16 @@
+"""The process environment a headless run defaults to: MuJoCo renders through EGL and experiment tracking stays
+offline, unless the environment already says otherwise. Set before anything imports MuJoCo."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from types import MappingProxyType
+
+HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"MUJOCO_GL": "egl", "WANDB_MODE": "offline"})
+
+
+def headless_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Fill in `HEADLESS_ENV` where `environ` leaves a variable unset."""
+    for name, value in HEADLESS_ENV.items():
+        environ.setdefault(name, value)
