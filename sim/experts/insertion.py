@@ -33,7 +33,17 @@ class InsertionPlan:
     lost_steps: int = 6
 
 
-def _axis(quat: np.ndarray) -> np.ndarray:
+def turn_onto(rot: np.ndarray, current: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """`rot` turned by the smallest rotation that takes the unit direction `current` onto `wanted`."""
+    v = np.cross(current, wanted)
+    c = float(np.dot(current, wanted))
+    if c <= -0.999:  # opposite: no unique smallest turn; leave it to the position error
+        return rot
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return (np.eye(3) + k + k @ k / (1.0 + c)) @ rot
+
+
+def object_axis(quat: np.ndarray) -> np.ndarray:
     """The object's x axis in world coordinates from its wxyz quaternion."""
     w, x, y, z = quat
     return np.array([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)])
@@ -49,6 +59,7 @@ class InsertionExpert(ClosedLoopExpert):
         self.arm_steps: dict[str, int] = {}
         self._lost = 0
         self._depth = self.plan_cfg.pre_insert
+        self._own_grasp: dict[str, bool] = dict.fromkeys(ARMS, False)
 
     def _held(self, env: AlohaSimEnv) -> dict[str, bool]:
         t = env.task
@@ -63,11 +74,12 @@ class InsertionExpert(ClosedLoopExpert):
         self._depth = self.plan_cfg.pre_insert
         self.arm_phase = {arm: "lifted" if held[arm] else "approach" for arm in ARMS}
         self.arm_steps = dict.fromkeys(ARMS, 0)
+        self._own_grasp = dict.fromkeys(ARMS, False)  # whatever is held now, someone else grasped it
         return "meet" if all(held.values()) else "pick"
 
     def _object(self, env: AlohaSimEnv, arm: str) -> tuple[np.ndarray, np.ndarray]:
         pose = env.object_pose(0 if arm == "right" else 1)
-        return pose[:3], _axis(pose[3:])
+        return pose[:3], object_axis(pose[3:])
 
     def _pick_goal(self, env: AlohaSimEnv, arm: str, held: bool) -> ArmGoal:
         p = self.plan_cfg
@@ -102,6 +114,7 @@ class InsertionExpert(ClosedLoopExpert):
             return ArmGoal(Pose(grasp, rot), GRIPPER_OPEN, 0.5)
         if phase == "close":
             if steps >= p.close_steps:
+                self._own_grasp[arm] = held
                 go("lifted" if held else "approach")
             return self.hold(arm, GRIPPER_CLOSED)
         # lifted: raise the object and wait for the other arm
@@ -140,11 +153,16 @@ class InsertionExpert(ClosedLoopExpert):
         left_tcp = self.tcp(env, "left")
         left_target = left_tcp.pos + (np.array(p.socket_meet) - socket_c)
         left_goal = ArmGoal(Pose(left_target, self.motion["left"].setpoint.rot), GRIPPER_CLOSED, 0.5)
-        # Right: put the peg on the socket's axis at the current depth, and turn it parallel to the socket.
+        # Right: put the peg on the socket's axis at the current depth and turn it parallel to the socket: by the
+        # plan's heading when the expert grasped the peg itself, by the peg's measured axis when it was handed a
+        # grasp it did not make (a policy's grasp holds the peg at any angle).
         desired = socket_c + self._depth * socket_x
         error = desired - peg_c
         right_tcp = self.tcp(env, "right")
-        rot = heading_rotation(-socket_x, p.pick_pitch)
+        if self._own_grasp["right"]:
+            rot = heading_rotation(-socket_x, p.pick_pitch)
+        else:
+            rot = turn_onto(right_tcp.rot, peg_x, socket_x)
         right_goal = ArmGoal(Pose(right_tcp.pos + error, rot), GRIPPER_CLOSED, 0.5)
         lateral = error - np.dot(error, socket_x) * socket_x
         socket_error = float(np.linalg.norm(np.array(p.socket_meet) - socket_c))
