@@ -102,12 +102,12 @@ def test_expert_success_rate_100_seeds(task: str, minimum: float) -> None:
 
 
 def _tilt_peg_in_grip(env: AlohaSimEnv, degrees: float) -> None:
-    """Pitch the held peg about the world y axis, as a policy's off-centre grasp leaves it."""
+    """Pitch the held peg about its own y axis, as a policy's off-centre grasp leaves it."""
     adr = env.task.object_qpos_adr[0]  # the peg
-    half = np.deg2rad(degrees) / 2
-    w1, y1 = np.cos(half), np.sin(half)
-    w2, x2, y2, z2 = env.data.qpos[adr + 3 : adr + 7]
-    env.data.qpos[adr + 3 : adr + 7] = [w1 * w2 - y1 * y2, w1 * x2 - y1 * z2, w1 * y2 + y1 * w2, w1 * z2 + y1 * x2]
+    tilt, tilted = np.empty(4), np.empty(4)
+    mujoco.mju_axisAngle2Quat(tilt, np.array([0.0, 1.0, 0.0]), np.deg2rad(degrees))
+    mujoco.mju_mulQuat(tilted, env.data.qpos[adr + 3 : adr + 7].copy(), tilt)  # in the peg's own frame
+    env.data.qpos[adr + 3 : adr + 7] = tilted
     mujoco.mj_forward(env.model, env.data)
 
 
