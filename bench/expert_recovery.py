@@ -20,13 +20,16 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.common import RESULTS, headless_defaults, write_json
 
 headless_defaults()
+
+if TYPE_CHECKING:
+    from sim.env import AlohaSimEnv
 
 
 def first_takeover(policy_acting: np.ndarray) -> int | None:
@@ -39,18 +42,17 @@ def first_takeover(policy_acting: np.ndarray) -> int | None:
     return int(after[0]) if after.size else None
 
 
-def recover(task: str, seed: int, actions: np.ndarray, start: int, window: int, max_steps: int) -> dict[str, Any]:
-    """Replay `actions[:start]` from `seed`, then let the expert drive to `max_steps`."""
+def recover(env: AlohaSimEnv, seed: int, actions: np.ndarray, start: int, window: int) -> dict[str, Any]:
+    """Replay `actions[:start]` in `env` from `seed`, then let the task's expert drive to the episode's end."""
     from sim.controllers import ExpertController
-    from sim.env import make_env
 
-    env = make_env(task, max_steps=max_steps)
-    obs, info = env.reset(seed=seed)
+    max_steps = env.config.max_steps
+    obs, _ = env.reset(seed=seed)
     best = 0.0
     for action in actions[:start]:
         obs, reward, *_ = env.step(action)
         best = max(best, reward)
-    expert = ExpertController(task)
+    expert = ExpertController(env.config.task)
     expert.reset(env)
     raised_at: int | None = None
     success = False
@@ -61,7 +63,6 @@ def recover(task: str, seed: int, actions: np.ndarray, start: int, window: int, 
         success = success or bool(info["is_success"])
         if terminated or truncated:
             break
-    env.close()
     return {
         "best_stage": int(best),
         "raised_within_window": raised_at is not None and raised_at <= window,
@@ -101,6 +102,7 @@ def main() -> None:
     from flywheel.scheduler.config import FlywheelConfig
     from flywheel.store import EpisodeFilter, EpisodeStore
     from flywheel.vocab import CONTROLLER_CODES, ControllerKind
+    from sim.env import make_env
     from sim.operator import SimOperatorConfig
 
     window = args.window or SimOperatorConfig().handback_after_steps
@@ -109,22 +111,25 @@ def main() -> None:
     policy_code = CONTROLLER_CODES[ControllerKind.POLICY]
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    tasks: set[str] = set()
+    envs: dict[str, AlohaSimEnv] = {}  # one per task: building an env compiles its model
     for record in store.list_episodes(EpisodeFilter(tag="intervention", limit=args.limit)):
         frames = store.read_record_frames(record, verify=False)
         start = first_takeover(frames.controller == policy_code)
         if start is None:
             continue
-        tasks.add(record.task)
-        row = recover(record.task, record.env_seed, frames.action, start, window, max_steps)
+        if record.task not in envs:
+            envs[record.task] = make_env(record.task, max_steps=max_steps)
+        row = recover(envs[record.task], record.env_seed, frames.action, start, window)
         rows.append({"episode": record.id, "task": record.task, "takeover_at": start, **row})
+    for env in envs.values():
+        env.close()
     if not rows:
         raise SystemExit(f"no takeover after policy control in {args.home}")
     result = {
         "bench": "expert_recovery",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "home": str(args.home),
-        "tasks": sorted(tasks),
+        "tasks": sorted({row["task"] for row in rows}),
         "window": window,
         "max_steps": max_steps,
         "seconds": time.perf_counter() - started,

@@ -6,6 +6,7 @@ import numpy as np
 
 from bench.expert_recovery import first_takeover, recover, summarise
 from sim.constants import home_action
+from sim.env import make_env
 
 
 def test_first_takeover_is_the_first_handover_after_policy_control() -> None:
@@ -17,7 +18,7 @@ def test_first_takeover_is_the_first_handover_after_policy_control() -> None:
 
 def test_expert_finishes_from_a_replayed_idle_start() -> None:
     actions = np.repeat(home_action()[None].astype(np.float32), 30, axis=0)
-    row = recover("insertion", 3, actions, start=30, window=150, max_steps=400)
+    row = recover(make_env("insertion", max_steps=400), 3, actions, start=30, window=150)
     assert row["best_stage"] == 0
     assert row["raised_within_window"] and row["success"]
     summary = summarise([row, {**row, "best_stage": 3, "raised_within_window": False, "success": False}])
