@@ -19,8 +19,9 @@ Writes bench/results/vision.json (the tasks already there are kept, so it can ru
         [--preset pixels] [--config FILE] [--name vision] [--loop recap|bc] [--baseline bc_demos|more_demos]
         [--operator-frames N]
 
-`--loop` runs just that loop and stops: start `--loop recap` and `--loop bc` as two processes with the same
---workdir to run the loops side by side, then once more without it for the rest (the loops resume as done).
+`--loop` runs just that loop and stops, writing its rows to OUT/NAME.recap_loop.json (or .bc_loop.json) after
+every iteration: start `--loop recap` and `--loop bc` as two processes with the same --workdir to run the loops
+side by side, then once more without it for the rest (the loops resume as done).
 `--baseline` likewise trains one baseline policy and stops (`more_demos` runs or resumes the RECAP loop first, to
 count its operator frames, unless `--operator-frames N` gives that count from a finished run's results).
 
@@ -93,9 +94,17 @@ def main() -> None:
         )
 
     bc_config = config.model_copy(update={"train": config.train.model_copy(update={"method": "bc"})})
-    if args.loop is not None:  # one loop alone; it writes nothing to vision.json (a parallel loop may be writing)
-        chosen = config if args.loop == "recap" else bc_config
-        _loop(workdir / args.loop, chosen, args.iterations, lambda complete: None, {}, f"{args.loop}_loop")
+    if args.loop is not None:  # one loop alone, into a file of its own: a parallel loop may be writing the other
+        chosen, key = (config if args.loop == "recap" else bc_config), f"{args.loop}_loop"
+
+        def write_loop(complete: bool) -> None:
+            _write(
+                args.out, f"{args.name}.{key}", args.task, result, setup, complete,
+                time.perf_counter() - start, load_start, workdir,
+            )  # fmt: skip
+
+        result[key] = _loop(workdir / args.loop, chosen, args.iterations, write_loop, result, key)
+        write_loop(complete=True)
         return
     steps = matched_steps(config, args.iterations)
     if args.baseline == "bc_demos":

@@ -50,3 +50,18 @@ def test_bad_arguments_are_refused_before_any_work(
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and argv[-2] in capsys.readouterr().err
+
+
+def test_a_loop_run_alone_writes_its_rows_to_a_file_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, workdir = tmp_path / "out", tmp_path / "work"
+    argv = ["--task", "transfer_cube", "--preset", "tiny", "--iterations", "1", "--loop", "bc"]
+    monkeypatch.setattr(sys, "argv", ["bench.vision", *argv, "--workdir", str(workdir), "--out", str(out)])
+    main()
+
+    doc = json.loads((out / "vision.bc_loop.json").read_text())
+    task = doc["tasks"]["transfer_cube"]
+    assert task["complete"] and task["setup"]["preset"] == "tiny" and "recap_loop" not in task
+    rows = task["bc_loop"]
+    assert [r["iteration"] for r in rows] == [0, 1]
+    assert sum(rows[1]["episodes_by_tag"].values()) == 2 and sum(rows[1]["frames_by_controller"].values()) > 0
+    assert not (out / "vision.json").exists()  # the comparison file is written only by the plain command
