@@ -33,6 +33,7 @@ from sqlalchemy import event, insert, text
 from bench.common import task_names
 from bench.report import run_and_report
 from flywheel.config import Settings
+from flywheel.interop.task_shapes import task_shapes
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore, NewEpisode
 from flywheel.store.models import TAGS, Episode
@@ -41,7 +42,8 @@ from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE,
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 TASKS = task_names()
-STATE_DIM, ACTION_DIM = 35, 14
+_SHAPES = task_shapes(TASKS[0])  # the synthetic episodes are the first task's
+STATE_DIM, ACTION_DIM = _SHAPES.state_dim, _SHAPES.action_dim
 READ_TARGET_RATIO = 5.0
 LIST_TARGET_P95_MS = 50.0
 
