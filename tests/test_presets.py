@@ -70,7 +70,7 @@ def test_tiny_is_small_and_overridable() -> None:
         train_config("tiny", {"model": {"expert": {"chunk": 0}}})
 
 
-@pytest.mark.parametrize("name", ["pixels", "pixels-aux"])
+@pytest.mark.parametrize("name", ["pixels", "pixels-aux", "pixels-aux-long"])
 def test_the_pixels_presets_read_their_recorded_cameras_and_the_joints_only(name: str) -> None:
     config = flywheel_config(name)
     inputs = config.train.model.inputs
@@ -85,6 +85,16 @@ def test_pixels_aux_is_pixels_from_the_table_camera_with_the_object_loss() -> No
     assert (aux.train.model.encoder.cnn_downsample, aux.train.model.encoder.object_aux_weight) == (8, 1.0)
     assert base.train.model.encoder.object_aux_weight == 0.0
     assert aux.eval == base.eval and aux.bootstrap_steps == base.bootstrap_steps  # the same loop and gates
+
+
+def test_pixels_aux_long_differs_from_pixels_aux_in_its_schedule_alone() -> None:
+    long = flywheel_config("pixels-aux-long")
+    assert (long.bootstrap_steps, long.bootstrap_train().lr) == (8000, 3e-4)
+    assert (long.train.lr, long.train.failed_corrections_positive) == (1e-4, False)
+    schedule = {"bootstrap_steps": 8000, "bootstrap_lr": 3e-4}
+    train = {"lr": 1e-4, "failed_corrections_positive": False}
+    assert long == flywheel_config("pixels-aux", {**schedule, "train": train})
+    assert long != flywheel_config("pixels-aux")
 
 
 def test_unknown_preset_suggests_the_closest() -> None:
