@@ -136,3 +136,24 @@ def test_cli_lists_presets_and_refuses_unknown_ones(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and "did you mean 'tiny'" in proc.stderr
+
+
+def test_run_task_is_checked_and_the_flag_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: tiny\ntask: transfer_cube\n")
+    assert load_flywheel_config(path, task="insertion").task == "insertion"
+    assert load_flywheel_config(path).task == "transfer_cube"
+    with pytest.raises(ConfigError, match="unknown task 'insrtion': use one of insertion, transfer_cube"):
+        load_flywheel_config(path, task="insrtion")
+    path.write_text("task: cube\n")
+    with pytest.raises(ConfigError, match="unknown task 'cube'"):
+        load_flywheel_config(path)
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flywheel", "run", "--home", str(home), "--preset", "tiny", "--task", "cube"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "unknown task 'cube'" in proc.stderr
+    assert not home.exists()  # refused before the store was created

@@ -27,6 +27,7 @@ def run(
         None, "--config", help="flywheel config (YAML), laid over the preset; may name one (`preset: NAME`)"
     ),
     preset: str | None = typer.Option(None, "--preset", help=PRESET_HELP),
+    task: str | None = typer.Option(None, "--task", help="the task to run (overrides the config's `task:`)"),
     resume: bool = typer.Option(False, "--resume", help="continue after a crash (a plain re-run does the same)"),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
@@ -46,7 +47,7 @@ def run(
     from flywheel.scheduler.jobs import RetryRequest
 
     cli = state(ctx, home=home)
-    cfg = load_flywheel_config(config, preset)
+    cfg = load_flywheel_config(config, preset, task)
     if operator is not None and operator not in ("simulated", "console"):
         raise typer.BadParameter("use simulated or console", param_hint="--operator")
     overrides = {"operator_mode": operator, "console_timeout_seconds": console_timeout}

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.collect.spec import POLICY_DEVICE_PATTERN
+from flywheel.config import TaskName
 from flywheel.errors import ConfigError
 from flywheel.evaluate.runner import EvalConfig
 from flywheel.train.config import TrainConfig
@@ -20,7 +21,7 @@ class FlywheelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = "transfer_cube"
+    task: TaskName = "transfer_cube"
     obs_mode: str = Field("state", pattern="^(state|pixels)$", description="what demos record (pixels: cameras)")
     cameras: list[str] = Field(
         default_factory=lambda: [DEFAULT_CAMERA], min_length=1, description="pixels: cameras to record"
@@ -62,9 +63,10 @@ class FlywheelConfig(BaseModel):
         return self.train.model_copy(update=update)
 
 
-def load_flywheel_config(path: Path | None, preset: str | None = None) -> FlywheelConfig:
+def load_flywheel_config(path: Path | None, preset: str | None = None, task: str | None = None) -> FlywheelConfig:
     """The named preset (`preset`, else the file's `preset:` key, else `quickstart`) with the YAML file's
-    values laid over it; a `--preset` that contradicts the file's `preset:` key is an error."""
+    values laid over it, and `task` over both; a `--preset` that contradicts the file's `preset:` key is an
+    error."""
     from flywheel.presets import DEFAULT_PRESET, flywheel_config
 
     data: dict[str, Any] = {}
@@ -79,6 +81,8 @@ def load_flywheel_config(path: Path | None, preset: str | None = None) -> Flywhe
             raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
         data = dict(loaded)
     named = data.pop("preset", None)
+    if task is not None:
+        data["task"] = task
     if preset is not None and named is not None and named != preset:
         raise ConfigError(f"{path} names preset {named!r} but --preset is {preset!r}; drop one of them")
     return flywheel_config(preset or named or DEFAULT_PRESET, data, source=str(path) if path else "flywheel config")
