@@ -40,6 +40,9 @@ class SimOperatorConfig(BaseModel):
     handback_on_progress: bool = True
     min_policy_steps: int = Field(default=10, ge=0)  # grace period after start / hand-back
     max_takeovers: int | None = Field(default=None, ge=0)
+    # Insertion: turn a peg the policy grasped onto the socket's axis by its measured axis. It repairs more stalls,
+    # but loops trained worse on those repairs (docs/vision.md, "Iteration 1 retrained"), so off by default.
+    align_handed_peg: bool = False
 
     @model_validator(mode="after")
     def _some_trigger(self) -> SimOperatorConfig:

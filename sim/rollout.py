@@ -28,6 +28,7 @@ from flywheel.vocab import (
 from sim.constants import ACTION_DIM
 from sim.controllers import Controller, ExpertController, PolicyController, PolicyLike
 from sim.env import AlohaSimEnv
+from sim.experts import make_expert
 from sim.operator import SimulatedOperator
 
 TRIGGER_START = "start"
@@ -108,7 +109,7 @@ class EpisodeRunner:
         self.policy: Controller | None = policy
         self.sim_operator = sim_operator
         self.operator = operator if operator is not None or sim_operator is None else SIMULATED_OPERATOR
-        self.expert = expert or ExpertController(env.config.task)
+        self.expert = expert or self._operator_expert(env.config.task, sim_operator)
         self.consult_policy = consult_policy
         self.driver: Controller = self.policy if self.policy is not None else self.expert
         self._driver_name: str | None = self.operator if self.policy is None else None
@@ -224,6 +225,12 @@ class EpisodeRunner:
         self.success = False
         self.done = True
         return StepOutcome(self.t, self.driver.kind, np.zeros(ACTION_DIM), 0.0, True, {"error": message})
+
+    @staticmethod
+    def _operator_expert(task: str, sim_operator: SimulatedOperator | None) -> ExpertController:
+        """The expert that drives demos, or takes over for the simulated operator with its settings."""
+        align = sim_operator is None or sim_operator.config.align_handed_peg
+        return ExpertController(task, make_expert(task, align_handed_peg=align))
 
     def run(self) -> EpisodeResult:
         while not self.done:

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from sim import AlohaSimEnv, EpisodeRunner, RandomWalkPolicy, TeleopController, make_env, run_episode
+from sim.controllers import ExpertController
+from sim.experts import InsertionExpert, make_expert
 from sim.experts.insertion import object_axis, turn_onto
 from sim.kinematics import ArmKinematics, Pose
+from sim.operator import SimOperatorConfig, SimulatedOperator
 
 
 @pytest.mark.parametrize(("task", "seeds"), [("transfer_cube", (11, 12)), ("insertion", (11, 12))])
@@ -111,19 +114,34 @@ def _tilt_peg_in_grip(env: AlohaSimEnv, degrees: float) -> None:
     mujoco.mj_forward(env.model, env.data)
 
 
+@pytest.mark.parametrize("align", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_insertion_expert_aligns_a_peg_it_did_not_grasp(seed: int) -> None:
-    """Handed a peg held at a tilt, the expert turns the gripper by the peg's measured axis and still inserts it
-    (steering by the plan's heading, as for its own grasps, fails from this state)."""
+def test_insertion_expert_aligns_a_peg_it_did_not_grasp(seed: int, align: bool) -> None:
+    """Handed a peg held at a tilt, the expert turns the gripper by the peg's measured axis and still inserts it;
+    steering by the plan's heading, as for its own grasps (`align_handed_peg=False`), fails from this state."""
     env = make_env("insertion")
-    runner = EpisodeRunner(env, seed)
+    expert = ExpertController("insertion", make_expert("insertion", align_handed_peg=align))
+    runner = EpisodeRunner(env, seed, expert=expert)
     while runner.expert.expert.status.phase != "meet":
         runner.step()
     _tilt_peg_in_grip(env, 20.0)
     assert abs(object_axis(env.object_pose(0)[3:])[2]) > np.sin(np.deg2rad(15))
     runner.expert.reset(env)
     assert runner.expert.expert.status.phase == "meet"  # both parts still held
-    assert runner.run().success, (seed, runner.expert.expert.status)
+    assert runner.run().success == align, (seed, runner.expert.expert.status)
+
+
+def test_the_simulated_operator_expert_steers_a_handed_peg_by_the_plan_unless_told() -> None:
+    env = make_env("insertion")
+
+    def aligns(sim_operator: SimulatedOperator | None) -> bool:
+        expert = EpisodeRunner(env, 0, sim_operator=sim_operator).expert.expert
+        assert isinstance(expert, InsertionExpert)
+        return expert.plan_cfg.align_handed_peg
+
+    assert aligns(None)  # demos (and the console's expert assist) align: their own grasps are unaffected
+    assert not aligns(SimulatedOperator())
+    assert aligns(SimulatedOperator(SimOperatorConfig(align_handed_peg=True)))
 
 
 def test_turn_onto_is_the_smallest_rotation_between_directions() -> None:

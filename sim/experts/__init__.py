@@ -17,13 +17,12 @@ __all__ = [
 ]
 
 
-def make_expert(task: str) -> ClosedLoopExpert:
-    """The expert for `task`."""
+def make_expert(task: str, align_handed_peg: bool = True) -> ClosedLoopExpert:
+    """The expert for `task`; `align_handed_peg` is `InsertionPlan.align_handed_peg` (Insertion only)."""
     from sim.tasks import task_class
 
     task_class(task)
-    experts: dict[str, type[ClosedLoopExpert]] = {
-        "transfer_cube": TransferCubeExpert,
-        "insertion": InsertionExpert,
-    }
+    if task == "insertion":
+        return InsertionExpert(InsertionPlan(align_handed_peg=align_handed_peg))
+    experts: dict[str, type[ClosedLoopExpert]] = {"transfer_cube": TransferCubeExpert}
     return experts[task]()

@@ -31,6 +31,9 @@ class InsertionPlan:
     align_tolerance: float = 0.003
     close_steps: int = 12
     lost_steps: int = 6
+    # A peg handed over in a grasp the expert did not make: turned onto the socket's axis by its measured axis
+    # (True), or by the plan's heading as for its own grasps (False).
+    align_handed_peg: bool = True
 
 
 def turn_onto(rot: np.ndarray, current: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -159,7 +162,7 @@ class InsertionExpert(ClosedLoopExpert):
         desired = socket_c + self._depth * socket_x
         error = desired - peg_c
         right_tcp = self.tcp(env, "right")
-        if self._own_grasp["right"]:
+        if self._own_grasp["right"] or not p.align_handed_peg:
             rot = heading_rotation(-socket_x, p.pick_pitch)
         else:
             rot = turn_onto(right_tcp.rot, peg_x, socket_x)
