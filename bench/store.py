@@ -8,12 +8,8 @@ Writes bench/results/store.json and prints a one-line summary. Everything runs i
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-
 import argparse
+import os
 import platform
 import re
 import sqlite3
@@ -30,7 +26,7 @@ import numpy as np
 import torch
 from sqlalchemy import event, insert, text
 
-from bench.common import task_names
+from bench.common import headless_defaults, task_names
 from bench.report import run_and_report
 from flywheel.config import Settings
 from flywheel.interop.task_shapes import task_shapes
@@ -409,6 +405,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    headless_defaults()  # before lerobot is imported
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     torch.set_num_threads(args.torch_threads)

@@ -1,5 +1,6 @@
-"""The process environment a headless run defaults to: MuJoCo renders through EGL and experiment tracking stays
-offline, unless the environment already says otherwise. Set before anything imports MuJoCo."""
+"""The process environment a headless run defaults to: MuJoCo renders through EGL, experiment tracking stays
+offline and huggingface_hub never reaches the network (datasets and weights are local paths), unless the
+environment already says otherwise. Set before anything imports MuJoCo or lerobot."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from types import MappingProxyType
 
-HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"MUJOCO_GL": "egl", "WANDB_MODE": "offline"})
+HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"MUJOCO_GL": "egl", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"})
 
 
 def headless_defaults(environ: MutableMapping[str, str] = os.environ) -> None:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from flywheel.config import Settings
+from flywheel.headless import headless_defaults
 from flywheel.registry import PolicyRecord
 from flywheel.store import EpisodeStore
 from flywheel.vocab import CONTROLLER_CODES, ControllerKind, EpisodeFrames
 from tests.pg_server import PostgresServer, private_server
 
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("MUJOCO_GL", "egl")
+headless_defaults()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from flywheel.vocab import ControllerKind
 from tests.conftest import make_frames
 from tests.test_interop_lerobot import _fill, _second_store, _write_external
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MARKDOWN_NAME = "![pwned](https://attacker.example/x.png) **click [here](https://attacker.example)**"
 
 

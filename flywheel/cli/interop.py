@@ -5,7 +5,6 @@ lerobot (and torch) load only when one of these commands runs, so other commands
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -13,16 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flywheel.cli.context import state
+from flywheel.headless import headless_defaults
 from flywheel.identity import acting_operator
 from flywheel.vocab import ControllerKind
 
 export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
 import_app = typer.Typer(help="Import episodes from other formats into the store.", no_args_is_help=True)
-
-
-def _offline() -> None:
-    """Datasets are local paths: keep huggingface_hub off the network (set before lerobot is imported)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _progress(console: Console) -> Progress:
@@ -48,7 +43,7 @@ def export_lerobot(
     repo_id: str | None = typer.Option(None, help="dataset repo id recorded in the metadata"),
 ) -> None:
     """Write episodes as a LeRobotDataset v3.0 (lerobot's own writer; PNG image features)."""
-    _offline()
+    headless_defaults()  # before lerobot is imported, also where the app runs without `main`
     from flywheel.interop.lerobot_export import ExportSelection, export_lerobot, select_episodes
     from flywheel.interop.lerobot_schema import InteropError
 
@@ -93,7 +88,7 @@ def import_lerobot(
     ),
 ) -> None:
     """Load a LeRobotDataset into the store; shapes must match the task; re-running skips stored episodes."""
-    _offline()
+    headless_defaults()  # before lerobot is imported, also where the app runs without `main`
     from flywheel.interop.lerobot_import import plan_import, run_import
     from flywheel.registry import PolicyRegistry
 
