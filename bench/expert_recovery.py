@@ -7,7 +7,12 @@ operator's hand-back window (`handback_after_steps`), and how often it finished 
 Actions are stored as float32, so contacts make the replayed state drift from the recorded one; the states are
 those the policy's own actions lead to, not bit-exact copies.
 
-    python -m bench.expert_recovery --home DIR [--limit 200] [--out bench/results/expert_recovery.json]
+    python -m bench.expert_recovery --home DIR [--limit 200] [--align-handed-peg | --no-align-handed-peg]
+        [--out bench/results/expert_recovery.json]
+
+The expert steers a handed-over Insertion peg as the simulated operator's does (`operator.align_handed_peg`'s
+default) unless a flag says otherwise: `--align-handed-peg` by the peg's measured axis, `--no-align-handed-peg`
+by the plan's heading.
 
 Runs on state observations only (no rendering), in one process.
 """
@@ -42,9 +47,12 @@ def first_takeover(policy_acting: np.ndarray) -> int | None:
     return int(after[0]) if after.size else None
 
 
-def recover(env: AlohaSimEnv, seed: int, actions: np.ndarray, start: int, window: int) -> dict[str, Any]:
+def recover(
+    env: AlohaSimEnv, seed: int, actions: np.ndarray, start: int, window: int, align_handed_peg: bool
+) -> dict[str, Any]:
     """Replay `actions[:start]` in `env` from `seed`, then let the task's expert drive to the episode's end."""
     from sim.controllers import ExpertController
+    from sim.experts import make_expert
 
     max_steps = env.config.max_steps
     obs, _ = env.reset(seed=seed)
@@ -52,7 +60,7 @@ def recover(env: AlohaSimEnv, seed: int, actions: np.ndarray, start: int, window
     for action in actions[:start]:
         obs, reward, *_ = env.step(action)
         best = max(best, reward)
-    expert = ExpertController(env.config.task)
+    expert = ExpertController(env.config.task, make_expert(env.config.task, align_handed_peg=align_handed_peg))
     expert.reset(env)
     raised_at: int | None = None
     success = False
@@ -95,6 +103,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="at most this many takeovers (newest first)")
     parser.add_argument("--window", type=int, default=None, help="hand-back window (default: the operator's)")
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default: the loop's)")
+    parser.add_argument(
+        "--align-handed-peg",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="steer a handed-over Insertion peg by its measured axis (default: as the simulated operator does)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "expert_recovery.json")
     args = parser.parse_args()
 
@@ -105,7 +119,9 @@ def main() -> None:
     from sim.env import make_env
     from sim.operator import SimOperatorConfig
 
-    window = args.window or SimOperatorConfig().handback_after_steps
+    operator = SimOperatorConfig()
+    window = args.window or operator.handback_after_steps
+    align = operator.align_handed_peg if args.align_handed_peg is None else args.align_handed_peg
     max_steps = args.max_steps or FlywheelConfig().max_steps
     store = EpisodeStore.open(Settings(home=args.home), migrate=False)
     policy_code = CONTROLLER_CODES[ControllerKind.POLICY]
@@ -119,7 +135,7 @@ def main() -> None:
             continue
         if record.task not in envs:
             envs[record.task] = make_env(record.task, max_steps=max_steps)
-        row = recover(envs[record.task], record.env_seed, frames.action, start, window)
+        row = recover(envs[record.task], record.env_seed, frames.action, start, window, align)
         rows.append({"episode": record.id, "task": record.task, "takeover_at": start, **row})
     for env in envs.values():
         env.close()
@@ -131,6 +147,7 @@ def main() -> None:
         "home": str(args.home),
         "tasks": sorted({row["task"] for row in rows}),
         "window": window,
+        "align_handed_peg": align,
         "max_steps": max_steps,
         "seconds": time.perf_counter() - started,
         "load_average": os.getloadavg(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.expert_recovery import first_takeover, recover, summarise
 from sim.constants import home_action
@@ -16,9 +17,11 @@ def test_first_takeover_is_the_first_handover_after_policy_control() -> None:
     assert first_takeover(np.zeros(5, dtype=bool)) is None
 
 
-def test_expert_finishes_from_a_replayed_idle_start() -> None:
+@pytest.mark.parametrize("align_handed_peg", [False, True])
+def test_expert_finishes_from_a_replayed_idle_start(align_handed_peg: bool) -> None:
+    """Either steering finishes from an idle start: the expert grasped the peg itself (tests/test_sim_experts.py)."""
     actions = np.repeat(home_action()[None].astype(np.float32), 30, axis=0)
-    row = recover(make_env("insertion", max_steps=400), 3, actions, start=30, window=150)
+    row = recover(make_env("insertion", max_steps=400), 3, actions, 30, 150, align_handed_peg)
     assert row["best_stage"] == 0
     assert row["raised_within_window"] and row["success"]
     summary = summarise([row, {**row, "best_stage": 3, "raised_within_window": False, "success": False}])
