@@ -64,6 +64,7 @@ def main() -> None:
             "wall_seconds": time.perf_counter() - start,
             "resumed": resumed,
             "store_span_seconds": store_span_seconds(store),
+            "store_busy_seconds": store_busy_seconds(store),
             "load_average_start": load_start,
             "load_average_end": os.getloadavg()[0],
             "task": config.task,
@@ -131,6 +132,20 @@ def store_span_seconds(store: object) -> float | None:
         first = session.scalar(select(func.min(Episode.created_at)))
         last = session.scalar(select(func.max(Iteration.finished_at)))
     return (last - first).total_seconds() if first and last else None
+
+
+def store_busy_seconds(store: object) -> float | None:
+    """The loop's jobs' own time (each finished job's last attempt): the run's length less the pauses between
+    sessions and the attempts that failed."""
+    from sqlalchemy import select
+
+    from flywheel.store.models import Job
+
+    with store.db.read() as session:  # type: ignore[attr-defined]
+        spans = session.execute(
+            select(Job.started_at, Job.finished_at).where(Job.state == "succeeded", Job.started_at.is_not(None))
+        ).all()
+    return sum((finished - started).total_seconds() for started, finished in spans) if spans else None
 
 
 def _plot(rows: list[dict], path: Path) -> None:

@@ -65,3 +65,5 @@ def test_a_loop_run_alone_writes_its_rows_to_a_file_of_its_own(tmp_path: Path, m
     assert [r["iteration"] for r in rows] == [0, 1]
     assert sum(rows[1]["episodes_by_tag"].values()) == 2 and sum(rows[1]["frames_by_controller"].values()) > 0
     assert not (out / "vision.json").exists()  # the comparison file is written only by the plain command
+    span, busy = task["loop_seconds"]["bc"], task["loop_busy_seconds"]["bc"]
+    assert 0 < busy <= span <= task["wall_seconds"]  # the jobs' own time, within the loop's span
