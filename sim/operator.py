@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,7 +20,8 @@ TRIGGER_ACTION_DISTANCE = "action_distance"
 TRIGGER_RANDOM = "random"
 HANDBACK_STEPS = "handback_steps"
 HANDBACK_PROGRESS = "handback_progress"
-TASK_PATIENCE = "task"
+TaskPatience = Literal["task"]
+TASK_PATIENCE: Final[str] = get_args(TaskPatience)[0]
 
 
 class SimOperatorConfig(BaseModel):
@@ -32,7 +33,7 @@ class SimOperatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    no_progress_steps: Annotated[int, Field(ge=1)] | Literal["task"] | None = TASK_PATIENCE
+    no_progress_steps: Annotated[int, Field(ge=1)] | TaskPatience | None = TASK_PATIENCE
     action_distance: float | None = Field(default=None, gt=0)
     takeover_probability: float = Field(default=0.0, ge=0.0, le=1.0)
     # long enough for the expert to reach, grasp and lift from where the policy stalled (~100 steps)
