@@ -2,10 +2,11 @@
 
 The loop's own per-iteration count comes from 20 collected episodes on different seeds each iteration, so it
 is noisy. This replays each champion in turn (in the order the `champion` alias moved) on one fixed set of
-held-out seeds with the simulated operator (the quickstart's settings), and counts the operator's takeovers.
-Nothing is stored.
+held-out seeds with the run's simulated operator and episode length (give the run's `--preset` and `--config`;
+the quickstart's without them), and counts the operator's takeovers. Nothing is stored.
 
-    python -m bench.takeovers --home DIR [--episodes 100] [--workers 2]
+    python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
+        [--workers 2]
 
 Writes bench/results/takeovers.json and prints one line.
 """
@@ -25,6 +26,7 @@ from bench.common import RESULTS, headless_defaults, write_json
 if TYPE_CHECKING:
     from flywheel.registry import PolicyRegistry
     from flywheel.registry.records import PolicyRecord
+    from flywheel.scheduler import FlywheelConfig
 
 headless_defaults()
 
@@ -41,14 +43,15 @@ def champions_in_order(registry: PolicyRegistry) -> list[int]:
     return order
 
 
-def measure(version: PolicyRecord, seeds: list[int], workers: int, sim_operator: dict[str, Any]) -> dict[str, Any]:
+def measure(version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig) -> dict[str, Any]:
     from flywheel.collect import CollectSpec, ProcessPool
 
     spec = CollectSpec(
         task=version.task,
         **CollectSpec.observation_for(version.checkpoint_uri),
+        max_steps=config.max_steps,
         operator_mode="simulated",
-        sim_operator=sim_operator,
+        sim_operator=config.operator,
         policy_version_id=version.id,
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,
@@ -64,6 +67,7 @@ def measure(version: PolicyRecord, seeds: list[int], workers: int, sim_operator:
         "takeovers_per_episode": takeovers / len(outcomes),
         "episodes_with_takeover": sum(1 for o in outcomes if o.interventions),
         "successes_with_operator": sum(1 for o in outcomes if o.success),
+        "longest_episode_steps": max((len(o.frames.action) for o in outcomes if o.frames is not None), default=0),
     }
 
 
@@ -72,32 +76,52 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="the flywheel home of a finished run")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--preset", default=None, help="the run's preset (its operator and episode length)")
+    parser.add_argument("--config", type=Path, default=None, help="the run's config file, if it had one")
+    parser.add_argument(
+        "--versions", default=None, help="only these champions, comma-separated policy versions (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "takeovers.json")
     args = parser.parse_args()
 
     from flywheel.collect.seeds import eval_seeds
     from flywheel.config import Settings
+    from flywheel.errors import FlywheelError
     from flywheel.registry import PolicyRegistry
-    from flywheel.scheduler import FlywheelConfig
+    from flywheel.scheduler.config import load_flywheel_config
     from flywheel.store import EpisodeStore
 
     if not (args.home / "flywheel.db").is_file():
         sys.exit(f"takeovers: no store in {args.home}; run `python -m bench.flywheel --home {args.home}` first")
+    try:
+        config = load_flywheel_config(args.config, args.preset)
+    except FlywheelError as exc:
+        sys.exit(f"takeovers: {exc}")
     store = EpisodeStore.open(Settings(home=args.home), migrate=False)
     registry = PolicyRegistry(store.db)
     order = champions_in_order(registry)
     if not order:
         sys.exit(f"takeovers: {args.home} has never had a champion")
+    if args.versions is not None:
+        try:
+            wanted = [int(v) for v in args.versions.split(",")]
+        except ValueError:
+            sys.exit(f"takeovers: --versions {args.versions!r}: comma-separated policy versions, e.g. 1,6")
+        if unknown := [v for v in wanted if v not in order]:
+            sys.exit(f"takeovers: versions {unknown} were never champion in {args.home}; its champions: {order}")
+        order = [v for v in order if v in wanted]
     seeds = eval_seeds(args.episodes, SEED_OFFSET)
-    sim_operator = FlywheelConfig().operator
     start = time.perf_counter()
-    rows = [measure(registry.get(version_id), seeds, args.workers, sim_operator) for version_id in order]
+    rows = [measure(registry.get(version_id), seeds, args.workers, config) for version_id in order]
     result = {
         "bench": "takeovers",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "home": str(args.home),
         "seeds": f"eval_seeds({args.episodes}, {SEED_OFFSET})",
-        "operator": sim_operator or "simulated-operator defaults",
+        "preset": args.preset,
+        "config": str(args.config) if args.config else None,
+        "operator": config.operator or "simulated-operator defaults",
+        "max_steps": config.max_steps,
         "champions": rows,
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],

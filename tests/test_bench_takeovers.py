@@ -1,0 +1,57 @@
+"""bench/takeovers.py: every champion of a finished run replayed on fixed seeds with the run's own operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.takeovers import main
+from flywheel.presets import flywheel_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def finished_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("takeovers") / "home"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "flywheel", "--home", str(home), "run", "--preset", "tiny", "--iterations", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return home
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench.takeovers", *argv])
+    main()
+
+
+def test_champions_replayed_with_the_runs_operator(
+    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "takeovers.json"
+    _run(monkeypatch, "--home", str(finished_home), "--preset", "tiny", "--episodes", "2", "--workers", "1",
+         "--versions", "1", "--out", str(out))  # fmt: skip
+    doc = json.loads(out.read_text())
+    tiny = flywheel_config("tiny", {})
+    assert doc["preset"] == "tiny" and doc["max_steps"] == tiny.max_steps != flywheel_config("quickstart", {}).max_steps
+    (row,) = doc["champions"]
+    assert row["policy_version"] == 1 and row["episodes"] == 2
+    assert row["takeovers_per_episode"] == row["takeovers"] / 2 and row["episodes_with_takeover"] <= 2
+    assert 0 < row["longest_episode_steps"] <= tiny.max_steps  # the run's episode length, not the quickstart's
+
+
+def test_a_version_that_was_never_champion_is_refused(
+    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "takeovers.json"
+    with pytest.raises(SystemExit, match=r"versions \[99\] were never champion"):
+        _run(monkeypatch, "--home", str(finished_home), "--versions", "99", "--out", str(out))
+    with pytest.raises(SystemExit, match="no-such-preset"):
+        _run(monkeypatch, "--home", str(finished_home), "--preset", "no-such-preset", "--out", str(out))
+    assert not out.exists()
