@@ -104,7 +104,7 @@ def main() -> None:
             )  # fmt: skip
 
         result[key] = _loop(workdir / args.loop, chosen, args.iterations, write_loop, result, key)
-        result.update(loop_seconds({args.loop: _store(workdir / args.loop)}))
+        result.update(loop_times({args.loop: _store(workdir / args.loop)}))
         write_loop(complete=True)
         return
     steps = matched_steps(config, args.iterations)
@@ -125,7 +125,7 @@ def main() -> None:
 
     final_seeds = fresh_seeds(args.final_episodes, FINAL_SEED_OFFSET)
     recap_store, bc_store = _store(workdir / "recap"), _store(workdir / "bc")
-    result.update(loop_seconds({"recap": recap_store, "bc": bc_store}))
+    result.update(loop_times({"recap": recap_store, "bc": bc_store}))
     more_demos, extra = _baseline_policy(
         workdir / "more_demos", bc_config, steps, _operator_frames(recap_store, config.task)
     )
@@ -219,7 +219,7 @@ def _frames_by_controller(store: Any, iteration: int) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def loop_seconds(stores: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def loop_times(stores: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """Each loop's own times, also when the loops ran side by side or were resumed (`wall_seconds` is this
     invocation's alone): `loop_seconds` from its first episode to its last iteration, pauses included, and
     `loop_busy_seconds`, its jobs' own time."""

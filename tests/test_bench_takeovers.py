@@ -47,7 +47,7 @@ def test_champions_replayed_with_the_runs_operator(
 
 
 def test_a_version_that_was_never_champion_is_refused(
-    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "takeovers.json"
     with pytest.raises(SystemExit, match=r"versions \[99\] were never champion"):
