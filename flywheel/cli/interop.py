@@ -9,27 +9,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flywheel.cli.context import state
 from flywheel.headless import headless_defaults
 from flywheel.identity import acting_operator
+from flywheel.progress import work_progress
 from flywheel.vocab import ControllerKind
 
 export_app = typer.Typer(help="Export stored episodes to other formats.", no_args_is_help=True)
 import_app = typer.Typer(help="Import episodes from other formats into the store.", no_args_is_help=True)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @export_app.command("lerobot")
@@ -53,7 +41,7 @@ def export_lerobot(
     if not records:
         raise InteropError("no episodes match the selection; nothing to export (see `flywheel episodes list`)")
     console = Console(stderr=True)
-    with _progress(console) as progress:
+    with work_progress(console=console) as progress:
         bar = progress.add_task("exporting episodes", total=len(records))
         report = export_lerobot(
             store,
@@ -99,7 +87,7 @@ def import_lerobot(
     policy_id = None if policy is None else PolicyRegistry(store.db).resolve(policy).id
     plan = plan_import(path, task=task, tags=tuple(tag), default_controller=controller)
     console = Console(stderr=True)
-    with _progress(console) as progress:
+    with work_progress(console=console) as progress:
         bar = progress.add_task("importing episodes", total=len(plan.episodes))
         report = run_import(
             store,

@@ -1,4 +1,4 @@
-"""Metrics sinks: a JSONL file always, wandb (offline unless WANDB_MODE says otherwise), a rich progress bar."""
+"""Metrics sinks: a JSONL file always, wandb (offline unless WANDB_MODE says otherwise), the progress bar."""
 
 from __future__ import annotations
 
@@ -51,28 +51,14 @@ class MetricsLogger:
 
 
 class Progress:
-    """A rich progress bar over all optimiser steps (no-op when disabled)."""
+    """The training bar over all optimiser steps (`flywheel.progress.step_progress`; a no-op when disabled)."""
 
     def __init__(self, enabled: bool, total: int, start: int) -> None:
         self._bar = None
         if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
+            from flywheel.progress import step_progress
 
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-            )
+            self._bar = step_progress()
             self._bar.start()
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
 
