@@ -53,8 +53,9 @@ def _duration(seconds: float | None) -> str:
 
 
 class LoggedProgress(Progress):
-    """rich's Progress that, on a console that is not a terminal, also prints one plain line per task every
-    `interval_s` seconds and once when it completes: `description: done/total (pct), elapsed, left, fields`."""
+    """rich's Progress that, on a console that is not a terminal, prints one plain line per task every
+    `interval_s` seconds and once when it completes (`description: done/total (pct), elapsed, left, fields`)
+    in place of the bar."""
 
     def __init__(
         self,
@@ -67,6 +68,8 @@ class LoggedProgress(Progress):
         self._fields_text = fields_text
         self._interval_s = log_line_interval() if interval_s is None else interval_s
         self._logs = not self.disable and not self.console.is_terminal
+        if self._logs:  # the lines say it all: no last render of the bar, cut to the log's 80 columns
+            self.live.transient = True
         self._last_line: dict[TaskID, float] = {}
         self._finished_logged: set[TaskID] = set()
 

@@ -38,6 +38,7 @@ def test_a_log_gets_a_plain_line_per_interval_and_one_when_the_task_finishes() -
     assert "left" in plain[0] and "left" not in plain[-1]  # a finished task has nothing left
 
     hourly = _run_bar(_log_console(), interval_s=3600.0, steps=3)
+    assert "━" not in hourly  # no bar in a log, only its lines
     assert [line for line in hourly.splitlines() if line.startswith("scan: ")] == [
         next(line for line in hourly.splitlines() if line.startswith("scan: 3/3 (100%)"))
     ]
