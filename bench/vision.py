@@ -18,10 +18,13 @@ Writes bench/results/vision.json (the tasks already there are kept, so it can ru
     python -m bench.vision --task transfer_cube [--iterations 5] [--final-episodes 200] [--workdir DIR]
         [--preset pixels] [--config FILE] [--name vision] [--loop recap|bc] [--baseline bc_demos|more_demos]
         [--operator-frames N]
+    python -m bench.vision --task insertion --adopt bench/results/OTHER.json [--name vision]
 
 `--loop` runs just that loop and stops, writing its rows to OUT/NAME.recap_loop.json (or .bc_loop.json) after
 every iteration: start `--loop recap` and `--loop bc` as two processes with the same --workdir to run the loops
 side by side, then once more without it for the rest (the loops resume as done).
+`--adopt FILE` copies the task's finished run from another results file into OUT/NAME.json, so the comparison
+file holds the run that stands for each task (the copy names its source in `adopted_from`).
 `--baseline` likewise trains one baseline policy and stops (`more_demos` runs or resumes the RECAP loop first, to
 count its operator frames, unless `--operator-frames N` gives that count from a finished run's results).
 
@@ -73,6 +76,13 @@ def main() -> None:
         help="with --baseline more_demos: the RECAP loop's operator-controlled frames (the sum of a finished run's "
         "frames_by_controller.expert), instead of running or resuming that loop here",
     )
+    parser.add_argument(
+        "--adopt",
+        type=Path,
+        default=None,
+        help="copy --task's finished run from this results file (a run written under another --name) into "
+        "OUT/NAME.json and stop: the comparison file then holds the run that stands for the task",
+    )
     args = parser.parse_args()
     if args.final_episodes < 1 or args.iterations < 1:
         parser.error("--iterations and --final-episodes must be at least 1")
@@ -81,6 +91,12 @@ def main() -> None:
     if args.operator_frames is not None and (args.baseline != "more_demos" or args.operator_frames < 0):
         parser.error("--operator-frames is a count (≥ 0) for --baseline more_demos only")
 
+    if args.adopt is not None:
+        if args.adopt.resolve() == (args.out / f"{args.name}.json").resolve():
+            parser.error("--adopt names the file it would write: give another --name or --out")
+        adopt_task(args.adopt, args.out, args.name, args.task)
+        print(f"{args.out / args.name}.json: {args.task} adopted from {args.adopt}")
+        return
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flywheel-vision-"))
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     overrides = _config_overrides(args.config)
@@ -339,13 +355,8 @@ def _write(
     load_start: float,
     workdir: Path,
 ) -> None:
-    """Merge this task's result into `out`/`name`.json (atomically) and redraw its plot, `name`.png. Each task
-    records the setup it ran with (tasks may be run with different presets); the top-level `cameras`,
-    `image_size` and `wall_seconds` map each task to its own."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
-    doc["tasks"][task] = {
+    """Merge this task's result into `out`/`name`.json (atomically) and redraw its plot, `name`.png."""
+    entry = {
         **result,
         "complete": complete,
         "setup": setup,
@@ -354,6 +365,33 @@ def _write(
         "load_average_end": os.getloadavg()[0],
         "workdir": str(workdir),
     }
+    store_task_entry(out, name, task, entry)
+
+
+def adopt_task(source: Path, out: Path, name: str, task: str) -> dict:
+    """Copy `task`'s entry, as measured, from another results file of this benchmark (a run written under its own
+    `--name`) into `out`/`name`.json, replacing the entry there; the copy records the file it came from."""
+    try:
+        doc = json.loads(source.read_text())
+        entry = doc["tasks"][task]
+    except FileNotFoundError:
+        raise SystemExit(f"--adopt {source}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise SystemExit(f"--adopt {source}: not a bench.vision results file with a {task!r} task") from None
+    if not entry.get("complete"):
+        raise SystemExit(f"--adopt {source}: its {task!r} run is not complete (no final held-out numbers)")
+    store_task_entry(out, name, task, {**entry, "adopted_from": entry.get("adopted_from", source.name)})
+    return entry
+
+
+def store_task_entry(out: Path, name: str, task: str, entry: dict) -> None:
+    """Put `entry` under `tasks.<task>` of `out`/`name`.json (atomically) and redraw `name`.png. Each task
+    records the setup it ran with (tasks may be run with different presets); the top-level `cameras`,
+    `image_size` and `wall_seconds` map each task to its own."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
+    doc["tasks"][task] = entry
     setups = {t: v.get("setup", {}) for t, v in doc["tasks"].items()}
     doc.update(
         cameras={t: s.get("cameras") for t, s in setups.items()},
@@ -386,6 +424,17 @@ def run_setup(config: Any) -> dict[str, Any]:
     }
 
 
+def _recipe(setup: dict) -> str:
+    """A title's second line: `preset NAME[ + config], B bootstrap + S steps per iteration`."""
+    if not setup.get("preset"):
+        return ""
+    preset = setup["preset"] + (" + config" if setup.get("config_overrides") else "")
+    if setup.get("bootstrap_steps") and setup.get("steps_per_iteration"):
+        bootstrap, per_iteration = setup["bootstrap_steps"], setup["steps_per_iteration"]
+        return f"\npreset {preset}, {bootstrap} bootstrap + {per_iteration} steps per iteration"
+    return f"\npreset {preset}"
+
+
 def _plot(doc: dict, path: Path) -> None:
     import matplotlib
 
@@ -407,8 +456,7 @@ def _plot(doc: dict, path: Path) -> None:
         for key, style in (("bc_demos", ":"), ("more_demos", "--")):
             if key in doc["tasks"][task]:
                 ax.axhline(doc["tasks"][task][key]["success"], linestyle=style, color="grey", label=key)
-        preset = doc["tasks"][task].get("setup", {}).get("preset")
-        ax.set_title(f"{task} from pixels" + (f" (preset {preset})" if preset else ""))
+        ax.set_title(f"{task} from pixels{_recipe(doc['tasks'][task].get('setup', {}))}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel("champion success (95% CI)")
         ax.set_ylim(0, 1.05)

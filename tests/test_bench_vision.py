@@ -67,3 +67,37 @@ def test_a_loop_run_alone_writes_its_rows_to_a_file_of_its_own(tmp_path: Path, m
     assert not (out / "vision.json").exists()  # the comparison file is written only by the plain command
     span, busy = task["loop_seconds"]["bc"], task["loop_busy_seconds"]["bc"]
     assert 0 < busy <= span <= task["wall_seconds"]  # the jobs' own time, within the loop's span
+
+
+def test_a_finished_run_is_adopted_into_the_comparison_file_as_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = {"preset": "pixels-aux-long", **run_setup(flywheel_config("pixels-aux-long", {"task": "insertion"}))}
+    other = {"preset": "pixels-aux", **run_setup(flywheel_config("pixels-aux", {"task": "transfer_cube"}))}
+    row = {"success": 0.7, "ci_low": 0.6, "ci_high": 0.8, "episodes": 200}
+    _write(tmp_path, "headline", "insertion", {"final": {"recap": row}}, setup, True, 30.0, 1.5, tmp_path / "w")
+    _write(tmp_path, "vision", "transfer_cube", {"bc_demos": row}, other, True, 20.0, 0.0, tmp_path / "b")
+    _write(tmp_path, "vision", "insertion", {"bc_demos": row}, other, True, 5.0, 0.0, tmp_path / "old")
+    _write(tmp_path, "unfinished", "insertion", {}, setup, False, 1.0, 0.0, tmp_path / "u")
+
+    def run(*argv: str) -> int | str | None:
+        monkeypatch.setattr(sys, "argv", ["bench.vision", "--task", "insertion", "--out", str(tmp_path), *argv])
+        try:
+            main()
+        except SystemExit as exc:
+            return exc.code
+        return None
+
+    assert run("--adopt", str(tmp_path / "headline.json")) is None
+    doc = json.loads((tmp_path / "vision.json").read_text())
+    adopted = doc["tasks"]["insertion"]
+    assert adopted["final"]["recap"] == row and adopted["adopted_from"] == "headline.json"
+    assert adopted["wall_seconds"] == 30.0 and adopted["load_average_start"] == 1.5  # as measured, not now
+    assert doc["wall_seconds"] == {"transfer_cube": 20.0, "insertion": 30.0}
+    assert doc["tasks"]["transfer_cube"]["bc_demos"] == row  # the other task is kept
+
+    assert "not complete" in str(run("--adopt", str(tmp_path / "unfinished.json")))
+    assert "no such file" in str(run("--adopt", str(tmp_path / "missing.json")))
+    assert "not a bench.vision results file" in str(run("--adopt", str(tmp_path / "vision.png")))
+    assert run("--adopt", str(tmp_path / "vision.json")) == 2 and "--name" in capsys.readouterr().err
+    assert json.loads((tmp_path / "vision.json").read_text()) == doc  # a refused adoption writes nothing
