@@ -71,11 +71,13 @@ class LoggedProgress(Progress):
         if self._logs:  # the lines say it all: no last render of the bar, cut to the log's 80 columns
             self.live.transient = True
         self._last_line: dict[TaskID, float] = {}
+        self._started_at: dict[TaskID, float] = {}  # the work already done when the task was added (a resumed run)
         self._finished_logged: set[TaskID] = set()
 
     def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
         task_id = super().add_task(description, *args, **kwargs)
         self._last_line[task_id] = time.monotonic()
+        self._started_at[task_id] = self._tasks[task_id].completed
         return task_id
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
@@ -101,6 +103,13 @@ class LoggedProgress(Progress):
         self._last_line[task_id] = now
         self.console.print(self.log_line(task), markup=False, highlight=False, soft_wrap=True)
 
+    def _time_left(self, task: Task) -> float | None:
+        """At the task's mean rate so far (a log line wants a steady estimate, not the bar's 30-second window)."""
+        done = task.completed - self._started_at.get(task.id, 0.0)
+        if not task.total or not task.elapsed or done <= 0:
+            return None
+        return (task.total - task.completed) * task.elapsed / done
+
     def log_line(self, task: Task) -> str:
         """The plain line for `task` as it stands."""
         done = int(task.completed)
@@ -110,7 +119,7 @@ class LoggedProgress(Progress):
             head = f"{task.description}: {done}"
         parts = [head, f"{_duration(task.elapsed)} elapsed"]
         if not task.finished:
-            parts.append(f"{_duration(task.time_remaining)} left")
+            parts.append(f"{_duration(self._time_left(task))} left")
         extra = self._fields_text(task.fields) if self._fields_text is not None else ""
         if extra:
             parts.append(extra)

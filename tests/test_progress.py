@@ -12,7 +12,13 @@ import pytest
 from rich.console import Console
 
 from flywheel.errors import ConfigError
-from flywheel.progress import LOG_LINE_INTERVAL_ENV, LOG_LINE_INTERVAL_S, episode_progress, log_line_interval
+from flywheel.progress import (
+    LOG_LINE_INTERVAL_ENV,
+    LOG_LINE_INTERVAL_S,
+    LoggedProgress,
+    episode_progress,
+    log_line_interval,
+)
 from flywheel.progress import work_progress as work_bar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +87,12 @@ def test_a_command_writing_to_a_log_shows_its_progress_as_it_goes(tmp_path: Path
     lines = [line for line in done.stdout.splitlines() if "(expert demos): " in line]
     assert [line.split(": ", 1)[1].split(",")[0] for line in lines] == ["1/3 (33%)", "2/3 (67%)", "3/3 (100%)"]
     assert lines[-1].endswith("success 3, takeovers 0")
+
+
+def test_time_left_is_the_mean_rate_of_this_run_not_of_work_done_before() -> None:
+    clock = [0.0]
+    bar = LoggedProgress(console=_log_console(), get_time=lambda: clock[0])
+    task = bar.add_task("train", total=100, completed=50)  # resumed halfway
+    clock[0] = 20.0
+    bar.update(task, advance=10)  # 10 steps in 20 s: 40 left take 80 s
+    assert bar._time_left(bar.tasks[task]) == pytest.approx(80.0)
