@@ -32,9 +32,9 @@ from flywheel.config import Settings
 from flywheel.interop.task_shapes import task_shapes
 from flywheel.registry import PolicyRegistry
 from flywheel.store import EpisodeFilter, EpisodeRecord, EpisodeStore, NewEpisode
-from flywheel.store.models import TAGS, Episode
+from flywheel.store.models import Episode
 from flywheel.store.reader import FrameReader
-from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, ControllerKind, EpisodeFrames
+from flywheel.vocab import CONTROLLER_CODES, DEFAULT_CAMERA, DEFAULT_IMAGE_SIZE, TAGS, ControllerKind, EpisodeFrames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
 TASKS = task_names()

@@ -11,7 +11,8 @@ from app.common import fmt_time, get_store, password_gate, show_errors
 from app.episode_view import render_episode
 from flywheel.dashboards import episode_facets
 from flywheel.store import EpisodeFilter, EpisodeRecord
-from flywheel.store.models import REVIEW_STATUSES, TAGS
+from flywheel.store.models import REVIEW_STATUSES
+from flywheel.vocab import TAGS
 
 PAGE_SIZE = 200
 ANY = "any"

@@ -16,7 +16,7 @@ from flywheel.scheduler.jobs import PHASES
 from flywheel.scheduler.lock import LOCK_NAME
 from flywheel.scheduler.results import IterationSummary, parse_summary
 from flywheel.store.db import Database
-from flywheel.store.models import Iteration, Job, SchedulerLock, as_utc
+from flywheel.store.models import Iteration, Job, JobState, SchedulerLock, as_utc
 
 # SchedulerLockHandle's default `stale_after`: a lock whose heartbeat is older may be taken over.
 STALE_AFTER_S = 60.0
@@ -66,7 +66,7 @@ class JobInfo:
             max_attempts=job.max_attempts,
             progress=float(job.progress or 0.0),
             heartbeat_at=as_utc(job.heartbeat_at),
-            heartbeat_age_s=age_seconds(job.heartbeat_at, now) if job.state == "running" else None,
+            heartbeat_age_s=age_seconds(job.heartbeat_at, now) if job.state == JobState.RUNNING else None,
             started_at=as_utc(job.started_at),
             finished_at=as_utc(job.finished_at),
             error=job.error,
@@ -87,10 +87,10 @@ class IterationInfo:
     def phase(self) -> str | None:
         """The running job's kind, else the first one not yet succeeded; None when all four succeeded."""
         ordered = sorted(self.jobs, key=lambda j: PHASES.index(j.kind) if j.kind in PHASES else len(PHASES))
-        running = [j.kind for j in ordered if j.state == "running"]
+        running = [j.kind for j in ordered if j.state == JobState.RUNNING]
         if running:
             return running[0]
-        return next((j.kind for j in ordered if j.state != "succeeded"), None)
+        return next((j.kind for j in ordered if j.state != JobState.SUCCEEDED), None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from flywheel.doctor.problems import DoctorContext, Findings
 from flywheel.scheduler.jobs import RETRY_FAILED_COMMAND, JobBook, JobRef, last_line
 from flywheel.scheduler.lock import LOCK_NAME, LockHeldError, SchedulerLockHandle, acquire_lock
-from flywheel.store.models import Iteration, Job, SchedulerLock, as_utc
+from flywheel.store.models import Iteration, Job, JobState, SchedulerLock, as_utc
 
 CHECK = "stale-job"
 REPAIR_HOLDER = "flywheel doctor --repair"
@@ -43,7 +43,7 @@ def _stuck_jobs(
         stuck: list[StuckJob] = []
         for job, number in rows:
             heartbeat = as_utc(job.heartbeat_at)
-            if live or job.state != "running":
+            if live or job.state != JobState.RUNNING:
                 continue
             if heartbeat is not None and ctx.now - heartbeat <= probe.stale_after:
                 continue
@@ -91,8 +91,9 @@ def repair(ctx: DoctorContext) -> list[str]:
         done: list[str] = []
         for job in stuck:
             book.fail(job.ref, f"killed while running ({_last_beat(job, ctx.now)}); handed back by {REPAIR_HOLDER}")
-            state = "failed (its attempt limit is reached)" if job.ref.attempts >= job.max_attempts else "pending"
-            done.append(f"{_subject(job)}: running → {state}")
+            spent = job.ref.attempts >= job.max_attempts
+            state = f"{JobState.FAILED} (its attempt limit is reached)" if spent else JobState.PENDING
+            done.append(f"{_subject(job)}: {JobState.RUNNING} → {state}")
         return done
     finally:
         handle.release()
@@ -107,7 +108,7 @@ def check_failed(ctx: DoctorContext) -> Findings:
         rows = session.execute(select(Job, Iteration.number).join(Iteration).order_by(Job.id)).all()
         findings = Findings(FAILED_CHECK, checked=len(rows))
         for job, number in rows:
-            if job.state != "failed":
+            if job.state != JobState.FAILED:
                 continue
             findings.add(
                 f"job {job.id} (iteration {number} {job.kind})",

@@ -14,7 +14,7 @@ from flywheel.errors import DatabaseUnavailableError, FlywheelError
 from flywheel.identity import process_identity
 from flywheel.scheduler.results import IterationSummary, StoredResult, parse_summary
 from flywheel.store.db import Database, is_transient_db_error
-from flywheel.store.models import Iteration, Job, JobRetry, utcnow
+from flywheel.store.models import Iteration, Job, JobRetry, JobState, utcnow
 
 PHASES = ("collect", "train", "eval", "promote")
 
@@ -71,7 +71,7 @@ class JobBook:
             if session.scalars(select(Iteration).where(Iteration.number == number)).first() is not None:
                 return
             iteration = Iteration(number=number, task=task, state="running")
-            iteration.jobs = [Job(kind=kind, state="pending", max_attempts=max_attempts) for kind in PHASES]
+            iteration.jobs = [Job(kind=kind, state=JobState.PENDING, max_attempts=max_attempts) for kind in PHASES]
             session.add(iteration)
 
         self.db.transaction(unit)
@@ -99,19 +99,19 @@ class JobBook:
 
         def unit(session: Session) -> JobRef | str | None:
             job = _job_row(session, number, kind)
-            if job.state == "succeeded":
+            if job.state == JobState.SUCCEEDED:
                 return None
-            if job.state == "running" and job.attempts == before + 1:
+            if job.state == JobState.RUNNING and job.attempts == before + 1:
                 # This unit's own claim, committed before a lost acknowledgement made it run again.
                 return JobRef(job.id, number, kind, job.attempts, dict(job.params or {}))
             if job.attempts >= job.max_attempts:
-                job.state = "failed"
+                job.state = JobState.FAILED
                 return (
                     f"iteration {number} {kind} job failed {job.attempts} time(s), the limit; last error: "
                     f"{last_line(job.error)}. Fix the cause, then resume with `{RETRY_FAILED_COMMAND}` "
                     "(resets its attempts; the reset is audited)"
                 )
-            job.state = "running"
+            job.state = JobState.RUNNING
             job.attempts += 1
             job.started_at = job.heartbeat_at = utcnow()
             job.error = None
@@ -128,7 +128,7 @@ class JobBook:
         def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
-            job.state, job.result, job.progress, job.finished_at = "succeeded", stored, 1.0, utcnow()
+            job.state, job.result, job.progress, job.finished_at = JobState.SUCCEEDED, stored, 1.0, utcnow()
 
         self.db.transaction(unit)
 
@@ -137,7 +137,7 @@ class JobBook:
             job = session.get(Job, ref.id)
             assert job is not None
             job.error = error
-            job.state = "failed" if job.attempts >= job.max_attempts else "pending"
+            job.state = JobState.FAILED if job.attempts >= job.max_attempts else JobState.PENDING
             job.finished_at = utcnow()
 
         self.db.transaction(unit)
@@ -149,9 +149,9 @@ class JobBook:
         def unit(session: Session) -> None:
             job = session.get(Job, ref.id)
             assert job is not None
-            if job.state == "running" and job.attempts == ref.attempts:
+            if job.state == JobState.RUNNING and job.attempts == ref.attempts:
                 job.attempts -= 1
-                job.state, job.error = "pending", note
+                job.state, job.error = JobState.PENDING, note
 
         self.db.transaction(unit)
 
@@ -166,7 +166,7 @@ class JobBook:
         at_limit = (
             select(Job)
             .join(Iteration)
-            .where(Job.state != "succeeded", Job.attempts >= Job.max_attempts)
+            .where(Job.state != JobState.SUCCEEDED, Job.attempts >= Job.max_attempts)
             .order_by(Iteration.number, Job.id)
         )
         expected = self.db.query(
@@ -195,7 +195,7 @@ class JobBook:
                     )
                 )
                 retried.append(RetriedJob(number, job.kind, job.attempts, job.error))
-                job.attempts, job.state = 0, "pending"
+                job.attempts, job.state = 0, JobState.PENDING
             return retried
 
         # Empty only when a lost acknowledgement re-ran a unit whose resets had committed: they are the expected.
@@ -207,7 +207,7 @@ class JobBook:
 
         def unit(session: Session) -> bool:
             job = _job_row(session, number, kind)
-            if job.state != "succeeded":
+            if job.state != JobState.SUCCEEDED:
                 return False
             session.add(
                 JobRetry(
@@ -221,7 +221,7 @@ class JobBook:
                     reason=reason,
                 )
             )
-            job.attempts, job.state, job.result = 0, "pending", None
+            job.attempts, job.state, job.result = 0, JobState.PENDING, None
             return True
 
         return self.db.transaction(unit)

@@ -20,7 +20,7 @@ from flywheel.scheduler.config import FlywheelConfig
 from flywheel.scheduler.jobs import JobBook
 from flywheel.scheduler.results import CollectResult, EvalPhaseResult, PromoteResult, TrainPhaseResult
 from flywheel.store import EpisodeFilter, EpisodeStore
-from flywheel.store.models import PolicyVersion
+from flywheel.store.models import JobState, PolicyVersion
 
 SCHEDULER_ACTOR = "scheduler"
 
@@ -204,7 +204,7 @@ def retrain_corrupt_candidates(
     done: list[str] = []
     finished = set(book.completed_iterations())
     for number in sorted(set(iterations)):
-        if number in finished or book.job(number, "train").state != "succeeded":
+        if number in finished or book.job(number, "train").state != JobState.SUCCEEDED:
             continue
         candidate = ctx.registry.get(TrainPhaseResult.model_validate(book.result(number, "train")).policy_version_id)
         if candidate.status == "champion":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, overload
 
 from sqlalchemy import (
@@ -22,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from flywheel.vocab import TAGS, ControllerKind
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -30,12 +33,22 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-TAGS = ("demo", "autonomous", "intervention")
+
+class JobState(StrEnum):
+    """Where a scheduler job stands: `pending` (to run, or to retry), `running`, `succeeded`, `failed` (its attempts
+    are spent)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 REVIEW_STATUSES = ("unreviewed", "accepted", "rejected")
-CONTROLLERS = ("policy", "human", "expert")
+CONTROLLERS = tuple(kind.value for kind in ControllerKind)
 POLICY_STATUSES = ("candidate", "champion", "rejected", "retired")
 JOB_KINDS = ("collect", "train", "eval", "promote")
-JOB_STATES = ("pending", "running", "succeeded", "failed")
+JOB_STATES = tuple(state.value for state in JobState)
 
 
 def utcnow() -> datetime:
@@ -262,7 +275,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     iteration_id: Mapped[int] = mapped_column(ForeignKey("iteration.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     heartbeat_at: Mapped[datetime | None] = mapped_column()

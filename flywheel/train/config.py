@@ -13,8 +13,7 @@ from flywheel.errors import ConfigError, describe_validation_error
 from flywheel.policy.config import ModelConfig, Strict
 from flywheel.policy.recap import RewardConfig
 from flywheel.train.norm_fit import NormFrames
-
-TAGS = ("demo", "autonomous", "intervention")
+from flywheel.vocab import TAGS
 
 
 class TrainConfig(Strict):

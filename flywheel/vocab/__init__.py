@@ -16,7 +16,7 @@ from flywheel.vocab.controllers import (
 )
 from flywheel.vocab.frames import EpisodeFrames
 from flywheel.vocab.segments import SegmentSpan, check_segments, derive_segments
-from flywheel.vocab.tags import Tag, derive_tag, parse_tag
+from flywheel.vocab.tags import TAGS, Tag, derive_tag, parse_tag
 
 __all__ = [
     "CONTROLLER_BY_CODE",
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_CAMERA",
     "DEFAULT_IMAGE_SIZE",
     "SIMULATED_OPERATOR",
+    "TAGS",
     "ControllerKind",
     "EpisodeFrames",
     "SegmentSpan",

@@ -18,6 +18,10 @@ class Tag(StrEnum):
     INTERVENTION = "intervention"
 
 
+TAGS: tuple[str, ...] = tuple(tag.value for tag in Tag)
+"""The tag names, in `Tag`'s order (the store's check constraint, config validation, filters)."""
+
+
 def parse_tag(value: str) -> Tag:
     """Parse a tag name with a clear error for unknown values."""
     try:
