@@ -134,46 +134,40 @@ def _info_field(fields: Mapping[str, Any]) -> str:
     return str(fields.get("info", ""))
 
 
-def episode_progress(enabled: bool = True) -> LoggedProgress:
-    """A bar whose tasks carry `successes` and `interventions` fields."""
+def _bar(
+    fields: tuple[ProgressColumn, ...] = (),
+    trailing: tuple[ProgressColumn, ...] = (),
+    fields_text: FieldsText | None = None,
+    enabled: bool = True,
+    console: Console | None = None,
+) -> LoggedProgress:
+    """description, bar, done/total, `fields`, elapsed, time left, `trailing`."""
     return LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("success {task.fields[successes]}"),
-        TextColumn("takeovers {task.fields[interventions]}"),
+        *fields,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        fields_text=_episode_fields,
-        disable=not enabled,
-        transient=False,
-    )
-
-
-def step_progress(enabled: bool = True) -> LoggedProgress:
-    """A bar over optimiser steps whose tasks carry an `info` field (the latest loss)."""
-    return LoggedProgress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        fields_text=_info_field,
-        disable=not enabled,
-        transient=False,
-    )
-
-
-def work_progress(enabled: bool = True, console: Console | None = None) -> LoggedProgress:
-    """A plain bar for long checks, scans, exports and imports (one task per kind of work)."""
-    return LoggedProgress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *trailing,
+        fields_text=fields_text,
         console=console,
         disable=not enabled,
         transient=False,
     )
+
+
+def episode_progress(enabled: bool = True) -> LoggedProgress:
+    """A bar whose tasks carry `successes` and `interventions` fields."""
+    counts = (TextColumn("success {task.fields[successes]}"), TextColumn("takeovers {task.fields[interventions]}"))
+    return _bar(fields=counts, fields_text=_episode_fields, enabled=enabled)
+
+
+def step_progress(enabled: bool = True) -> LoggedProgress:
+    """A bar over optimiser steps whose tasks carry an `info` field (the latest loss)."""
+    return _bar(trailing=(TextColumn("{task.fields[info]}"),), fields_text=_info_field, enabled=enabled)
+
+
+def work_progress(enabled: bool = True, console: Console | None = None) -> LoggedProgress:
+    """A plain bar for long checks, scans, exports and imports (one task per kind of work)."""
+    return _bar(enabled=enabled, console=console)
