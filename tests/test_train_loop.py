@@ -20,6 +20,7 @@ from flywheel.store import EpisodeStore, NewEpisode
 from flywheel.store.models import Episode
 from flywheel.train import run_training
 from flywheel.train.data import data_fingerprint, usable_episodes
+from flywheel.train.ema import WeightAverage
 from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.synthetic import expert_action, toy_episode
 
@@ -91,6 +92,40 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, stop_at: int) -> None:
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("stop_at", [6, 15])  # before the average starts, while it runs
+def test_a_weight_averaged_run_resumes_to_the_same_average(tmp_path: Path, stop_at: int) -> None:
+    eps = [toy_episode(i, length=12) for i in range(3)] + [toy_episode(9, ["policy"] * 6 + ["expert"] * 6, 12)]
+    cfg = _cfg(method="recap", steps=12, critic_steps=8, checkpoint_every=4, ema_decay=0.9)
+    full = run_training(cfg, eps, tmp_path / "full", progress=False)
+    part = run_training(cfg, eps, tmp_path / "part", progress=False, should_stop=lambda n: n >= stop_at)
+    resumed = run_training(cfg, eps, tmp_path / "part", progress=False)
+    a, b = _weights(full.checkpoint_dir), _weights(resumed.checkpoint_dir)
+    assert not part.completed and a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    plain = run_training(
+        _cfg(method="recap", steps=12, critic_steps=8, checkpoint_every=4), eps, tmp_path / "plain", progress=False
+    )
+    live = read_tensors(sorted((tmp_path / "full" / "checkpoints").iterdir())[-1], "policy")  # the last step's
+    averaged, last = read_tensors(full.checkpoint_dir, "policy"), read_tensors(plain.checkpoint_dir, "policy")
+    moved = [k for k in last if last[k].is_floating_point() and not torch.equal(last[k], averaged[k])]
+    assert moved and all(torch.equal(live[k], last[k]) for k in last)  # the same run, its average saved instead
+
+
+def test_the_weight_average_follows_its_decay() -> None:
+    module = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        module.weight.fill_(0.0)
+    average = WeightAverage.of(module, decay=0.75)
+    with torch.no_grad():
+        module.weight.fill_(4.0)
+    average.update(module)  # 0.75 * 0 + 0.25 * 4
+    assert torch.allclose(average.state_dict()["weight"], torch.full((1, 2), 1.0))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage.of(module, decay=1.0)
 
 
 def test_resume_with_other_config_is_refused(tmp_path: Path) -> None:

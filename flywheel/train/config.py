@@ -42,6 +42,13 @@ class TrainConfig(Strict):
     warmup_steps: int = Field(default=50, ge=0)
     min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     grad_clip: float = Field(default=1.0, gt=0.0, le=1e6)
+    ema_decay: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="keep an exponential moving average of the policy's weights over its steps (e.g. 0.995: "
+        "about the last 200) and save the average as the trained policy; None saves the last step's weights",
+    )
 
     advantage: Literal["q_minus_v", "nstep"] = "q_minus_v"
     advantage_quantile: float = Field(default=0.7, ge=0.0, le=1.0, description="ε = this quantile per task")

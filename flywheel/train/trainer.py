@@ -58,6 +58,7 @@ from flywheel.train.config import TrainConfig
 from flywheel.train.data import EpisodeMeta, TrainingEpisode, data_fingerprint, usable_episodes
 from flywheel.train.dataset import Batch, FrameTable, build_frame_table
 from flywheel.train.distributed import DistContext, setup_distributed, shard_fsdp, unwrap, wrap_ddp
+from flywheel.train.ema import WeightAverage
 from flywheel.train.errors import ResumeMismatchError, TrainingDivergedError
 from flywheel.train.logger import MetricsLogger, Progress
 from flywheel.train.norm_fit import fit_norm_stats
@@ -66,6 +67,7 @@ from flywheel.vocab import EpisodeFrames
 
 PHASES = {"critic": 1, "policy": 2}
 KEEP_CHECKPOINTS = 2
+POLICY_AVERAGE = "policy_average"  # resumable checkpoints: the weight average (`ema_decay`) beside the live policy
 
 
 @dataclass
@@ -242,6 +244,7 @@ class Trainer:
         self.policy_obj = wrap(PolicyObjective(self.policy), self.ctx)
         self.critic_obj = wrap(CriticObjective(self.critic, self.policy), self.ctx) if self.critic else None
         self.labels: FrameLabels | None = None
+        self.policy_average: WeightAverage | None = None  # from the first policy step, with `ema_decay`
         self.phase = "critic" if config.uses_critic else "policy"
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -372,7 +375,11 @@ class Trainer:
                 loss.backward()
             total += float(loss.detach())
         grad_norm = nn.utils.clip_grad_norm_([p for p in self.policy.parameters() if p.requires_grad], cfg.grad_clip)
+        if cfg.ema_decay is not None and self.policy_average is None:
+            self.policy_average = WeightAverage.of(self.policy, cfg.ema_decay)
         self.policy_opt.step()
+        if self.policy_average is not None:
+            self.policy_average.update(self.policy)
         return {
             "train/loss": total,
             "train/policy_loss": total,
@@ -411,12 +418,16 @@ class Trainer:
             "critic_observations": self.config.model.critic.observations if self.critic is not None else None,
             "object_aux_weight": self.config.model.encoder.object_aux_weight,
             "seed": self.config.seed,
+            "ema_decay": self.config.ema_decay,
             "data_fingerprint_sha256": self.fingerprint["sha256"],
             "label_stats": self.labels.stats if self.labels else {},
         }
 
-    def _model_files(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-        tensors = {"policy": self.policy.state_dict(), "norm": self.norm.to_tensors()}
+    def _model_files(self, final: bool = False) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+        """The model's tensors and documents; `final`: the policy is the weight average when there is one."""
+        average = self.policy_average.state_dict() if final and self.policy_average is not None else None
+        policy = average if average is not None else self.policy.state_dict()
+        tensors = {"policy": policy, "norm": self.norm.to_tensors()}
         if self.critic is not None:
             tensors["critic"] = self.critic.state_dict()
         if self.critic_norm is not None:
@@ -437,6 +448,8 @@ class Trainer:
             t, d = optimizer_state(self.critic_opt)
             tensors["optim_critic"] = t
             docs["optim_critic"] = d
+        if self.policy_average is not None:
+            tensors[POLICY_AVERAGE] = self.policy_average.state_dict()
         if self.labels is not None:
             tensors["labels"] = {"indicator": self.labels.indicator, "weight": self.labels.weight}
             docs["labels"] = self.labels.stats
@@ -482,6 +495,9 @@ class Trainer:
             load_optimizer_state(
                 self.critic_opt, read_tensors(path, "optim_critic"), read_document(path, "optim_critic")
             )
+        if self.config.ema_decay is not None and (path / f"{POLICY_AVERAGE}.safetensors").is_file():
+            shadow = read_tensors(path, POLICY_AVERAGE, self.ctx.device)
+            self.policy_average = WeightAverage(self.config.ema_decay, shadow)
         if (path / "labels.safetensors").is_file():
             lab = read_tensors(path, "labels")
             self.labels = FrameLabels(lab["indicator"].long(), lab["weight"].float(), read_document(path, "labels"))
@@ -549,7 +565,7 @@ class Trainer:
         sha = ""
         if completed:
             if self.ctx.is_main:
-                tensors, docs = self._model_files()
+                tensors, docs = self._model_files(final=True)
                 docs["metrics"] = {**self.metrics, "timings": self.timings}
                 docs["fingerprint"] = self.fingerprint
                 docs["train_config"] = self.config.model_dump(mode="json")
