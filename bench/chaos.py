@@ -37,12 +37,12 @@ from sqlalchemy.engine import Engine
 
 from bench.report import run_and_report
 from flywheel.policy.checkpoint import CheckpointError, verify_checkpoint
+from flywheel.scheduler.jobs import PHASES
 from flywheel.store.models import Iteration, Job, PolicyVersion
 from tests.pg_server import PostgresServer, find_postgres_bin
 from tests.test_scheduler_crash import ROOT, TINY
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chaos.json"
-PHASES = ("collect", "train", "eval", "promote")
 FAULTS = ("restart", "kill9")  # in iteration 0 and iteration 1 of each run
 ITERATIONS = 1  # `--iterations 1`: iterations 0 (bootstrap) and 1 (collects with the champion)
 PAUSE_S = 1.0  # FLYWHEEL_FAILPOINT_PAUSE: holds each job of the phase open (heartbeats beating) this long

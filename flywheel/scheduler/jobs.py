@@ -14,9 +14,9 @@ from flywheel.errors import DatabaseUnavailableError, FlywheelError
 from flywheel.identity import process_identity
 from flywheel.scheduler.results import IterationSummary, StoredResult, parse_summary
 from flywheel.store.db import Database, is_transient_db_error
-from flywheel.store.models import Iteration, Job, JobRetry, JobState, utcnow
+from flywheel.store.models import JOB_KINDS, Iteration, Job, JobRetry, JobState, utcnow
 
-PHASES = ("collect", "train", "eval", "promote")
+PHASES = JOB_KINDS  # an iteration's jobs, in the order they run
 
 
 RETRY_FAILED_COMMAND = 'flywheel run --retry-failed --reason "<what you fixed>"'

@@ -47,7 +47,7 @@ class JobState(StrEnum):
 REVIEW_STATUSES = ("unreviewed", "accepted", "rejected")
 CONTROLLERS = tuple(kind.value for kind in ControllerKind)
 POLICY_STATUSES = ("candidate", "champion", "rejected", "retired")
-JOB_KINDS = ("collect", "train", "eval", "promote")
+JOB_KINDS = ("collect", "train", "eval", "promote")  # in the order an iteration runs them
 JOB_STATES = tuple(state.value for state in JobState)
 
 
