@@ -6,7 +6,7 @@ held-out seeds with the run's simulated operator and episode length (give the ru
 the quickstart's without them), and counts the operator's takeovers. Nothing is stored.
 
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
-        [--workers 2]
+        [--workers 2] [--cfg-beta 2.0]
 
 Writes bench/results/takeovers.json and prints one line.
 """
@@ -43,7 +43,10 @@ def champions_in_order(registry: PolicyRegistry) -> list[int]:
     return order
 
 
-def measure(version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig) -> dict[str, Any]:
+def measure(
+    version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig, cfg_beta: float | None = None
+) -> dict[str, Any]:
+    """The simulated operator's takeovers over `version`'s episodes on `seeds` (`cfg_beta`: guidance override)."""
     from flywheel.collect import CollectSpec, ProcessPool
 
     spec = CollectSpec(
@@ -56,6 +59,7 @@ def measure(version: PolicyRecord, seeds: list[int], workers: int, config: Flywh
         policy_checkpoint=version.checkpoint_uri,
         policy_sha256=version.sha256,
         source_prefix=f"bench-takeovers/policy-{version.id}",
+        cfg_beta=cfg_beta,
     )
     outcomes = list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
     takeovers = sum(o.interventions for o in outcomes)
@@ -80,6 +84,12 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="the run's config file, if it had one")
     parser.add_argument(
         "--versions", default=None, help="only these champions, comma-separated policy versions (default: all)"
+    )
+    parser.add_argument(
+        "--cfg-beta",
+        type=float,
+        default=None,
+        help="sample every champion with this classifier-free guidance β instead of its checkpoint's",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "takeovers.json")
     args = parser.parse_args()
@@ -112,7 +122,7 @@ def main() -> None:
         order = [v for v in order if v in wanted]
     seeds = eval_seeds(args.episodes, SEED_OFFSET)
     start = time.perf_counter()
-    rows = [measure(registry.get(version_id), seeds, args.workers, config) for version_id in order]
+    rows = [measure(registry.get(version_id), seeds, args.workers, config, args.cfg_beta) for version_id in order]
     result = {
         "bench": "takeovers",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -122,6 +132,7 @@ def main() -> None:
         "config": str(args.config) if args.config else None,
         "operator": config.operator or "simulated-operator defaults",
         "max_steps": config.max_steps,
+        "cfg_beta": args.cfg_beta,
         "champions": rows,
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],

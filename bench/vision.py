@@ -312,12 +312,15 @@ def _champion(store: Any) -> Any:
     return registry.get(champion)
 
 
-def policy_rollouts(version: Any, seeds: list[int], workers: int, source_prefix: str) -> list[Any]:
-    """Episodes of `version` acting alone on `seeds` (no operator; nothing stored), in completion order."""
+def policy_rollouts(
+    version: Any, seeds: list[int], workers: int, source_prefix: str, cfg_beta: float | None = None
+) -> list[Any]:
+    """Episodes of `version` acting alone on `seeds` (no operator; nothing stored), in completion order;
+    `cfg_beta` overrides the checkpoint's guidance β."""
     from flywheel.collect import CollectSpec
     from flywheel.collect.pool import ProcessPool
 
-    spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16)
+    spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16, cfg_beta=cfg_beta)
     return list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
 
 

@@ -5,7 +5,7 @@ success and the highest task stage reached on validation seeds (not the seeds an
         [--set model.encoder.cnn_pool=spatial_softmax] [--set model.inputs.cameras='["top","right_wrist"]'] \
         [--steps 3000] [--episodes 50]
     python -m bench.vision_encoders --home DIR --task transfer_cube --name NAME --version ID --seeds held-out \
-        --episodes 200
+        --episodes 200 [--cfg-beta 2.0]
 
 DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
 --camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
@@ -47,6 +47,12 @@ def main() -> None:
         type=int,
         default=None,
         help="evaluate this registered policy version of --home instead of training one (--set and --steps unused)",
+    )
+    parser.add_argument(
+        "--cfg-beta",
+        type=float,
+        default=None,
+        help="sample with this classifier-free guidance β instead of the checkpoint's (RECAP policies)",
     )
     parser.add_argument(
         "--seeds",
@@ -92,13 +98,14 @@ def main() -> None:
         version = registry.get(args.version)
     held_out = args.seeds == "held-out"
     seeds = fresh_seeds(args.episodes, FINAL_SEED_OFFSET) if held_out else eval_seeds(args.episodes, VALIDATION_OFFSET)
-    outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}")
+    outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}", args.cfg_beta)
     row = {
         "name": args.name,
         "task": args.task,
         "version": version.id,
         "seeds": args.seeds,
         "inputs": version.config["model"]["inputs"],
+        "cfg_beta": args.cfg_beta if args.cfg_beta is not None else version.config["model"]["inference"]["cfg_beta"],
         **success_summary(outcomes),
         "highest_stage": stage_breakdown(outcomes, args.task),
         **trained,

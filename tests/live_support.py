@@ -19,9 +19,11 @@ from flywheel.train import run_training
 from flywheel.train.data import EpisodeInfo
 
 
-def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool = False) -> tuple[Path, str]:
-    """(checkpoint dir, sha256) of a tiny BC policy trained on two short expert episodes of `task` (with `pixels`:
-    on the default 96x128 'top' camera too, through a small CNN)."""
+def train_tiny_policy(
+    out_dir: Path, task: str = "transfer_cube", pixels: bool = False, method: str = "bc"
+) -> tuple[Path, str]:
+    """(checkpoint dir, sha256) of a tiny policy (BC unless `method` says otherwise) trained on two short expert
+    episodes of `task` (with `pixels`: on the default 96x128 'top' camera too, through a small CNN)."""
     from sim import make_env, run_episode
 
     env = make_env(task, obs_mode="pixels" if pixels else "state", max_steps=60)
@@ -32,7 +34,7 @@ def train_tiny_policy(out_dir: Path, task: str = "transfer_cube", pixels: bool =
         episodes.append((EpisodeInfo(f"demo-{seed}", task, "demo", result.success), result.frames))
     env.close()
     vision = {"model": {"encoder": {"vision": "cnn", "cnn_channels": 8}}} if pixels else {}
-    cfg = train_config("tiny", {"method": "bc", "steps": 10, **vision})
+    cfg = train_config("tiny", {"method": method, "steps": 10, **vision})
     result = run_training(cfg, episodes, out_dir, progress=False)
     return Path(result.checkpoint_dir), result.sha256
 

@@ -24,6 +24,7 @@ def _spec(
     max_steps: int = 120,
     obs_mode: str = "state",
     precision: str | None = None,
+    cfg_beta: float | None = None,
 ) -> CollectSpec:
     checkpoint, sha256 = policy
     return CollectSpec(
@@ -37,6 +38,7 @@ def _spec(
         source_prefix="lockstep",
         envs_per_worker=envs,
         precision=precision,  # type: ignore[arg-type]
+        cfg_beta=cfg_beta,
     )
 
 
@@ -97,6 +99,28 @@ def test_pixel_lanes_render_through_one_renderer(tmp_path: Path) -> None:
         assert images.shape == (12, 96, 128, 3) and images.std() > 0
     # Different seeds place the cube differently: each lane rendered its own scene.
     assert not np.array_equal(outcomes[1].frames.images["top"][0], outcomes[2].frames.images["top"][0])
+
+
+def test_spec_guidance_overrides_the_checkpoints_in_every_lane(tmp_path: Path) -> None:
+    from tests.live_support import train_tiny_policy
+
+    recap_policy = train_tiny_policy(tmp_path / "recap", method="recap")
+    actions: dict[float | None, list[np.ndarray]] = {}
+    for beta in (None, 1.0, 3.0):
+        runtime = WorkerRuntime(
+            _spec(recap_policy, envs=2, operator="none", max_steps=12, precision="fp32", cfg_beta=beta)
+        )
+        try:
+            outcomes = sorted(runtime.run_many([21, 22, 23]), key=lambda o: o.seed)
+            assert all(slot.policy.cfg_beta == (3.0 if beta == 3.0 else None) for slot in runtime._slots)
+        finally:
+            runtime.close()
+        actions[beta] = [o.frames.action for o in outcomes if o.frames is not None]
+        assert len(actions[beta]) == 3
+    # β = 1 (the checkpoint's own) samples as no override does; β = 3 extrapolates away from it in every episode.
+    for plain, same, guided in zip(actions[None], actions[1.0], actions[3.0], strict=True):
+        np.testing.assert_allclose(plain, same, atol=1e-6)
+        assert not np.allclose(plain[:8], guided[:8], atol=1e-4)
 
 
 def test_lockstep_job_survives_a_dead_worker(tiny_policy: tuple[Path, str]) -> None:

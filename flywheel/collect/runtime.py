@@ -63,6 +63,7 @@ class WorkerRuntime:
             device=spec.policy_device,
             expected_sha256=spec.policy_sha256,
             precision=spec.precision,
+            cfg_beta=spec.cfg_beta,
         )
 
     @staticmethod
@@ -146,7 +147,9 @@ class WorkerRuntime:
         while len(self._slots) < width:
             env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
             loaded = self.policy.policy.loaded
-            runner = PolicyRunner(loaded, device=self.spec.policy_device, precision=self.spec.precision)
+            runner = PolicyRunner(
+                loaded, device=self.spec.policy_device, precision=self.spec.precision, cfg_beta=self.spec.cfg_beta
+            )
             self._slots.append(_Slot(env, runner, self._make_sim_operator(self.spec)))
         return self._slots[:width]
 

@@ -49,6 +49,12 @@ class CollectSpec(BaseModel):
     precision: PolicyPrecision | None = Field(
         None, description="policy arithmetic (auto | fp32 | bf16); None: the checkpoint's inference.precision"
     )
+    cfg_beta: float | None = Field(
+        None,
+        ge=0.0,
+        le=20.0,
+        description="classifier-free guidance β for a RECAP policy; None: the checkpoint's inference.cfg_beta",
+    )
     policy_device: str = Field(
         "cpu",
         pattern=POLICY_DEVICE_PATTERN,
