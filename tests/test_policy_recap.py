@@ -9,10 +9,12 @@ import torch
 from flywheel.policy.config import ExpertConfig
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL, FlowMatchingExpert
 from flywheel.policy.recap import (
+    LabelInputs,
     awr_weights,
     binarize_advantages,
     drop_indicator,
     failed_correction_frames,
+    label_frames,
     pre_takeover_frames,
     source_weights,
 )
@@ -65,6 +67,23 @@ def test_awr_and_source_weights() -> None:
         {"demo": 1.0, "intervention": 2.0, "autonomous": 0.5},
     )
     assert sw.tolist() == [1.0, 2.0, 0.5]
+
+
+@pytest.mark.parametrize("method", ["bc", "recap"])
+def test_takeover_weight_scales_only_the_takeover_frames(method: str) -> None:
+    from flywheel.train.config import TrainConfig
+
+    # a demo (expert), an intervention episode (policy, operator, policy), an autonomous episode
+    tags = np.array(["demo", "demo", "intervention", "intervention", "intervention", "autonomous"], dtype=object)
+    forced = np.array([True, True, False, True, False, False])
+    frames = LabelInputs(tags, np.zeros(6, int), ["transfer_cube"], forced, np.zeros(6, bool))
+    advantages = None if method == "bc" else np.arange(6, dtype=float)
+    config = TrainConfig(method=method, source_weights={"intervention": 0.5}, wandb=False)
+    plain = label_frames(config, frames, advantages)
+    heavy = label_frames(config.model_copy(update={"takeover_weight": 4.0}), frames, advantages)
+    assert plain.weight.tolist() == [1.0, 1.0, 0.5, 0.5, 0.5, 1.0]
+    assert heavy.weight.tolist() == [1.0, 1.0, 0.5, 2.0, 0.5, 1.0]
+    assert torch.equal(plain.indicator, heavy.indicator)  # weights only: the labels are the same
 
 
 def test_indicator_dropout_rate() -> None:

@@ -41,6 +41,7 @@ from torch import nn
 from flywheel.policy.config import CriticConfig, EncoderConfig, Strict
 from flywheel.policy.encoders import ObservationEncoder, mlp
 from flywheel.policy.expert import NEGATIVE, POSITIVE, UNCONDITIONAL
+from flywheel.vocab import Tag
 
 if TYPE_CHECKING:
     from flywheel.policy.model import FlywheelPolicy
@@ -327,6 +328,11 @@ def source_weights(tags: np.ndarray, weights: Mapping[str, float]) -> np.ndarray
     return np.array([weights[str(t)] for t in np.asarray(tags).tolist()], dtype=np.float32)
 
 
+def takeover_frames(tags: np.ndarray, forced_positive: np.ndarray) -> np.ndarray:
+    """Frames an operator or the expert drove inside intervention episodes: the takeovers (demos excluded)."""
+    return (np.asarray(tags).astype(str) == Tag.INTERVENTION.value) & np.asarray(forced_positive, dtype=bool)
+
+
 @dataclass
 class FrameLabels:
     """What the policy phase trains on, per frame of the dataset."""
@@ -357,6 +363,9 @@ def label_frames(config: TrainConfig, frames: LabelInputs, advantages: np.ndarra
     """Indicator and weight per frame for `config.method`: RECAP's binarised advantages, AWR's exp-weights or
     plain BC (`advantages` is None for bc)."""
     src = source_weights(frames.tag, config.source_weights)
+    if config.takeover_weight != 1.0:
+        src = np.where(takeover_frames(frames.tag, frames.forced_positive), src * config.takeover_weight, src)
+        src = src.astype(np.float32)
     n = len(frames.tag)
     stats: dict[str, float] = {}
     if config.method == "bc":

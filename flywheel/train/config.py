@@ -72,6 +72,13 @@ class TrainConfig(Strict):
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"demo": 1.0, "autonomous": 1.0, "intervention": 0.5}
     )
+    takeover_weight: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description="multiplies the source weight of the frames an operator or the expert drove inside "
+        "intervention episodes (the takeovers themselves), apart from the policy's own frames there",
+    )
     awr_beta: float = Field(default=1.0, gt=0.0, le=100.0)
     awr_max_weight: float = Field(default=20.0, gt=0.0, le=1e6)
 
