@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from bench.report import run_and_report
 from flywheel.policy.checkpoint import CheckpointError, verify_checkpoint
 from flywheel.scheduler.jobs import PHASES
-from flywheel.store.models import Iteration, Job, PolicyVersion
+from flywheel.store.models import Iteration, IterationState, Job, JobState, PolicyVersion
 from tests.pg_server import PostgresServer, find_postgres_bin
 from tests.test_scheduler_crash import ROOT, TINY
 
@@ -92,7 +92,7 @@ def _job_running(engine: Engine, iteration: int, kind: str) -> bool:
             query = (
                 select(Job.id)
                 .join(Iteration)
-                .where(Iteration.number == iteration, Job.kind == kind, Job.state == "running")
+                .where(Iteration.number == iteration, Job.kind == kind, Job.state == JobState.RUNNING)
             )
             return conn.execute(query).first() is not None
     except Exception:  # the server may be down between faults
@@ -136,7 +136,7 @@ def outcome(db_url: str, home: Path) -> dict[str, Any]:
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            done = list(conn.execute(select(Iteration.number).where(Iteration.state == "done")).scalars())
+            done = list(conn.execute(select(Iteration.number).where(Iteration.state == IterationState.DONE)).scalars())
             jobs = conn.execute(
                 select(Iteration.number, Job.kind, Job.state, Job.attempts).join(Iteration).order_by(Job.id)
             ).all()

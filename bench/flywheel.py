@@ -139,11 +139,11 @@ def store_busy_seconds(store: object) -> float | None:
     sessions and the attempts that failed."""
     from sqlalchemy import select
 
-    from flywheel.store.models import Job
+    from flywheel.store.models import Job, JobState
 
     with store.db.read() as session:  # type: ignore[attr-defined]
         spans = session.execute(
-            select(Job.started_at, Job.finished_at).where(Job.state == "succeeded", Job.started_at.is_not(None))
+            select(Job.started_at, Job.finished_at).where(Job.state == JobState.SUCCEEDED, Job.started_at.is_not(None))
         ).all()
     return sum((finished - started).total_seconds() for started, finished in spans) if spans else None
 

@@ -43,7 +43,7 @@ def jobs_table(jobs: tuple[JobInfo, ...]) -> pd.DataFrame:
                 "state": j.state,
                 "attempts": f"{j.attempts}/{j.max_attempts}",
                 "progress": j.progress,
-                "heartbeat": _age(j.heartbeat_age_s) if j.state == "running" else "—",
+                "heartbeat": _age(j.heartbeat_age_s),  # set for running jobs only
                 "started (UTC)": fmt_time(j.started_at),
                 "finished (UTC)": fmt_time(j.finished_at),
                 "error": j.error_line,

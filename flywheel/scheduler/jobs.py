@@ -14,7 +14,7 @@ from flywheel.errors import DatabaseUnavailableError, FlywheelError
 from flywheel.identity import process_identity
 from flywheel.scheduler.results import IterationSummary, StoredResult, parse_summary
 from flywheel.store.db import Database, is_transient_db_error
-from flywheel.store.models import JOB_KINDS, Iteration, Job, JobRetry, JobState, utcnow
+from flywheel.store.models import JOB_KINDS, Iteration, IterationState, Job, JobRetry, JobState, utcnow
 
 PHASES = JOB_KINDS  # an iteration's jobs, in the order they run
 
@@ -70,18 +70,15 @@ class JobBook:
         def unit(session: Session) -> None:
             if session.scalars(select(Iteration).where(Iteration.number == number)).first() is not None:
                 return
-            iteration = Iteration(number=number, task=task, state="running")
+            iteration = Iteration(number=number, task=task, state=IterationState.RUNNING)
             iteration.jobs = [Job(kind=kind, state=JobState.PENDING, max_attempts=max_attempts) for kind in PHASES]
             session.add(iteration)
 
         self.db.transaction(unit)
 
     def completed_iterations(self) -> list[int]:
-        return self.db.query(
-            lambda session: list(
-                session.scalars(select(Iteration.number).where(Iteration.state == "done").order_by(Iteration.number))
-            )
-        )
+        done = select(Iteration.number).where(Iteration.state == IterationState.DONE).order_by(Iteration.number)
+        return self.db.query(lambda session: list(session.scalars(done)))
 
     def latest_iteration(self) -> int | None:
         return self.db.query(
@@ -245,7 +242,7 @@ class JobBook:
 
         def unit(session: Session) -> None:
             iteration = session.scalars(select(Iteration).where(Iteration.number == number)).one()
-            iteration.state, iteration.summary, iteration.finished_at = "done", stored, utcnow()
+            iteration.state, iteration.summary, iteration.finished_at = IterationState.DONE, stored, utcnow()
 
         self.db.transaction(unit)
 
@@ -253,7 +250,8 @@ class JobBook:
         """Finished iterations' summaries, oldest first (rows stored by older versions parse too)."""
 
         def unit(session: Session) -> list[IterationSummary]:
-            rows = session.scalars(select(Iteration).where(Iteration.state == "done").order_by(Iteration.number))
+            done = select(Iteration).where(Iteration.state == IterationState.DONE).order_by(Iteration.number)
+            rows = session.scalars(done)
             return [s for s in (parse_summary(r.summary) for r in rows) if s is not None]
 
         return self.db.query(unit)

@@ -44,11 +44,19 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
+class IterationState(StrEnum):
+    """Where a loop iteration stands: `running` (its jobs under way or to resume) or `done` (promotion decided)."""
+
+    RUNNING = "running"
+    DONE = "done"
+
+
 REVIEW_STATUSES = ("unreviewed", "accepted", "rejected")
 CONTROLLERS = tuple(kind.value for kind in ControllerKind)
 POLICY_STATUSES = ("candidate", "champion", "rejected", "retired")
 JOB_KINDS = ("collect", "train", "eval", "promote")  # in the order an iteration runs them
 JOB_STATES = tuple(state.value for state in JobState)
+ITERATION_STATES = tuple(state.value for state in IterationState)
 
 
 def utcnow() -> datetime:
@@ -252,11 +260,12 @@ class EvalEpisode(Base):
 
 class Iteration(Base):
     __tablename__ = "iteration"
+    __table_args__ = (CheckConstraint(_in("state", ITERATION_STATES), name="state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     task: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16), default="running")
+    state: Mapped[str] = mapped_column(String(16), default=IterationState.RUNNING.value)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
