@@ -18,6 +18,7 @@ from flywheel.live.episode_video import unpack_video, views_dir
 from flywheel.live.video_route import video_url
 from flywheel.registry import PolicyRegistry
 from flywheel.review import ReviewService
+from flywheel.scheduler.lock import SchedulerLockHandle
 from flywheel.store import EpisodeStore, NewEpisode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ class Console:
     demos: list[int]
     interventions: list[int]
     policy_id: int
+    scheduler: SchedulerLockHandle  # the lock a running scheduler would hold
 
 
 def _fill(settings: Settings) -> Console:
@@ -100,12 +102,12 @@ def _fill(settings: Settings) -> Console:
         ref = book.claim(1, "train")
         assert ref is not None
         book.fail(ref, "RuntimeError: trainer ran out of memory\nTraceback (most recent call last): ...")
-        acquire_lock(store.db, "flywheel run (console test)")
+        scheduler = acquire_lock(store.db, "flywheel run (console test)")
     finally:
         torch.set_num_threads(threads)
     interventions = [i for i in report.episode_ids if store.get(i).tag == "intervention"]
     assert len(demo_ids) == 2 and interventions, "collection should yield demos and at least one takeover"
-    return Console(settings, store, demo_ids, interventions, policy.id)
+    return Console(settings, store, demo_ids, interventions, policy.id, scheduler)
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +359,7 @@ def test_policies_page_shows_lineage_evidence_and_audits_promotion(console: Cons
 
 
 def test_jobs_page_shows_lock_phase_and_errors(console: Console) -> None:
+    console.scheduler.heartbeat()  # as the running scheduler does; the module's earlier tests may outlast a minute
     at = page("jobs", operator=None)
     assert not at.exception
     assert "Scheduler running: **flywheel run (console test)**" in texts(at.success)
