@@ -79,11 +79,24 @@ def test_a_tie_is_promoted_only_where_a_metric_improves() -> None:
 
 def test_the_slowdown_gate_does_not_decide_on_a_handful_of_seeds() -> None:
     champion = _summary([True] * 3 + [False] * 97, steps=100)
-    slower = _summary([True] * 5 + [False] * 95, steps=180)  # more successes, slower on the 3 seeds both solved
+    slower = _summary([True] * 3 + [False] * 97, steps=180)  # the same successes, slower on the 3 seeds
     verdicts = run_gates(slower, _paired(slower, champion, GateConfig()), GateConfig())
     throughput = next(v for v in verdicts if v.gate == "throughput")
     assert throughput.passed and "3 seeds both solved (< 10: recorded, not gated)" in throughput.reason
     assert not _verdicts(slower, champion, slowdown_min_seeds=3)["throughput"]
+
+
+def test_a_slower_candidate_passes_where_its_extra_successes_pay_for_the_time() -> None:
+    champion = _summary([True] * 22 + [False] * 28, steps=100)
+    # 20% slower on the 18 seeds both solve; solves 10 the champion fails and fails 4 it solves (+12 points, not
+    # significant on 50 seeds): more successes per hour all the same
+    paying = _summary([True] * 18 + [False] * 4 + [True] * 10 + [False] * 18, steps=120)
+    verdicts = {v.gate: v for v in run_gates(paying, _paired(paying, champion, GateConfig()), GateConfig())}
+    assert not verdicts["non_inferiority"].evidence["superior"]
+    assert verdicts["throughput"].passed and "paid for: successes/h +" in verdicts["throughput"].reason
+    # the same slowdown with one extra success: fewer successes per hour, refused
+    not_paying = _summary([True] * 18 + [False] * 4 + [True] * 5 + [False] * 23, steps=160)
+    assert not _verdicts(not_paying, champion)["throughput"]
 
 
 def test_nan_latency_and_joint_limit_gates() -> None:

@@ -41,7 +41,8 @@ class GateConfig(BaseModel):
         ge=0.0,
         le=10.0,
         description="at equal success, refuse a candidate whose mean time to success (seeds both solved) is more"
-        " than this fraction slower than the champion's (None: recorded, not gated)",
+        " than this fraction slower than the champion's, unless its successes per hour are higher (None: recorded,"
+        " not gated)",
     )
     slowdown_min_seeds: int = Field(
         10,
@@ -244,7 +245,9 @@ def improvement_gate(
 
 
 def slowdown_gate(champion: Comparison | None, config: GateConfig) -> GateVerdict:
-    """At equal success, refuse a candidate slower than the champion by more than the margin."""
+    """At equal success, refuse a candidate slower than the champion by more than the margin, unless it still
+    delivers more successes per hour of robot time on the paired seeds (point estimates): a candidate that solves
+    more seeds pays for being slower on the seeds both solve, and throughput is what this gate protects."""
     tp = None if champion is None else champion.throughput
     if champion is None or tp is None or tp.slowdown is None:
         return GateVerdict("throughput", True, "no paired time to success to compare", {})
@@ -257,8 +260,13 @@ def slowdown_gate(champion: Comparison | None, config: GateConfig) -> GateVerdic
     if tp.both_succeeded < config.slowdown_min_seeds:
         reason = f"{text} (< {config.slowdown_min_seeds}: recorded, not gated)"
         return GateVerdict("throughput", True, reason, evidence)
-    ok = tp.slowdown <= config.slowdown_margin
-    return GateVerdict("throughput", ok, f"{text} {'≤' if ok else '>'} +{config.slowdown_margin:.0%}", evidence)
+    within = tp.slowdown <= config.slowdown_margin
+    text = f"{text} {'≤' if within else '>'} +{config.slowdown_margin:.0%}"
+    if not within and tp.successes_per_hour_diff > 0:
+        return GateVerdict(
+            "throughput", True, f"{text}, paid for: successes/h {tp.successes_per_hour_diff:+.0f}", evidence
+        )
+    return GateVerdict("throughput", within, text, evidence)
 
 
 def nan_gate(summary: EvalSummary, config: GateConfig) -> GateVerdict:
