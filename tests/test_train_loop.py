@@ -53,6 +53,20 @@ def test_overfits_tiny_dataset(tmp_path: Path) -> None:
     assert res.data_fingerprint["counts_by_tag"] == {"demo": 2}
 
 
+def test_the_training_progress_line_names_the_phase_under_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_PROGRESS_INTERVAL_S", "1e-9")  # a plain line per step: the output is no terminal
+    eps = [toy_episode(i, length=12) for i in range(2)]
+    run_training(_cfg(method="recap", steps=3, critic_steps=2, wandb=False), eps, tmp_path / "run", progress=True)
+    captured = capsys.readouterr()
+    printed = (captured.out + captured.err).splitlines()
+    lines = [line.split(",")[0] for line in printed if line.startswith("training (")]
+    # one count over both phases (2 critic + 3 policy steps), each line naming the phase it was in
+    assert lines[:2] == ["training (critic): 1/5 (20%)", "training (critic): 2/5 (40%)"]
+    assert lines[-1] == "training (policy): 5/5 (100%)"
+
+
 def test_indicator_changes_sampled_actions(tmp_path: Path) -> None:
     """Policy frames move away from the goal (low advantage); expert frames move toward it (forced positive)."""
     eps = [toy_episode(i, length=16) for i in range(12)]

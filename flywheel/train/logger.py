@@ -63,8 +63,9 @@ class Progress:
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
 
     def update(self, phase: str, info: str) -> None:
+        """One step done; the count is over every phase's steps, so the label names the phase under way."""
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=phase, info=info)
+            self._bar.update(self._task, advance=1, description=f"training ({phase})", info=info)
 
     def close(self) -> None:
         if self._bar is not None:
