@@ -329,7 +329,8 @@ def source_weights(tags: np.ndarray, weights: Mapping[str, float]) -> np.ndarray
 
 
 def takeover_frames(tags: np.ndarray, forced_positive: np.ndarray) -> np.ndarray:
-    """Frames an operator or the expert drove inside intervention episodes: the takeovers (demos excluded)."""
+    """The forced-positive frames of intervention episodes: the takeovers (demos excluded; with
+    `failed_corrections_positive` off, the forced positives already leave out the takeovers that repaired nothing)."""
     return (np.asarray(tags).astype(str) == Tag.INTERVENTION.value) & np.asarray(forced_positive, dtype=bool)
 
 

@@ -76,8 +76,9 @@ class TrainConfig(Strict):
         default=1.0,
         gt=0.0,
         le=1000.0,
-        description="multiplies the source weight of the frames an operator or the expert drove inside "
-        "intervention episodes (the takeovers themselves), apart from the policy's own frames there",
+        description="multiplies the source weight of the takeover frames of intervention episodes (an operator or "
+        "the expert driving; with failed_corrections_positive false, only takeovers that repaired something), apart "
+        "from the policy's own frames there",
     )
     awr_beta: float = Field(default=1.0, gt=0.0, le=100.0)
     awr_max_weight: float = Field(default=20.0, gt=0.0, le=1e6)
