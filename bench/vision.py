@@ -463,7 +463,8 @@ def _plot(doc: dict, path: Path) -> None:
         ax.set_xlabel("iteration")
         ax.set_ylabel("champion success (95% CI)")
         ax.set_ylim(0, 1.05)
-        ax.legend(loc="upper left")
+        if ax.get_legend_handles_labels()[1]:  # a task with nothing measured yet has nothing to label
+            ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
