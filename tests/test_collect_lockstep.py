@@ -123,6 +123,13 @@ def test_spec_guidance_overrides_the_checkpoints_in_every_lane(tmp_path: Path) -
         assert not np.allclose(plain[:8], guided[:8], atol=1e-4)
 
 
+def test_the_spec_bounds_guidance_as_the_inference_config_does() -> None:
+    from flywheel.policy.config import InferenceConfig
+
+    spec_bounds = CollectSpec.model_fields["cfg_beta"].metadata
+    assert spec_bounds and spec_bounds == InferenceConfig.model_fields["cfg_beta"].metadata
+
+
 def test_lockstep_job_survives_a_dead_worker(tiny_policy: tuple[Path, str]) -> None:
     pool = ProcessPool(_spec(tiny_policy, envs=3, operator="none", max_steps=60), workers=2)
     seeds = list(range(100, 108))

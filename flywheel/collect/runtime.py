@@ -60,10 +60,8 @@ class WorkerRuntime:
         torch.set_num_threads(spec.policy_threads)
         return PolicyRunner.load(
             spec.policy_checkpoint,  # type: ignore[arg-type]
-            device=spec.policy_device,
             expected_sha256=spec.policy_sha256,
-            precision=spec.precision,
-            cfg_beta=spec.cfg_beta,
+            **spec.runner_settings(),
         )
 
     @staticmethod
@@ -147,9 +145,7 @@ class WorkerRuntime:
         while len(self._slots) < width:
             env = self.env if not self._slots else self.env.sibling()  # one renderer for every lane
             loaded = self.policy.policy.loaded
-            runner = PolicyRunner(
-                loaded, device=self.spec.policy_device, precision=self.spec.precision, cfg_beta=self.spec.cfg_beta
-            )
+            runner = PolicyRunner(loaded, **self.spec.runner_settings())
             self._slots.append(_Slot(env, runner, self._make_sim_operator(self.spec)))
         return self._slots[:width]
 

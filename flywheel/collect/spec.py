@@ -52,7 +52,7 @@ class CollectSpec(BaseModel):
     cfg_beta: float | None = Field(
         None,
         ge=0.0,
-        le=20.0,
+        le=20.0,  # `InferenceConfig.cfg_beta`'s bounds, spelled out for the same reason as `PolicyPrecision`
         description="classifier-free guidance β for a RECAP policy; None: the checkpoint's inference.cfg_beta",
     )
     policy_device: str = Field(
@@ -86,6 +86,10 @@ class CollectSpec(BaseModel):
             source_prefix=source_prefix,
             **settings,
         )
+
+    def runner_settings(self) -> dict[str, Any]:
+        """How every lane's `PolicyRunner` samples: the same for all of them, as batched re-plans require."""
+        return {"device": self.policy_device, "precision": self.precision, "cfg_beta": self.cfg_beta}
 
     @staticmethod
     def observation_for(checkpoint: str) -> dict[str, Any]:
