@@ -47,6 +47,17 @@ def test_policy_frames_just_before_a_takeover_are_forced_negative() -> None:
     assert labels.indicator.tolist() == [0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1]
 
 
+def test_the_since_progress_window_covers_only_the_stall_the_operator_timed() -> None:
+    # policy 0-9 (stage rises at 2 and 5), expert 10-11 (stage rises at 11), policy 12-15, expert 16-17
+    acting = np.array([1] * 10 + [0, 0] + [1] * 4 + [0, 0], dtype=bool)
+    stage = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3], dtype=float)
+    assert np.flatnonzero(pre_takeover_frames(acting, 8)).tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15]
+    stalls = pre_takeover_frames(acting, 8, stage)
+    assert np.flatnonzero(stalls).tolist() == [6, 7, 8, 9, 12, 13, 14, 15]  # not the frame that advanced
+    assert np.flatnonzero(pre_takeover_frames(acting, 2, stage)).tolist() == [8, 9, 14, 15]  # the window still caps
+    assert not pre_takeover_frames(acting, 0, stage).any()
+
+
 def test_thresholds_are_per_task() -> None:
     adv = np.array([0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 102.0, 103.0])
     tasks = np.array([0, 0, 0, 0, 1, 1, 1, 1])

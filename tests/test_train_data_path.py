@@ -77,3 +77,19 @@ def test_failed_corrections_can_be_left_to_the_critic() -> None:
         episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), failed_corrections_positive=False
     )
     assert not left.forced_positive.any()
+
+
+def test_the_pre_takeover_window_can_stop_at_the_last_progress() -> None:
+    """The frame table marks the policy's frames before a takeover, all of them or only those of the stall."""
+    controllers = ["policy"] * 6 + ["expert"] * 2
+    meta, frames = toy_episode(5, controllers, length=8)
+    frames.reward[:] = [0, 0, 1, 1, 1, 1, 2, 2]  # the policy's last progress is at frame 2
+    episodes = [TrainingEpisode(meta, frames)]
+    spec = InputSpec.whole_state("toy_reach", 6, 3)
+    io = PolicyIO(spec, NormStats.fit([frames.state], [frames.action], "mean_std"))
+    whole = build_frame_table(episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), pre_takeover_steps=5)
+    assert whole.forced_negative.tolist() == [False] + [True] * 5 + [False] * 2
+    stall = build_frame_table(
+        episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), pre_takeover_steps=5, pre_takeover_since_progress=True
+    )
+    assert stall.forced_negative.tolist() == [False] * 3 + [True] * 3 + [False] * 2

@@ -249,14 +249,27 @@ def batch_advantages(objective: CriticObjective, batch: Batch, kind: AdvantageKi
 # ----- 5. indicator labels (and the baselines' weights) -------------------------------------------------------
 
 
-def pre_takeover_frames(policy_acting: np.ndarray, window: int) -> np.ndarray:
-    """Policy frames among the last `window` before each switch from the policy to another controller."""
+def pre_takeover_frames(policy_acting: np.ndarray, window: int, stage: np.ndarray | None = None) -> np.ndarray:
+    """Policy frames among the last `window` before each switch from the policy to another controller.
+
+    With `stage` (the per-frame task stage), each window also starts no earlier than the policy's last stage
+    progress or the start of its current run of control, where the operator's no-progress clock restarts: only the
+    stall the trigger measured is marked, never a frame that advanced the task.
+    """
     acting = np.asarray(policy_acting, dtype=bool)
     marked = np.zeros(acting.shape, dtype=bool)
     if window <= 0:
         return marked
+    clock_restarts = np.array([], dtype=np.int64)
+    if stage is not None:
+        best = np.maximum.accumulate(np.asarray(stage, dtype=float))
+        rises = np.diff(best, prepend=0.0) > 0
+        clock_restarts = np.flatnonzero(rises | ~acting)  # the stall starts after these frames
     for switch in np.flatnonzero(acting[:-1] & ~acting[1:]) + 1:
         start = max(0, switch - window)
+        earlier = clock_restarts[clock_restarts < switch]
+        if earlier.size:
+            start = max(start, int(earlier[-1]) + 1)
         marked[start:switch] = acting[start:switch]
     return marked
 

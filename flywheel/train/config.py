@@ -58,6 +58,12 @@ class TrainConfig(Strict):
         le=100_000,
         description="policy frames this close before a takeover are labelled negative (the operator judged them)",
     )
+    pre_takeover_since_progress: bool = Field(
+        default=False,
+        description="stop each pre-takeover window at the policy's last stage progress, so that it covers the "
+        "no-progress run the operator's trigger measured and no frame that advanced the task; with a window as long "
+        "as the task's longest operator patience, every stall is labelled whole",
+    )
     failed_corrections_positive: bool = Field(
         default=True,
         description="takeover frames are labelled positive even when the takeover repaired nothing (no stage "

@@ -101,6 +101,7 @@ def build_frame_table(
     gamma: float,
     reward: RewardConfig,
     pre_takeover_steps: int = 0,
+    pre_takeover_since_progress: bool = False,
     failed_corrections_positive: bool = True,
     critic_io: PolicyIO | None = None,
     object_targets: bool = False,
@@ -112,7 +113,8 @@ def build_frame_table(
     where an object left the workspace), for the auxiliary loss; the policy's inputs are unchanged.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
-    expert: the takeover is the operator's verdict that the policy was failing there. `forced_positive` marks every
+    expert (with `pre_takeover_since_progress`, none before the policy's last stage progress): the takeover is the
+    operator's verdict that the policy was failing there. `forced_positive` marks every
     frame a person or the expert drove; with `failed_corrections_positive` False, not those of takeovers that
     repaired nothing (`failed_correction_frames`), which the critic's advantage labels instead.
     """
@@ -142,7 +144,9 @@ def build_frame_table(
         if not failed_corrections_positive:
             driven &= ~failed_correction_frames(policy_acting, f.reward, bool(ep.meta.success))
         forced.append(driven)
-        negative.append(pre_takeover_frames(policy_acting, pre_takeover_steps))
+        negative.append(
+            pre_takeover_frames(policy_acting, pre_takeover_steps, f.reward if pre_takeover_since_progress else None)
+        )
         task_ids.append(np.full(t_len, tasks.index(ep.meta.task)))
         tags.append(np.full(t_len, _text(ep.meta.tag), dtype=object))
         episode_of.append(np.full(t_len, ep_i))

@@ -225,6 +225,7 @@ class Trainer:
             cfg.critic.gamma,
             config.reward,
             pre_takeover_steps=config.pre_takeover_negative_steps if config.method == "recap" else 0,
+            pre_takeover_since_progress=config.pre_takeover_since_progress,
             failed_corrections_positive=config.failed_corrections_positive,
             critic_io=critic_io,
             object_targets=self.policy.object_head is not None,
