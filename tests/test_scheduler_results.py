@@ -85,3 +85,19 @@ def test_a_stored_old_summary_reads_back_typed(store: EpisodeStore) -> None:
     assert by_number[3].summary == summary and by_number[4].summary is None  # unfinished: no summary yet
     book.finish_iteration(4, summary.model_copy(update={"iteration": 4}))
     assert [s.iteration for s in book.summaries()] == [3, 4]
+
+
+def test_the_run_table_shows_the_champion_on_fresh_seeds_beside_the_gate() -> None:
+    from rich.console import Console
+
+    from flywheel.cli.loop import _row_table
+
+    measured = IterationSummary.model_validate(OLD_SUMMARY)
+    unmeasured = measured.model_copy(update={"iteration": 4, "champion_fresh_success": None})
+    console = Console(record=True, width=250)
+    console.print(_row_table([measured, unmeasured]))
+    text = console.export_text()
+    lines = [line for line in text.splitlines() if line.startswith("│ ")]
+    assert "champion on fresh seeds" in text
+    assert "79% [70%, 86%] of 100" in lines[0] and "81% (v4)" in lines[0]
+    assert len(lines) == 2 and "79%" not in lines[1]

@@ -67,8 +67,19 @@ def run(
 
 
 def _row_table(summaries: list[IterationSummary]) -> Table:
+    """The iterations as `flywheel run` prints them. The gate's figures read high (the gate picks its winners on
+    them), so the champion's re-measurement on fresh seeds stands beside them where there is one."""
     table = Table(title="iterations")
-    for column in ("iter", "episodes by tag", "takeovers/ep", "candidate success [95% CI]", "champion", "verdict"):
+    columns = (
+        "iter",
+        "episodes by tag",
+        "takeovers/ep",
+        "candidate success [95% CI]",
+        "champion (gate seeds)",
+        "champion on fresh seeds",
+        "verdict",
+    )
+    for column in columns:
         table.add_column(column)
     for s in summaries:
         tags = " ".join(f"{k[:4]}:{v}" for k, v in s.episodes_by_tag.items() if v) or "-"
@@ -80,9 +91,17 @@ def _row_table(summaries: list[IterationSummary]) -> Table:
             f"{s.interventions_per_episode:.2f}",
             f"{s.candidate_success:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] (v{s.candidate})",
             champion,
+            _fresh_cell(s),
             s.verdict + (f": {s.reason}" if s.reason else ""),
         )
     return table
+
+
+def _fresh_cell(summary: IterationSummary) -> str:
+    if summary.champion_fresh_success is None:
+        return "-"
+    ci = summary.champion_fresh_ci or [float("nan"), float("nan")]
+    return f"{summary.champion_fresh_success:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] of {summary.champion_fresh_episodes}"
 
 
 def train(
