@@ -3,7 +3,9 @@
 The loop's own per-iteration count comes from 20 collected episodes on different seeds each iteration, so it
 is noisy. This replays each champion in turn (in the order the `champion` alias moved) on one fixed set of
 held-out seeds with the run's simulated operator and episode length (give the run's `--preset` and `--config`;
-the quickstart's without them), and counts the operator's takeovers. Nothing is stored.
+the quickstart's without them), and counts the operator's takeovers, per seed too. With two or more champions
+it also gives the last one's change against the first, with a paired bootstrap interval over the seeds. Nothing
+is stored.
 
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
         [--workers 2] [--cfg-beta 2.0]
@@ -61,7 +63,7 @@ def measure(
         source_prefix=f"bench-takeovers/policy-{version.id}",
         cfg_beta=cfg_beta,
     )
-    outcomes = list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
+    outcomes = sorted(ProcessPool(spec, min(workers, len(seeds))).run(seeds), key=lambda o: o.seed)
     takeovers = sum(o.interventions for o in outcomes)
     return {
         "policy_version": version.id,
@@ -72,7 +74,20 @@ def measure(
         "episodes_with_takeover": sum(1 for o in outcomes if o.interventions),
         "successes_with_operator": sum(1 for o in outcomes if o.success),
         "longest_episode_steps": max((len(o.frames.action) for o in outcomes if o.frames is not None), default=0),
+        "takeovers_by_seed": {str(o.seed): o.interventions for o in outcomes},
     }
+
+
+def first_to_last(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last champion's takeovers per episode against the first's on the same seeds, with a 95% interval."""
+    from flywheel.evaluate.throughput import paired_relative_change
+
+    if len(rows) < 2:
+        return None
+    first, last = rows[0]["takeovers_by_seed"], rows[-1]["takeovers_by_seed"]
+    seeds = sorted(first, key=int)
+    change, ci = paired_relative_change([first[s] for s in seeds], [last[s] for s in seeds])
+    return {"from": rows[0]["policy_version"], "to": rows[-1]["policy_version"], "change": change, "ci": list(ci)}
 
 
 def main() -> None:
@@ -134,12 +149,16 @@ def main() -> None:
         "max_steps": config.max_steps,
         "cfg_beta": args.cfg_beta,
         "champions": rows,
+        "first_to_last": first_to_last(rows),
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],
     }
     write_json(args.out, result)
     curve = " → ".join(f"{r['takeovers_per_episode']:.2f}" for r in rows)
     print(f"takeovers per episode by champion (iterations {[r['iteration'] for r in rows]}): {curve}")
+    if (change := result["first_to_last"]) is not None and change["change"] is not None:
+        low, high = change["ci"]
+        print(f"v{change['from']} → v{change['to']}: {change['change']:+.0%} [{low:+.0%}, {high:+.0%}] (paired, 95%)")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def test_champions_replayed_with_the_runs_operator(
     assert row["policy_version"] == 1 and row["episodes"] == 2
     assert row["takeovers_per_episode"] == row["takeovers"] / 2 and row["episodes_with_takeover"] <= 2
     assert 0 < row["longest_episode_steps"] <= tiny.max_steps  # the run's episode length, not the quickstart's
+    assert len(row["takeovers_by_seed"]) == 2 and sum(row["takeovers_by_seed"].values()) == row["takeovers"]
+    assert doc["first_to_last"] is None  # one champion: nothing to compare
 
 
 def test_a_version_that_was_never_champion_is_refused(

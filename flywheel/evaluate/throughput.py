@@ -129,3 +129,20 @@ def paired_throughput(
         slowdown=slowdown,
         slowdown_ci=_interval(boot_slow),
     )
+
+
+def paired_relative_change(
+    before: Sequence[float], after: Sequence[float]
+) -> tuple[float | None, tuple[float | None, float | None]]:
+    """mean(after) / mean(before) − 1 over the same seeds (e.g. takeovers per episode of two policies), with the
+    paired bootstrap's 95% interval; None where `before` sums to zero."""
+    b = np.asarray(before, dtype=float)
+    a = np.asarray(after, dtype=float)
+    if b.shape != a.shape or b.ndim != 1 or b.size == 0:
+        raise ValueError(f"need two equal-length, non-empty per-seed series; got {b.shape} and {a.shape}")
+    if b.sum() == 0:
+        return None, (None, None)
+    idx = _indices(b.size)
+    sums_b, sums_a = b[idx].sum(axis=-1), a[idx].sum(axis=-1)
+    ratios = np.divide(sums_a, sums_b, out=np.full(sums_b.shape, np.nan), where=sums_b > 0) - 1.0
+    return float(a.sum() / b.sum() - 1.0), _interval(ratios)
