@@ -99,7 +99,7 @@ def _job_running(engine: Engine, iteration: int, kind: str) -> bool:
         return False
 
 
-def wait_for_job(engine: Engine, run: RunOutput, iteration: int, kind: str, timeout: float = 300) -> None:
+def wait_for_job(engine: Engine, run: RunOutput, iteration: int, kind: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:

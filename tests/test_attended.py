@@ -70,14 +70,20 @@ def _collect_in_background(store: EpisodeStore, spec: CollectSpec) -> tuple[thre
     return thread, reports
 
 
-def _wait_for_request(requests: TakeoverRequests, timeout: float = 90) -> TakeoverRequestRecord:
+def _wait_for_request(
+    requests: TakeoverRequests, worker: threading.Thread, timeout: float = 600
+) -> TakeoverRequestRecord:
+    """The worker's first open request; fails at once if the worker ended without one (the long timeout is for a
+    loaded machine, where reaching the takeover step can take minutes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         waiting = requests.list_open()
         if waiting:
             return waiting[0]
+        if not worker.is_alive():
+            raise AssertionError("the worker ended without asking for a takeover")
         time.sleep(0.1)
-    raise AssertionError("the worker never asked for a takeover")
+    raise AssertionError(f"the worker never asked for a takeover in {timeout:g} s")
 
 
 def test_unclaimed_request_expires_and_the_simulated_operator_finishes(
@@ -170,7 +176,7 @@ def test_console_claims_replays_exactly_and_the_worker_reports_its_episode(
     thread, reports = _collect_in_background(store, spec)
     manager = SessionManager(store, LiveConfig(claim_heartbeat_s=0.5, reap_every_s=0.5))
     try:
-        request = _wait_for_request(manager.requests)
+        request = _wait_for_request(manager.requests, thread)
         assert request.step == len(request.actions) and request.trigger == "no_progress"
         session = manager.claim(request.id, "alice")
         # Replay determinism: the console's env is bit-for-bit where the worker's was at the takeover step.
@@ -212,7 +218,7 @@ def test_claimer_that_stops_beating_is_abandoned_and_the_worker_falls_back(
     spec = _spec(store, policy, timeout_s=120, claim_timeout_s=1.0)
     thread, reports = _collect_in_background(store, spec)
     requests = TakeoverRequests(store.db)
-    request = _wait_for_request(requests)
+    request = _wait_for_request(requests, thread)
     requests.claim(request.id, "ghost", token="tab-closed")  # a console that dies right after claiming
     thread.join(timeout=120)
     assert not thread.is_alive()
@@ -234,7 +240,7 @@ def test_console_session_that_times_out_saves_its_part_for_the_worker(
     thread, reports = _collect_in_background(store, spec)
     manager = SessionManager(store, LiveConfig(idle_timeout_s=1.0, claim_heartbeat_s=0.2, reap_every_s=0.2))
     try:
-        request = _wait_for_request(manager.requests)
+        request = _wait_for_request(manager.requests, thread)
         session = manager.claim(request.id, "bob")
         session.jog("left", "x", 1)  # then bob closes the browser: nobody touches the session again
         thread.join(timeout=120)
