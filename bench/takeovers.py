@@ -4,11 +4,13 @@ The loop's own per-iteration count comes from 20 collected episodes on different
 is noisy. This replays each champion in turn (in the order the `champion` alias moved) on one fixed set of
 held-out seeds with the run's simulated operator and episode length (give the run's `--preset` and `--config`;
 the quickstart's without them), and counts the operator's takeovers, per seed too. With two or more champions
-it also gives the last one's change against the first, with a paired bootstrap interval over the seeds. Nothing
+it also gives the last one's change against the first, with a paired bootstrap interval over the seeds. With
+`--alone` each champion also plays the same seeds with no operator, which says how many of the episodes the
+operator took over the champion would have solved by itself (a takeover during a pause it recovers from). Nothing
 is stored.
 
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
-        [--workers 2] [--cfg-beta 2.0]
+        [--workers 2] [--cfg-beta 2.0] [--alone]
 
 Writes bench/results/takeovers.json and prints one line.
 """
@@ -75,6 +77,34 @@ def measure(
         "successes_with_operator": sum(1 for o in outcomes if o.success),
         "longest_episode_steps": max((len(o.frames.action) for o in outcomes if o.frames is not None), default=0),
         "takeovers_by_seed": {str(o.seed): o.interventions for o in outcomes},
+        "success_by_seed": {str(o.seed): bool(o.success) for o in outcomes},
+    }
+
+
+def measure_alone(
+    version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig, cfg_beta: float | None = None
+) -> dict[str, bool]:
+    """Whether `version`, acting with no operator for the run's episode length, solves each of `seeds`."""
+    from flywheel.collect import CollectSpec, ProcessPool
+
+    spec = CollectSpec.policy_alone(
+        version,
+        f"bench-takeovers/policy-{version.id}-alone",
+        max_steps=config.max_steps,
+        cfg_beta=cfg_beta,
+    )
+    return {str(o.seed): bool(o.success) for o in ProcessPool(spec, min(workers, len(seeds))).run(seeds)}
+
+
+def takeovers_it_did_not_need(row: dict[str, Any], alone: dict[str, bool]) -> dict[str, Any]:
+    """Set beside one champion's takeovers (`row`) its outcomes alone on the same seeds."""
+    taken_over = [seed for seed, count in row["takeovers_by_seed"].items() if count]
+    solved_alone_too = [seed for seed in taken_over if alone[seed]]
+    return {
+        "solved_alone": sum(alone.values()),
+        "success_alone_by_seed": alone,
+        "episodes_with_takeover_solved_alone": len(solved_alone_too),
+        "takeovers_in_episodes_solved_alone": sum(row["takeovers_by_seed"][seed] for seed in solved_alone_too),
     }
 
 
@@ -105,6 +135,12 @@ def main() -> None:
         type=float,
         default=None,
         help="sample every champion with this classifier-free guidance β instead of its checkpoint's",
+    )
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="also play each champion on the same seeds with no operator, and count the takeovers in episodes "
+        "it solves alone",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "takeovers.json")
     args = parser.parse_args()
@@ -137,7 +173,13 @@ def main() -> None:
         order = [v for v in order if v in wanted]
     seeds = eval_seeds(args.episodes, SEED_OFFSET)
     start = time.perf_counter()
-    rows = [measure(registry.get(version_id), seeds, args.workers, config, args.cfg_beta) for version_id in order]
+    rows = []
+    for version_id in order:
+        version = registry.get(version_id)
+        row = measure(version, seeds, args.workers, config, args.cfg_beta)
+        if args.alone:
+            row |= takeovers_it_did_not_need(row, measure_alone(version, seeds, args.workers, config, args.cfg_beta))
+        rows.append(row)
     result = {
         "bench": "takeovers",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -159,6 +201,12 @@ def main() -> None:
     if (change := result["first_to_last"]) is not None and change["change"] is not None:
         low, high = change["ci"]
         print(f"v{change['from']} → v{change['to']}: {change['change']:+.0%} [{low:+.0%}, {high:+.0%}] (paired, 95%)")
+    for row in rows if args.alone else []:
+        print(
+            f"v{row['policy_version']}: solves {row['solved_alone']} of {row['episodes']} alone; of its "
+            f"{row['episodes_with_takeover']} episodes with a takeover it solves "
+            f"{row['episodes_with_takeover_solved_alone']} alone"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.takeovers import main
+from bench.takeovers import main, takeovers_it_did_not_need
 from flywheel.presets import flywheel_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,29 @@ def test_champions_replayed_with_the_runs_operator(
     assert 0 < row["longest_episode_steps"] <= tiny.max_steps  # the run's episode length, not the quickstart's
     assert len(row["takeovers_by_seed"]) == 2 and sum(row["takeovers_by_seed"].values()) == row["takeovers"]
     assert doc["first_to_last"] is None  # one champion: nothing to compare
+    assert "solved_alone" not in row and len(row["success_by_seed"]) == 2
+
+
+def test_alone_sets_each_takeover_beside_the_champions_own_outcome(
+    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "takeovers.json"
+    _run(monkeypatch, "--home", str(finished_home), "--preset", "tiny", "--episodes", "3", "--workers", "1",
+         "--versions", "1", "--alone", "--out", str(out))  # fmt: skip
+    (row,) = json.loads(out.read_text())["champions"]
+    alone = row["success_alone_by_seed"]
+    assert alone.keys() == row["takeovers_by_seed"].keys() and row["solved_alone"] == sum(alone.values())
+    taken_over = {seed for seed, count in row["takeovers_by_seed"].items() if count}
+    assert row["episodes_with_takeover_solved_alone"] == sum(alone[seed] for seed in taken_over)
+    assert row["takeovers_in_episodes_solved_alone"] <= row["takeovers"]
+
+
+def test_takeovers_it_did_not_need_counts_only_episodes_solved_alone() -> None:
+    row = {"takeovers_by_seed": {"1": 2, "2": 0, "3": 1, "4": 1}}
+    alone = {"1": True, "2": True, "3": False, "4": True}
+    counted = takeovers_it_did_not_need(row, alone)
+    assert counted["solved_alone"] == 3
+    assert counted["episodes_with_takeover_solved_alone"] == 2 and counted["takeovers_in_episodes_solved_alone"] == 3
 
 
 def test_a_version_that_was_never_champion_is_refused(
