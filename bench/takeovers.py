@@ -108,16 +108,36 @@ def takeovers_it_did_not_need(row: dict[str, Any], alone: dict[str, bool]) -> di
     }
 
 
+def needed_takeovers_by_seed(row: dict[str, Any]) -> dict[str, int]:
+    """A champion's takeovers per seed, counting only the seeds it fails alone (needs `--alone`'s outcomes)."""
+    alone = row["success_alone_by_seed"]
+    return {seed: 0 if alone[seed] else count for seed, count in row["takeovers_by_seed"].items()}
+
+
 def first_to_last(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The last champion's takeovers per episode against the first's on the same seeds, with a 95% interval."""
+    """The last champion's takeovers per episode against the first's on the same seeds, with a 95% interval; with
+    `--alone`'s outcomes, also the change in the takeovers of episodes the champion fails alone (`needed`)."""
     from flywheel.evaluate.throughput import paired_relative_change
 
     if len(rows) < 2:
         return None
-    first, last = rows[0]["takeovers_by_seed"], rows[-1]["takeovers_by_seed"]
-    seeds = sorted(first, key=int)
-    change, ci = paired_relative_change([first[s] for s in seeds], [last[s] for s in seeds])
-    return {"from": rows[0]["policy_version"], "to": rows[-1]["policy_version"], "change": change, "ci": list(ci)}
+
+    def change(first: dict[str, int], last: dict[str, int]) -> tuple[float | None, list[float]]:
+        seeds = sorted(first, key=int)
+        value, ci = paired_relative_change([first[s] for s in seeds], [last[s] for s in seeds])
+        return value, list(ci)
+
+    value, ci = change(rows[0]["takeovers_by_seed"], rows[-1]["takeovers_by_seed"])
+    result: dict[str, Any] = {
+        "from": rows[0]["policy_version"],
+        "to": rows[-1]["policy_version"],
+        "change": value,
+        "ci": ci,
+    }
+    if all("success_alone_by_seed" in row for row in (rows[0], rows[-1])):
+        needed, needed_ci = change(needed_takeovers_by_seed(rows[0]), needed_takeovers_by_seed(rows[-1]))
+        result["needed"] = {"change": needed, "ci": needed_ci}
+    return result
 
 
 def main() -> None:
@@ -201,6 +221,9 @@ def main() -> None:
     if (change := result["first_to_last"]) is not None and change["change"] is not None:
         low, high = change["ci"]
         print(f"v{change['from']} → v{change['to']}: {change['change']:+.0%} [{low:+.0%}, {high:+.0%}] (paired, 95%)")
+        if (needed := change.get("needed")) is not None and needed["change"] is not None:
+            low, high = needed["ci"]
+            print(f"  counting only episodes each fails alone: {needed['change']:+.0%} [{low:+.0%}, {high:+.0%}]")
     for row in rows if args.alone else []:
         print(
             f"v{row['policy_version']}: solves {row['solved_alone']} of {row['episodes']} alone; of its "

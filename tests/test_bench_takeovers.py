@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.takeovers import main, takeovers_it_did_not_need
+from bench.takeovers import first_to_last, main, needed_takeovers_by_seed, takeovers_it_did_not_need
 from flywheel.presets import flywheel_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,20 @@ def test_takeovers_it_did_not_need_counts_only_episodes_solved_alone() -> None:
     counted = takeovers_it_did_not_need(row, alone)
     assert counted["solved_alone"] == 3
     assert counted["episodes_with_takeover_solved_alone"] == 2 and counted["takeovers_in_episodes_solved_alone"] == 3
+
+
+def test_first_to_last_also_compares_the_takeovers_each_champion_needed() -> None:
+    seeds = [str(s) for s in range(40)]
+    first = {"policy_version": 1, "takeovers_by_seed": dict.fromkeys(seeds, 1)}
+    last = {"policy_version": 4, "takeovers_by_seed": dict.fromkeys(seeds, 1)}
+    assert first_to_last([first, last])["change"] == 0.0 and "needed" not in first_to_last([first, last])
+    first["success_alone_by_seed"] = dict.fromkeys(seeds, False)
+    last["success_alone_by_seed"] = {s: int(s) % 4 != 0 for s in seeds}  # solves 3 in 4 of its taken-over seeds
+    assert needed_takeovers_by_seed(last) == {s: int(int(s) % 4 == 0) for s in seeds}
+    compared = first_to_last([first, last])
+    assert compared["change"] == 0.0 and compared["needed"]["change"] == pytest.approx(-0.75)
+    low, high = compared["needed"]["ci"]
+    assert low <= -0.75 <= high < 0
 
 
 def test_a_version_that_was_never_champion_is_refused(
