@@ -12,7 +12,7 @@ is stored.
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
         [--workers 2] [--cfg-beta 2.0] [--alone]
 
-Writes bench/results/takeovers.json and prints one line.
+Writes bench/results/takeovers.json and prints a summary.
 """
 
 from __future__ import annotations
