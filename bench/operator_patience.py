@@ -1,9 +1,11 @@
-"""How long the scripted expert goes without stage progress, per task and stage: the simulated operator's patience.
+"""How long the scripted expert goes without progress, per task and stage: the simulated operator's patience.
 
-The simulated operator takes over once the robot has made no stage progress for `Task.operator_patience[stage]`
-steps. A watching person would not take over from a robot moving at the expert's own pace, so each value must
-stay above what the expert needs at that stage. This rolls the expert out (state only) on fresh seeds, records
-every wait from reaching a stage to reaching a higher one, and compares the percentiles with the task's setting.
+The simulated operator takes over once the robot has made no progress (`sim.operator.ProgressClock`: a higher
+stage, or the task's two parts visibly closer) for `Task.operator_patience[stage]` steps. A watching person would
+not take over from a robot moving at the expert's own pace, so each value must stay above what the expert needs
+at that stage. This rolls the expert out (state only) on fresh seeds, records per episode the longest wait without
+progress at each best stage (waits that progress ended; the wait for the episode to end is not one), and compares
+the percentiles with the task's setting.
 
     python -m bench.operator_patience [--episodes 300]
 
@@ -16,6 +18,7 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,14 +35,16 @@ MIN_PATIENCE = 60
 """The shortest patience at any stage: below it, a slow but sound policy is interrupted mid-reach."""
 
 
-def stage_waits(rewards: np.ndarray) -> dict[int, int]:
-    """Steps spent at each best stage before a higher one was reached (stages never left are not counted)."""
+def progress_waits(stages: Sequence[int], approaches: Sequence[float | None]) -> dict[int, int]:
+    """The longest run of steps without progress at each best stage, counting only runs that progress ended."""
+    from sim.operator import ProgressClock
+
+    clock = ProgressClock()
     waits: dict[int, int] = {}
-    best, since = 0, 0
-    for t, reward in enumerate(rewards):
-        if reward > best:
-            waits[best] = t - since
-            best, since = int(reward), t
+    for stage, approach_m in zip(stages, approaches, strict=True):
+        best, waited = clock.best_stage, clock.since
+        if clock.tick(stage, approach_m):
+            waits[best] = max(waits.get(best, 0), waited)
     return waits
 
 
@@ -52,18 +57,23 @@ def suggested_patience(waits: list[int]) -> int:
 
 def measure(task: str, episodes: int) -> dict[str, Any]:
     from sim.env import make_env
-    from sim.rollout import run_episode
+    from sim.rollout import EpisodeRunner
     from sim.tasks import task_class
 
     env = make_env(task)
     waits: dict[int, list[int]] = {stage: [] for stage in range(4)}
     successes = 0
     for seed in range(SEED_OFFSET, SEED_OFFSET + episodes):
-        result = run_episode(env, seed)
-        successes += int(result.success)
-        assert result.frames is not None
-        for stage, wait in stage_waits(result.frames.reward).items():
-            waits[stage].append(wait)
+        runner = EpisodeRunner(env, seed)
+        steps = []
+        while not runner.done:
+            steps.append(runner.step())
+        successes += int(runner.success)
+        stages = [int(step.info["stage"]) for step in steps]
+        approaches = [float(step.info["approach_m"]) for step in steps]
+        for stage, wait in progress_waits(stages, approaches).items():
+            if stage < len(waits):
+                waits[stage].append(wait)
     configured = task_class(task).operator_patience
     stages = []
     for stage, values in waits.items():
@@ -81,6 +91,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--out", type=Path, default=RESULTS / "operator_patience.json")
     args = parser.parse_args()
+    from sim.operator import APPROACH_MARGIN_M
+
     start = time.perf_counter()
     tasks = {task: measure(task, args.episodes) for task in task_names()}
     write_json(
@@ -90,6 +102,7 @@ def main() -> None:
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "seeds": f"range({SEED_OFFSET}, {SEED_OFFSET} + {args.episodes})",
             "rule": f"configured >= the expert's 99th-percentile wait, rounded up to tens, and >= {MIN_PATIENCE}",
+            "progress": f"a higher stage, or the task's approach distance {APPROACH_MARGIN_M * 1000:.0f} mm closer",
             "tasks": tasks,
             "wall_seconds": time.perf_counter() - start,
             "load_average": os.getloadavg()[0],

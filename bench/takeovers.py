@@ -6,11 +6,11 @@ held-out seeds with the run's simulated operator and episode length (give the ru
 the quickstart's without them), and counts the operator's takeovers, per seed too. With two or more champions
 it also gives the last one's change against the first, with a paired bootstrap interval over the seeds. With
 `--alone` each champion also plays the same seeds with no operator, which says how many of the episodes the
-operator took over the champion would have solved by itself (a takeover during a pause it recovers from). Nothing
-is stored.
+operator took over the champion would have solved by itself (a takeover during a pause it recovers from).
+`--seeds held-out` plays bench.vision's final seeds instead of this bench's own. Nothing is stored.
 
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
-        [--workers 2] [--cfg-beta 2.0] [--alone]
+        [--workers 2] [--cfg-beta 2.0] [--alone] [--seeds held-out]
 
 Writes bench/results/takeovers.json and prints a summary.
 """
@@ -162,15 +162,24 @@ def main() -> None:
         help="also play each champion on the same seeds with no operator, and count the takeovers in episodes "
         "it solves alone",
     )
+    parser.add_argument(
+        "--seeds",
+        choices=["takeovers", "held-out"],
+        default="takeovers",
+        help="takeovers: this bench's own fixed seeds; held-out: bench.vision's final seeds",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "takeovers.json")
     args = parser.parse_args()
 
-    from flywheel.collect.seeds import eval_seeds
+    from bench.vision import FINAL_SEED_OFFSET
+    from flywheel.collect.seeds import eval_seeds, fresh_seeds
     from flywheel.config import Settings
     from flywheel.errors import FlywheelError
     from flywheel.registry import PolicyRegistry
     from flywheel.scheduler.config import load_flywheel_config
     from flywheel.store import EpisodeStore
+    from sim.operator import APPROACH_MARGIN_M
+    from sim.tasks import task_class
 
     if not (args.home / "flywheel.db").is_file():
         sys.exit(f"takeovers: no store in {args.home}; run `python -m bench.flywheel --home {args.home}` first")
@@ -191,7 +200,10 @@ def main() -> None:
         if unknown := [v for v in wanted if v not in order]:
             sys.exit(f"takeovers: versions {unknown} were never champion in {args.home}; its champions: {order}")
         order = [v for v in order if v in wanted]
-    seeds = eval_seeds(args.episodes, SEED_OFFSET)
+    if args.seeds == "held-out":
+        seeds, seed_range = fresh_seeds(args.episodes, FINAL_SEED_OFFSET), f"fresh_seeds(n, {FINAL_SEED_OFFSET})"
+    else:
+        seeds, seed_range = eval_seeds(args.episodes, SEED_OFFSET), f"eval_seeds(n, {SEED_OFFSET})"
     start = time.perf_counter()
     rows = []
     for version_id in order:
@@ -204,10 +216,12 @@ def main() -> None:
         "bench": "takeovers",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "home": str(args.home),
-        "seeds": f"eval_seeds({args.episodes}, {SEED_OFFSET})",
+        "seeds": seed_range,
         "preset": args.preset,
         "config": str(args.config) if args.config else None,
         "operator": config.operator or "simulated-operator defaults",
+        "operator_patience": list(task_class(registry.get(order[0]).task).operator_patience),
+        "approach_margin_m": APPROACH_MARGIN_M,
         "max_steps": config.max_steps,
         "cfg_beta": args.cfg_beta,
         "champions": rows,

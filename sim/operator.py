@@ -1,13 +1,15 @@
 """A simulated operator: watches the policy, takes over with the expert, and hands back.
 
-Triggers (each optional): no task progress for longer than the task allows at the current stage (its
-`operator_patience`, above the expert's own waits) or a fixed K steps; the policy's action far (L2, joint space)
+Triggers (each optional): no progress for longer than the task allows at the current stage (its
+`operator_patience`, above the expert's own waits) or a fixed K steps, where progress is a higher stage or the
+task's two parts visibly closer than before (`ProgressClock`); the policy's action far (L2, joint space)
 from the expert's proposal; a fixed takeover probability per step. Hand-back: after a fixed number of steps, or as
 soon as the task stage has advanced since the takeover.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal, get_args
@@ -22,6 +24,35 @@ HANDBACK_STEPS = "handback_steps"
 HANDBACK_PROGRESS = "handback_progress"
 TaskPatience = Literal["task"]
 TASK_PATIENCE: Final[str] = get_args(TaskPatience)[0]
+APPROACH_MARGIN_M: Final[float] = 0.005
+"""How much closer (metres) than ever before at the current stage the task's two parts must come for the operator
+to count it as progress: well above the jitter of parts held still, well below what a steady approach closes in
+a second."""
+
+
+@dataclass
+class ProgressClock:
+    """Steps since the robot last made progress, as a watching person judges it: a higher stage than ever in this
+    episode, or the task's two parts (`Task.approach_distance`) `APPROACH_MARGIN_M` closer than they have been
+    since the stage last rose. The simulated operator and `bench.operator_patience` both read it."""
+
+    best_stage: int = 0
+    closest_m: float = math.inf
+    since: int = 0
+
+    def tick(self, stage: int, approach_m: float | None = None) -> bool:
+        """Record one step's stage and approach distance; True where it made progress."""
+        if stage > self.best_stage:
+            self.best_stage = stage
+            self.closest_m = math.inf if approach_m is None else approach_m
+            progressed = True
+        elif approach_m is not None and approach_m < self.closest_m - APPROACH_MARGIN_M:
+            self.closest_m = approach_m
+            progressed = True
+        else:
+            progressed = False
+        self.since = 0 if progressed else self.since + 1
+        return progressed
 
 
 class SimOperatorConfig(BaseModel):
@@ -84,24 +115,19 @@ class SimulatedOperator:
         self.in_control = False
         self.takeovers = 0
         self._since_switch = 0
-        self._best_stage = 0
-        self._since_progress = 0
+        self._progress = ProgressClock()
         self._stage_at_takeover = 0
 
-    def observe(self, stage: int) -> None:
-        """Record the task stage (reward 0..4) reached after a step."""
+    def observe(self, stage: int, approach_m: float | None = None) -> None:
+        """Record the task stage (reward 0..4) and, where known, `Task.approach_distance` after a step."""
         self._since_switch += 1
-        if stage > self._best_stage:
-            self._best_stage = stage
-            self._since_progress = 0
-        else:
-            self._since_progress += 1
+        self._progress.tick(stage, approach_m)
 
     def decide(self, policy_action: np.ndarray | None, expert_action: np.ndarray | None) -> Decision:
         """Whether to switch controller before the next step."""
         cfg = self.config
         if self.in_control:
-            if cfg.handback_on_progress and self._best_stage > self._stage_at_takeover:
+            if cfg.handback_on_progress and self._progress.best_stage > self._stage_at_takeover:
                 return self._switch(HANDBACK_PROGRESS)
             if self._since_switch >= cfg.handback_after_steps:
                 return self._switch(HANDBACK_STEPS)
@@ -111,7 +137,7 @@ class SimulatedOperator:
         if cfg.max_takeovers is not None and self.takeovers >= cfg.max_takeovers:
             return Decision(False)
         patience = self.patience()
-        if patience is not None and self._since_progress >= patience:
+        if patience is not None and self._progress.since >= patience:
             return self._switch(TRIGGER_NO_PROGRESS)
         if (
             cfg.action_distance is not None
@@ -128,14 +154,14 @@ class SimulatedOperator:
         """Steps without progress tolerated at the current best stage (None: the trigger is off)."""
         limit = self.config.no_progress_steps
         if isinstance(limit, str):  # TASK_PATIENCE
-            return self._stage_patience[min(self._best_stage, len(self._stage_patience) - 1)]
+            return self._stage_patience[min(self._progress.best_stage, len(self._stage_patience) - 1)]
         return limit
 
     def _switch(self, trigger: str) -> Decision:
         self.in_control = not self.in_control
         self._since_switch = 0
-        self._since_progress = 0
+        self._progress.since = 0
         if self.in_control:
             self.takeovers += 1
-            self._stage_at_takeover = self._best_stage
+            self._stage_at_takeover = self._progress.best_stage
         return Decision(True, trigger)

@@ -188,7 +188,7 @@ class EpisodeRunner:
         self.obs = obs
         self.t += 1
         if self.sim_operator is not None:
-            self.sim_operator.observe(int(info["stage"]))
+            self.sim_operator.observe(int(info["stage"]), float(info["approach_m"]))
         self.success = bool(info["is_success"])
         self.done = terminated or truncated or self.t >= self.max_steps
         if isinstance(self.driver, ExpertController):

@@ -42,9 +42,10 @@ class Task(ABC):
     stages: tuple[str, str, str, str, str]
     """What each stage reward 0..4 means, for failure breakdowns."""
     operator_patience: tuple[int, int, int, int]
-    """Steps without progress at best stage 0..3 after which the simulated operator judges the robot stuck: at
-    least the scripted expert's 99th-percentile wait at that stage, rounded up to tens, and never under 60 steps
-    (`python -m bench.operator_patience` measures it; bench/results/operator_patience.json)."""
+    """Steps without progress (`sim.operator.ProgressClock`) at best stage 0..3 after which the simulated operator
+    judges the robot stuck: at least the scripted expert's 99th-percentile wait at that stage, rounded up to tens,
+    and never under 60 steps (`python -m bench.operator_patience` measures it; bench/results/operator_patience.json).
+    """
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.contacts = ContactIndex(model)
@@ -82,6 +83,16 @@ class Task(ABC):
     def on_table(self, geoms: tuple[int, ...]) -> bool:
         return self.contacts.any_touching(geoms, (self.table,))
 
+    def finger_midpoint(self, data: mujoco.MjData, arm: str) -> np.ndarray:
+        """The point between `arm`'s two fingers (world frame, metres)."""
+        left, right = self.fingers[arm]
+        return 0.5 * (data.geom_xpos[left] + data.geom_xpos[right])
+
+    @abstractmethod
+    def approach_distance(self, data: mujoco.MjData) -> float:
+        """How far apart (metres) the two things this task must bring together are: what a person watching sees
+        closing while the robot makes progress between stages (the simulated operator's `ProgressClock` reads it)."""
+
     @abstractmethod
     def reward(self) -> int:
         """gym-aloha's stage reward 0..4 for the current contact snapshot."""
@@ -109,6 +120,10 @@ class TransferCubeTask(Task):
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
         self.box = (self.contacts.geom_id("red_box"),)
+
+    def approach_distance(self, data: mujoco.MjData) -> float:
+        """The left (receiving) gripper's fingers to the cube."""
+        return float(np.linalg.norm(self.finger_midpoint(data, "left") - data.xpos[self.object_body_ids[0]]))
 
     def reward(self) -> int:
         touch = self.contacts.any_touching
@@ -156,7 +171,7 @@ class InsertionTask(Task):
         "peg touches the socket",
         "peg meets the pin",
     )
-    operator_patience = (60, 60, 140, 60)
+    operator_patience = (60, 60, 70, 60)  # stage 2: above the expert's longest wait, not only its 99th percentile
 
     def __init__(self, model: mujoco.MjModel) -> None:
         super().__init__(model)
@@ -164,6 +179,11 @@ class InsertionTask(Task):
         self.peg = (gid("red_peg"),)
         self.socket = tuple(gid(f"socket-{i}") for i in range(1, 5))
         self.pin = (gid("pin"),)
+
+    def approach_distance(self, data: mujoco.MjData) -> float:
+        """The peg to the socket (body origins)."""
+        peg, socket = self.object_body_ids
+        return float(np.linalg.norm(data.xpos[peg] - data.xpos[socket]))
 
     def reward(self) -> int:
         touch = self.contacts.any_touching

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.takeovers import first_to_last, main, needed_takeovers_by_seed, takeovers_it_did_not_need
@@ -94,3 +95,15 @@ def test_a_version_that_was_never_champion_is_refused(
     with pytest.raises(SystemExit, match="no-such-preset"):
         _run(monkeypatch, "--home", str(finished_home), "--preset", "no-such-preset", "--out", str(out))
     assert not out.exists()
+
+
+def test_stage_only_takeover_and_closing_parts() -> None:
+    from bench.takeover_approach import describe, first_stage_only_takeover
+
+    stages = np.array([0] * 5 + [2] * 30)
+    assert first_stage_only_takeover(stages, (10, 10, 20, 10)) == 26  # 20 steps after the stage rose at step 5
+    assert first_stage_only_takeover(stages, (10, 10, 40, 10)) is None
+    closing = describe(stages, np.linspace(0.2, 0.1, 35), (10, 10, 20, 10), window=10)
+    assert closing["best_stage"] == 2 and closing["closing"] and closing["steps_left"] == 9
+    still = describe(stages, np.full(35, 0.12), (10, 10, 20, 10), window=10)
+    assert not still["closing"] and still["closed_mm"] == 0.0

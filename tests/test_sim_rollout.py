@@ -42,7 +42,9 @@ def test_policy_with_operator_is_intervention_with_segments(env) -> None:
     segs = result.segments
     assert segs[0].start == 0 and segs[-1].end == result.length
     assert segs[0].controller == ControllerKind.POLICY and segs[0].trigger == "start"
-    assert segs[1] == SegmentSpan(40, segs[1].end, ControllerKind.EXPERT, SIMULATED_OPERATOR, "no_progress")
+    # 40 steps without progress at the earliest (a random walk may bring the parts closer now and then)
+    assert segs[1] == SegmentSpan(segs[1].start, segs[1].end, ControllerKind.EXPERT, SIMULATED_OPERATOR, "no_progress")
+    assert segs[1].start >= 40
     assert segs[2].controller == ControllerKind.POLICY and segs[2].trigger in ("handback_steps", "handback_progress")
     for seg in segs:
         assert (frames.controller[seg.start : seg.end] == CONTROLLER_CODES[seg.controller]).all()
