@@ -65,12 +65,11 @@ def measure(task: str, episodes: int) -> dict[str, Any]:
     successes = 0
     for seed in range(SEED_OFFSET, SEED_OFFSET + episodes):
         runner = EpisodeRunner(env, seed)
-        steps = []
+        stages, approaches = [], []
         while not runner.done:
-            steps.append(runner.step())
+            stages.append(int(runner.step().info["stage"]))
+            approaches.append(env.task.approach_distance(env.data))
         successes += int(runner.success)
-        stages = [int(step.info["stage"]) for step in steps]
-        approaches = [float(step.info["approach_m"]) for step in steps]
         for stage, wait in progress_waits(stages, approaches).items():
             if stage < len(waits):
                 waits[stage].append(wait)

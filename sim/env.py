@@ -115,8 +115,7 @@ class AlohaSimEnv(gym.Env):
     """gymnasium.Env for one ALOHA task; see the module docstring for action semantics.
 
     `info["is_success"]` is True once `Task.complete()` has held for `success_hold_steps` consecutive steps;
-    `info["stage"]` is gym-aloha's stage reward, which is also the step reward; `info["approach_m"]` is
-    `Task.approach_distance` (physics only: for the simulated operator, never a policy input).
+    `info["stage"]` is gym-aloha's stage reward, which is also the step reward.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -172,8 +171,7 @@ class AlohaSimEnv(gym.Env):
         self.task.update(d)
         self.step_count = 0
         self._hold = 0
-        info = {"is_success": False, "stage": self.task.reward(), "approach_m": self.task.approach_distance(d)}
-        return self._observation(), info
+        return self._observation(), {"is_success": False, "stage": self.task.reward()}
 
     def step(self, action: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         a = np.asarray(action, dtype=np.float64)
@@ -200,7 +198,7 @@ class AlohaSimEnv(gym.Env):
         success = self._hold >= self.config.success_hold_steps
         terminated = success and self.config.terminate_on_success
         truncated = self.step_count >= self.config.max_steps and not terminated
-        info = {"is_success": success, "stage": reward, "approach_m": self.task.approach_distance(d)}
+        info = {"is_success": success, "stage": reward}
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:

@@ -188,7 +188,8 @@ class EpisodeRunner:
         self.obs = obs
         self.t += 1
         if self.sim_operator is not None:
-            self.sim_operator.observe(int(info["stage"]), float(info["approach_m"]))
+            # physics only, for the operator: never part of the policy's observation
+            self.sim_operator.observe(int(info["stage"]), self.env.task.approach_distance(self.env.data))
         self.success = bool(info["is_success"])
         self.done = terminated or truncated or self.t >= self.max_steps
         if isinstance(self.driver, ExpertController):
