@@ -53,16 +53,12 @@ def measure(
     """The simulated operator's takeovers over `version`'s episodes on `seeds` (`cfg_beta`: guidance override)."""
     from flywheel.collect import CollectSpec, ProcessPool
 
-    spec = CollectSpec(
-        task=version.task,
-        **CollectSpec.observation_for(version.checkpoint_uri),
+    spec = CollectSpec.for_policy(
+        version,
+        f"bench-takeovers/policy-{version.id}",
         max_steps=config.max_steps,
         operator_mode="simulated",
         sim_operator=config.operator,
-        policy_version_id=version.id,
-        policy_checkpoint=version.checkpoint_uri,
-        policy_sha256=version.sha256,
-        source_prefix=f"bench-takeovers/policy-{version.id}",
         cfg_beta=cfg_beta,
     )
     outcomes = sorted(ProcessPool(spec, min(workers, len(seeds))).run(seeds), key=lambda o: o.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,18 @@ def test_a_camera_the_env_does_not_render_is_refused_before_any_episode(pixels_c
     assert settings == {"obs_mode": "pixels", "cameras": ("top",), "image_size": IMAGE_HW}
     runtime = WorkerRuntime(CollectSpec(**base, **settings))  # what the checkpoint asks for is accepted
     runtime.env.close()
+
+
+def test_a_registered_policy_is_collected_in_the_env_its_checkpoint_reads(pixels_checkpoint: Path) -> None:
+    version = types.SimpleNamespace(id=7, task="transfer_cube", checkpoint_uri=str(pixels_checkpoint), sha256="ab")
+    spec = CollectSpec.for_policy(version, "iteration-3", operator_mode="simulated", iteration=3)
+    assert (spec.obs_mode, spec.cameras, spec.image_size) == ("pixels", ("top",), IMAGE_HW)
+    assert (spec.policy_version_id, spec.policy_checkpoint, spec.policy_sha256) == (7, str(pixels_checkpoint), "ab")
+    assert (spec.operator_mode, spec.iteration, spec.source_key(5)) == ("simulated", 3, "iteration-3/seed-5")
+    alone = CollectSpec.policy_alone(version, "eval")
+    assert (alone.operator_mode, alone.operator_name, alone.obs_mode) == ("none", "eval", "pixels")
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'obs_mode'"):
+        CollectSpec.for_policy(version, "x", obs_mode="state")  # the checkpoint, not the caller, says what it reads
 
 
 def test_state_only_episodes_in_pixels_training_are_refused_by_name(tmp_path: Path) -> None:

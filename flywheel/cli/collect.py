@@ -78,15 +78,11 @@ def collect_command(
     existing = store.count(EpisodeFilter(policy_version_id=version.id))
     block = iteration if iteration is not None else 1 + version.id
     seeds = collection_seeds(block, existing + episodes)[existing:]
-    spec = CollectSpec(
-        task=version.task,
-        **CollectSpec.observation_for(version.checkpoint_uri),  # what the policy reads, from its checkpoint
-        operator_mode=operator,  # type: ignore[arg-type]
-        policy_version_id=version.id,
-        policy_checkpoint=version.checkpoint_uri,
-        policy_sha256=version.sha256,
+    spec = CollectSpec.for_policy(
+        version,
+        f"collect/policy-{version.id}",
+        operator_mode=operator,
         iteration=iteration,
-        source_prefix=f"collect/policy-{version.id}",
         envs_per_worker=envs_per_worker,
         precision=precision,  # type: ignore[arg-type]
         policy_device=policy_device,

@@ -73,19 +73,23 @@ class CollectSpec(BaseModel):
         return cls(task=task, operator_mode="expert", operator_name="expert", source_prefix=f"demos/{task}", **settings)
 
     @classmethod
-    def policy_alone(cls, version: Any, source_prefix: str, **settings: Any) -> CollectSpec:
-        """Episodes of a registered policy `version` acting alone (evaluation), in the env its checkpoint reads."""
+    def for_policy(cls, version: Any, source_prefix: str, **settings: Any) -> CollectSpec:
+        """Episodes of a registered policy `version` (its task, id and checkpoint), in the env its checkpoint
+        reads; `settings` say who may take over and how it samples."""
         return cls(
             task=version.task,
             **cls.observation_for(version.checkpoint_uri),
-            operator_mode="none",
-            operator_name="eval",
             policy_version_id=version.id,
             policy_checkpoint=version.checkpoint_uri,
             policy_sha256=version.sha256,
             source_prefix=source_prefix,
             **settings,
         )
+
+    @classmethod
+    def policy_alone(cls, version: Any, source_prefix: str, **settings: Any) -> CollectSpec:
+        """Episodes of a registered policy `version` acting alone (evaluation), in the env its checkpoint reads."""
+        return cls.for_policy(version, source_prefix, operator_mode="none", operator_name="eval", **settings)
 
     def runner_settings(self) -> dict[str, Any]:
         """How every lane's `PolicyRunner` samples: the same for all of them, as batched re-plans require."""

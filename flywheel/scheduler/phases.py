@@ -44,17 +44,13 @@ def collect_phase(ctx: PhaseContext, iteration: int) -> CollectResult:
         return CollectResult(skipped="no champion yet: this iteration trains on demos only")
     champion = ctx.registry.get(champion_id)
     cfg = ctx.config
-    spec = CollectSpec(
-        task=cfg.task,
-        **CollectSpec.observation_for(champion.checkpoint_uri),
+    spec = CollectSpec.for_policy(
+        champion,
+        f"iteration-{iteration}",
         max_steps=cfg.max_steps,
-        operator_mode=cfg.operator_mode,  # type: ignore[arg-type]
+        operator_mode=cfg.operator_mode,
         sim_operator=cfg.operator,
-        policy_version_id=champion.id,
-        policy_checkpoint=champion.checkpoint_uri,
-        policy_sha256=champion.sha256,
         iteration=iteration,
-        source_prefix=f"iteration-{iteration}",
         envs_per_worker=cfg.envs_per_worker,
         policy_device=cfg.policy_device,
         attended=attended_config(ctx.settings, cfg.console_timeout_seconds, cfg.console_claim_timeout_seconds)
