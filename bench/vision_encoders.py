@@ -10,9 +10,10 @@ success and the highest task stage reached on validation seeds (not the seeds an
 DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
 --camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
 variant's overrides, success with its 95% interval, the count of episodes by the highest stage reached (named by
-`sim.tasks`), training seconds and the share of step time spent waiting for data, with the
-machine's load. `--version` evaluates a policy already trained (and registered in DIR) instead, and
-`--seeds held-out` measures it on `bench.vision`'s final seeds, which choosing a variant never used.
+`sim.tasks`), success per seed (two policies measured on the same seeds compare pairwise), training seconds and
+the share of step time spent waiting for data, with the machine's load. `--version` evaluates a policy already
+trained (and registered in DIR) instead, and `--seeds held-out` measures it on `bench.vision`'s final seeds, which
+choosing a variant never used.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main() -> None:
         "cfg_beta": args.cfg_beta if args.cfg_beta is not None else version.config["model"]["inference"]["cfg_beta"],
         **success_summary(outcomes),
         "highest_stage": stage_breakdown(outcomes, args.task),
+        "success_by_seed": {str(o.seed): bool(o.success) for o in outcomes},
         **trained,
         "load_average_start": load_start,
         "load_average_end": os.getloadavg()[0],
