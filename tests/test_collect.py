@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +49,41 @@ def test_dead_worker_loses_only_its_episode_and_the_count_stays_right() -> None:
     assert sorted(o.seed for o in outcomes) == seeds  # every seed exactly once
     assert pool.restarts == 1 and len(pool.discarded) <= 1
     assert all(o.success for o in outcomes)
+
+
+DISPATCHER = """
+import sys
+from flywheel.collect import CollectSpec, ProcessPool
+spec = CollectSpec(task="transfer_cube", operator_mode="none", policy_checkpoint=sys.argv[1], source_prefix="t",
+                   max_steps=10_000, envs_per_worker=64)
+pool = ProcessPool(spec, workers=1)
+for _ in pool.run(list(range(1, 65)), on_start=lambda seed: print(*pool.pids(), flush=True)):
+    pass
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_workers_exit_when_their_dispatcher_is_killed(tiny_policy: tuple[Path, str]) -> None:
+    # one job of 64 episodes of 10k steps in lockstep keeps the worker busy far longer than the wait below
+    command = [sys.executable, "-c", DISPATCHER, str(tiny_policy[0])]
+    dispatcher = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(dispatcher.stdout.readline().split()[0])  # type: ignore[union-attr]
+        assert _running(worker)
+    finally:
+        dispatcher.kill()  # SIGKILL: no cleanup runs in the dispatcher
+        dispatcher.wait()
+    deadline = time.monotonic() + 10
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(worker), "the worker outlived its dispatcher"
 
 
 def test_joint_limit_violations_count_frames_outside_the_actuator_range() -> None:

@@ -4,13 +4,15 @@ A job holds one seed, or up to `envs_per_worker` seeds that the worker steps in 
 episode as it ends and asks for the next job when the last one is done. Each worker talks to the dispatcher over
 its own pipe, so a worker killed mid-write can only break its own channel. A worker that dies mid-job loses only
 its unfinished episodes (nothing of them reaches the store); their seeds go back into the queue and a fresh worker
-takes its place, so the count of stored episodes stays right.
+takes its place, so the count of stored episodes stays right. A worker whose dispatcher dies exits at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +31,24 @@ class CollectionError(FlywheelError):
     """Collection cannot continue (workers keep dying or cannot start)."""
 
 
+def _exit_with_the_dispatcher() -> None:
+    """End this worker the moment its dispatcher process dies (even by `kill -9`, which skips every cleanup), so
+    no orphan keeps stepping episodes nobody will store."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="flywheel-collect-parent-watch", daemon=True).start()
+
+
 def _worker_main(spec: CollectSpec, conn: Connection) -> None:
     from flywheel.collect.runtime import WorkerRuntime
 
+    _exit_with_the_dispatcher()
     try:
         runtime = WorkerRuntime(spec)
     except Exception as exc:  # report start-up failures (bad checkpoint, unknown camera) to the dispatcher
