@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--b", action="append", required=True, help="FILE or FILE:NAME, paired with --a in order")
     parser.add_argument("--out", type=Path, required=True, help="where the JSON goes")
     args = parser.parse_args()
-    result = compare([read_row(s) for s in args.a], [read_row(s) for s in args.b])
+    result = compare([read_row(s) for s in args.a], [read_row(s) for s in args.b]) | {"a": args.a, "b": args.b}
     write_json(args.out, result)
     for pair in result["per_pair"]:
         print(
