@@ -223,6 +223,32 @@ def test_flywheel_run_refuses_a_pixels_loop_over_state_only_episodes(tmp_path: P
         store.db.dispose()
 
 
+def test_flywheel_run_refuses_a_champion_of_another_task(tmp_path: Path) -> None:
+    from flywheel.config import Settings
+    from flywheel.presets import flywheel_config
+    from flywheel.registry import PolicyRegistry
+    from flywheel.scheduler.phases import PhaseContext
+    from flywheel.scheduler.preflight import check_observations
+    from flywheel.store import EpisodeStore
+
+    settings = Settings(home=tmp_path / "home")
+    store = EpisodeStore.open(settings)
+    try:
+        registry = PolicyRegistry(store.db)
+        version = registry.register_candidate(
+            task="transfer_cube", checkpoint_uri="unread", sha256="0", config={}, data_fingerprint={}, metrics={}
+        )
+        registry.promote(version.id, actor="test", reason="a transfer_cube home", force=True)
+        insertion = flywheel_config("tiny", {"task": "insertion"})
+        with pytest.raises(
+            ConfigError,
+            match=f"champion \\(policy {version.id}\\) is a transfer_cube policy, but this loop runs insertion",
+        ):
+            check_observations(PhaseContext(store, settings, insertion, progress=False))
+    finally:
+        store.db.dispose()
+
+
 def test_the_onnx_graph_takes_the_env_state_and_ignores_the_object_pose(
     pixels_checkpoint: Path, tmp_path: Path
 ) -> None:

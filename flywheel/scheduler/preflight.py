@@ -3,6 +3,7 @@ policy observes."""
 
 from __future__ import annotations
 
+from flywheel.errors import ConfigError
 from flywheel.policy.input_spec import InputSpecError, read_checkpoint_inputs
 from flywheel.registry import CHAMPION
 from flywheel.scheduler.phases import PhaseContext
@@ -13,7 +14,8 @@ _SHOWN = 5
 
 def check_observations(ctx: PhaseContext) -> None:
     """Raise `InputSpecError` when the loop's config, the stored episodes of its task or its champion disagree
-    about the observations a policy consumes (cameras rendered, cameras read, image size)."""
+    about the observations a policy consumes (cameras rendered, cameras read, image size), and `ConfigError` when
+    the champion was trained for another task."""
     cfg = ctx.config
     model = cfg.train.model
     vision = model.encoder.vision != "none"
@@ -43,7 +45,13 @@ def check_observations(ctx: PhaseContext) -> None:
             )
     champion_id = ctx.registry.alias(CHAMPION)
     if champion_id is not None:
-        inputs = read_checkpoint_inputs(ctx.registry.get(champion_id).checkpoint_uri)
+        champion = ctx.registry.get(champion_id)
+        if champion.task != cfg.task:
+            raise ConfigError(
+                f"the champion (policy {champion_id}) is a {champion.task} policy, but this loop runs {cfg.task}: "
+                f"run --task {champion.task}, or use another --home for {cfg.task}"
+            )
+        inputs = read_checkpoint_inputs(champion.checkpoint_uri)
         if inputs.cameras and (
             not set(inputs.cameras) <= set(recorded)
             or (inputs.image_size is not None and tuple(inputs.image_size) != tuple(cfg.image_size))
