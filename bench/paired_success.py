@@ -35,7 +35,7 @@ def read_row(source: str) -> dict[str, Any]:
 
 def compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A minus B, over the seeds each pair of rows shares, pooled over the pairs."""
-    from flywheel.evaluate.stats import paired_score_interval
+    from flywheel.evaluate.stats import paired_difference, paired_score_interval
 
     if len(a_rows) != len(b_rows) or not a_rows:
         raise ValueError("give as many --b as --a (at least one each)")
@@ -44,17 +44,19 @@ def compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> dict[
         seeds = sorted(set(a["success_by_seed"]) & set(b["success_by_seed"]), key=int)
         if not seeds:
             raise ValueError(f"{a['name']} and {b['name']} share no seeds")
-        wins = sum(1 for s in seeds if a["success_by_seed"][s] and not b["success_by_seed"][s])
-        losses = sum(1 for s in seeds if b["success_by_seed"][s] and not a["success_by_seed"][s])
+        a_solved = [bool(a["success_by_seed"][s]) for s in seeds]
+        b_solved = [bool(b["success_by_seed"][s]) for s in seeds]
+        paired = paired_difference(a_solved, b_solved)
+        wins, losses = paired.candidate_only, paired.champion_only
         low, high = paired_score_interval(wins, losses, len(seeds))
         pairs.append(
             {
                 "a": a["name"],
                 "b": b["name"],
                 "seeds": len(seeds),
-                "a_success": sum(a["success_by_seed"][s] for s in seeds) / len(seeds),
-                "b_success": sum(b["success_by_seed"][s] for s in seeds) / len(seeds),
-                "difference": (wins - losses) / len(seeds),
+                "a_success": sum(a_solved) / len(seeds),
+                "b_success": sum(b_solved) / len(seeds),
+                "difference": paired.difference,
                 "ci_low": low,
                 "ci_high": high,
                 "only_a": wins,
