@@ -63,5 +63,49 @@ def test_the_command_writes_the_comparison(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert "recap − bc: 75.0% − 25.0% = +50.0%" in run.stdout
+    assert "recap − bc: 75.0% [" in run.stdout and "= +50.0% [" in run.stdout
     assert json.loads(out.read_text())["pooled"]["difference"] == 0.5
+
+
+def test_each_arm_gets_its_interval_and_excluded_seeds_drop_out(tmp_path: Path) -> None:
+    a = _row("recap", [True] * 180 + [False] * 20)  # seeds 100..299
+    b = _row("bc", [True] * 10 + [False] * 190)
+    both = compare([a], [b])["per_pair"][0]
+    assert both["a_ci"][0] < 0.9 < both["a_ci"][1] and both["b_ci"][0] < 0.05 < both["b_ci"][1]
+    assert both["intervals_separate"]
+    close = compare([_row("a", [True, False])], [_row("b", [False, True])])["per_pair"][0]
+    assert not close["intervals_separate"]
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps([_row("recap-first-100", [True] * 100)]))  # seeds 100..199
+    out = tmp_path / "new.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.paired_success",
+            "--a",
+            str(_write(tmp_path, a)),
+            "--b",
+            str(_write(tmp_path, b)),
+            "--exclude-seeds-of",
+            str(earlier),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.read_text())
+    new = result["per_pair"][0]
+    assert result["excluded_seeds"] == 100
+    assert (new["seeds"], new["a_success"], new["b_success"]) == (100, 0.8, 0.0)  # seeds 200..299
+    with pytest.raises(ValueError, match="after exclusions"):
+        compare([a], [b], frozenset(a["success_by_seed"]))
+
+
+def _write(folder: Path, row: dict) -> Path:
+    path = folder / f"{row['name']}.json"
+    path.write_text(json.dumps([row]))
+    return path
