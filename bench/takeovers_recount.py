@@ -1,0 +1,101 @@
+"""A `bench.takeovers` result counted again over part of its seeds, with nothing rolled out.
+
+An extended measurement (say 1000 held-out seeds after an earlier 200) holds the earlier seeds too; this reads its
+per-seed takeovers, leaves out every seed another `bench.takeovers` result played (`--exclude-seeds-of`), and gives
+each champion's takeovers per episode and the first-to-last paired change (the interval `bench.takeovers` uses)
+over the seeds left: the new seeds alone.
+
+    python -m bench.takeovers_recount --result T1000.json --exclude-seeds-of T200.json --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import write_json
+from bench.takeovers import first_to_last
+
+PER_SEED = ("takeovers_by_seed", "success_by_seed", "success_alone_by_seed")
+"""The per-seed fields of a champion's row; `bench.takeovers.first_to_last` reads the first two kinds."""
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"takeovers_recount: cannot read {path}: {exc}") from exc
+    if result.get("bench") != "takeovers" or not result.get("champions"):
+        raise SystemExit(f"takeovers_recount: {path} is not a bench.takeovers result with champions")
+    return result
+
+
+def seeds_played(result: dict[str, Any]) -> set[str]:
+    return {seed for row in result["champions"] for seed in row["takeovers_by_seed"]}
+
+
+def recount(result: dict[str, Any], exclude: set[str]) -> dict[str, Any]:
+    """Each champion's row restricted to the seeds not in `exclude`, and the first-to-last change over them."""
+    rows = []
+    for row in result["champions"]:
+        kept = {seed: count for seed, count in row["takeovers_by_seed"].items() if seed not in exclude}
+        if not kept:
+            raise ValueError(f"no seeds of policy {row['policy_version']} are left after the exclusions")
+        restricted = {field: {seed: row[field][seed] for seed in kept} for field in PER_SEED if field in row}
+        rows.append(
+            {
+                "policy_version": row["policy_version"],
+                "iteration": row["iteration"],
+                "episodes": len(kept),
+                "takeovers": sum(kept.values()),
+                "takeovers_per_episode": sum(kept.values()) / len(kept),
+                "episodes_with_takeover": sum(1 for count in kept.values() if count),
+                "successes_with_operator": sum(map(bool, restricted["success_by_seed"].values())),
+            }
+            | restricted
+        )
+    return {"champions": rows, "first_to_last": first_to_last(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--result", type=Path, required=True, help="a bench.takeovers result")
+    parser.add_argument(
+        "--exclude-seeds-of",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out every seed this bench.takeovers result played (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="where the JSON goes")
+    args = parser.parse_args()
+    source = read_result(args.result)
+    exclude = set().union(*(seeds_played(read_result(path)) for path in args.exclude_seeds_of))
+    try:
+        counted = recount(source, exclude)
+    except ValueError as exc:
+        raise SystemExit(f"takeovers_recount: {exc}") from exc
+    keep = ("home", "seeds", "preset", "config", "operator", "operator_patience", "max_steps", "cfg_beta")
+    write_json(
+        args.out,
+        {
+            "bench": "takeovers_recount",
+            "result": str(args.result),
+            "exclude_seeds_of": [str(p) for p in args.exclude_seeds_of],
+        }
+        | {key: source.get(key) for key in keep}
+        | {"excluded_seeds": len(exclude)}
+        | counted,
+    )
+    curve = " → ".join(f"{r['takeovers_per_episode']:.3f}" for r in counted["champions"])
+    print(f"takeovers per episode on {counted['champions'][0]['episodes']} seeds: {curve}")
+    if (change := counted["first_to_last"]) is not None and change["change"] is not None:
+        low, high = change["ci"]
+        print(f"v{change['from']} → v{change['to']}: {change['change']:+.1%} [{low:+.1%}, {high:+.1%}] (paired, 95%)")
+
+
+if __name__ == "__main__":
+    main()
