@@ -44,9 +44,13 @@ def compare(
 
     if len(a_rows) != len(b_rows) or not a_rows:
         raise ValueError("give as many --b as --a (at least one each)")
-    pairs, only_a, only_b, n = [], 0, 0, 0
+    pairs: list[dict[str, Any]] = []
+    only_a, only_b, n = 0, 0, 0
     for a, b in zip(a_rows, b_rows, strict=True):
-        seeds = sorted((set(a["success_by_seed"]) & set(b["success_by_seed"])) - exclude, key=int)
+        shared = set(a["success_by_seed"]) & set(b["success_by_seed"])
+        if exclude and not shared & exclude:
+            raise ValueError(f"the excluded seeds hold none of the seeds {a['name']} and {b['name']} share")
+        seeds = sorted(shared - exclude, key=int)
         if not seeds:
             raise ValueError(f"{a['name']} and {b['name']} share no seeds (after exclusions)")
         a_solved = [bool(a["success_by_seed"][s]) for s in seeds]
@@ -60,6 +64,7 @@ def compare(
                 "a": a["name"],
                 "b": b["name"],
                 "seeds": len(seeds),
+                "excluded": len(shared & exclude),
                 "a_success": sum(a_solved) / len(seeds),
                 "a_ci": list(a_ci),
                 "b_success": sum(b_solved) / len(seeds),
@@ -77,7 +82,6 @@ def compare(
     pooled = {"pairs": n, "difference": (only_a - only_b) / n, "ci_low": low, "ci_high": high}
     return {
         "bench": "paired_success",
-        "excluded_seeds": len(exclude),
         "per_pair": pairs,
         "pooled": pooled | {"only_a": only_a, "only_b": only_b},
     }
@@ -96,7 +100,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FILE[:NAME]",
-        help="leave out every seed this row measured (repeatable)",
+        help="leave out every seed this row (the file's last, or the one named) measured (repeatable)",
     )
     parser.add_argument("--out", type=Path, required=True, help="where the JSON goes")
     args = parser.parse_args()

@@ -19,7 +19,9 @@ from bench.common import write_json
 from bench.takeovers import first_to_last
 
 PER_SEED = ("takeovers_by_seed", "success_by_seed", "success_alone_by_seed")
-"""The per-seed fields of a champion's row; `bench.takeovers.first_to_last` reads the first two kinds."""
+"""The per-seed fields of a champion's row (the last only with `bench.takeovers --alone`); `first_to_last` reads
+the takeovers, and with `--alone`'s outcomes the successes alone too."""
+REQUIRED = PER_SEED[:2]
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -29,6 +31,8 @@ def read_result(path: Path) -> dict[str, Any]:
         raise SystemExit(f"takeovers_recount: cannot read {path}: {exc}") from exc
     if result.get("bench") != "takeovers" or not result.get("champions"):
         raise SystemExit(f"takeovers_recount: {path} is not a bench.takeovers result with champions")
+    if missing := [f for row in result["champions"] for f in REQUIRED if f not in row]:
+        raise SystemExit(f"takeovers_recount: {path} lacks {sorted(set(missing))}: re-measure it with bench.takeovers")
     return result
 
 
@@ -41,6 +45,8 @@ def recount(result: dict[str, Any], exclude: set[str]) -> dict[str, Any]:
     rows = []
     for row in result["champions"]:
         kept = {seed: count for seed, count in row["takeovers_by_seed"].items() if seed not in exclude}
+        if exclude and len(kept) == len(row["takeovers_by_seed"]):
+            raise ValueError(f"the excluded seeds hold none of policy {row['policy_version']}'s seeds")
         if not kept:
             raise ValueError(f"no seeds of policy {row['policy_version']} are left after the exclusions")
         restricted = {field: {seed: row[field][seed] for seed in kept} for field in PER_SEED if field in row}
@@ -49,6 +55,7 @@ def recount(result: dict[str, Any], exclude: set[str]) -> dict[str, Any]:
                 "policy_version": row["policy_version"],
                 "iteration": row["iteration"],
                 "episodes": len(kept),
+                "excluded": len(row["takeovers_by_seed"]) - len(kept),
                 "takeovers": sum(kept.values()),
                 "takeovers_per_episode": sum(kept.values()) / len(kept),
                 "episodes_with_takeover": sum(1 for count in kept.values() if count),
@@ -78,7 +85,17 @@ def main() -> None:
         counted = recount(source, exclude)
     except ValueError as exc:
         raise SystemExit(f"takeovers_recount: {exc}") from exc
-    keep = ("home", "seeds", "preset", "config", "operator", "operator_patience", "max_steps", "cfg_beta")
+    keep = (
+        "home",
+        "seeds",
+        "preset",
+        "config",
+        "operator",
+        "operator_patience",
+        "approach_margin_m",
+        "max_steps",
+        "cfg_beta",
+    )
     write_json(
         args.out,
         {
@@ -87,7 +104,6 @@ def main() -> None:
             "exclude_seeds_of": [str(p) for p in args.exclude_seeds_of],
         }
         | {key: source.get(key) for key in keep}
-        | {"excluded_seeds": len(exclude)}
         | counted,
     )
     curve = " → ".join(f"{r['takeovers_per_episode']:.3f}" for r in counted["champions"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.paired_success import compare, read_row
+from flywheel.evaluate.stats import wilson_interval
 
 
 def _row(name: str, solved: list[bool], first_seed: int = 100) -> dict:
@@ -71,8 +72,10 @@ def test_each_arm_gets_its_interval_and_excluded_seeds_drop_out(tmp_path: Path) 
     a = _row("recap", [True] * 180 + [False] * 20)  # seeds 100..299
     b = _row("bc", [True] * 10 + [False] * 190)
     both = compare([a], [b])["per_pair"][0]
-    assert both["a_ci"][0] < 0.9 < both["a_ci"][1] and both["b_ci"][0] < 0.05 < both["b_ci"][1]
+    assert both["a_ci"] == pytest.approx(list(wilson_interval(180, 200)))
+    assert both["b_ci"] == pytest.approx(list(wilson_interval(10, 200)))
     assert both["intervals_separate"]
+    assert compare([b], [a])["per_pair"][0]["intervals_separate"]  # B ahead separates too
     close = compare([_row("a", [True, False])], [_row("b", [False, True])])["per_pair"][0]
     assert not close["intervals_separate"]
 
@@ -97,12 +100,13 @@ def test_each_arm_gets_its_interval_and_excluded_seeds_drop_out(tmp_path: Path) 
         text=True,
         check=True,
     )
-    result = json.loads(out.read_text())
-    new = result["per_pair"][0]
-    assert result["excluded_seeds"] == 100
-    assert (new["seeds"], new["a_success"], new["b_success"]) == (100, 0.8, 0.0)  # seeds 200..299
+    new = json.loads(out.read_text())["per_pair"][0]
+    assert (new["seeds"], new["excluded"], new["a_success"], new["b_success"]) == (100, 100, 0.8, 0.0)  # 200..299
+    assert new["a_ci"] == pytest.approx(list(wilson_interval(80, 100)))
     with pytest.raises(ValueError, match="after exclusions"):
         compare([a], [b], frozenset(a["success_by_seed"]))
+    with pytest.raises(ValueError, match="hold none of the seeds"):
+        compare([a], [b], frozenset({"5"}))  # a wrong file: it would silently exclude nothing
 
 
 def _write(folder: Path, row: dict) -> Path:

@@ -61,7 +61,18 @@ def test_only_the_new_seeds_are_counted(tmp_path: Path) -> None:
     )
     assert "on 4 seeds: 1.000 → 0.000" in run.stdout
     written = json.loads(paths["out"].read_text())
-    assert written["excluded_seeds"] == 4 and written["first_to_last"]["change"] == -1.0
+    assert [c["excluded"] for c in written["champions"]] == [4, 4] and written["first_to_last"]["change"] == -1.0
+    with pytest.raises(ValueError, match="hold none of policy 1"):
+        recount(full, {"99"})
+
+
+def test_outcomes_alone_are_restricted_too() -> None:
+    first, last = _champion(1, [1, 1, 2, 2]), _champion(5, [1, 1, 0, 1])
+    first["success_alone_by_seed"] = {"0": False, "1": False, "2": False, "3": True}  # seed 3 needed no takeover
+    last["success_alone_by_seed"] = {"0": False, "1": False, "2": True, "3": False}
+    counted = recount(_result(first, last), {"0", "1"})
+    assert counted["champions"][0]["success_alone_by_seed"] == {"2": False, "3": True}
+    assert counted["first_to_last"]["needed"]["change"] == pytest.approx(1 / 2 - 1)  # needed: 2 → 1 on seeds 2, 3
 
 
 def test_a_file_that_is_not_a_takeovers_result_is_refused(tmp_path: Path) -> None:
