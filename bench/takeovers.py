@@ -62,18 +62,26 @@ def measure(
         cfg_beta=cfg_beta,
     )
     outcomes = sorted(ProcessPool(spec, min(workers, len(seeds))).run(seeds), key=lambda o: o.seed)
-    takeovers = sum(o.interventions for o in outcomes)
+    return (
+        {"policy_version": version.id, "iteration": version.iteration}
+        | takeover_counts(
+            {str(o.seed): o.interventions for o in outcomes}, {str(o.seed): bool(o.success) for o in outcomes}
+        )
+        | {"longest_episode_steps": max((len(o.frames.action) for o in outcomes if o.frames is not None), default=0)}
+    )
+
+
+def takeover_counts(takeovers_by_seed: dict[str, int], success_by_seed: dict[str, bool]) -> dict[str, Any]:
+    """A champion's row counted from its per-seed takeovers and successes with the operator (the same seeds)."""
+    takeovers = sum(takeovers_by_seed.values())
     return {
-        "policy_version": version.id,
-        "iteration": version.iteration,
-        "episodes": len(outcomes),
+        "episodes": len(takeovers_by_seed),
         "takeovers": takeovers,
-        "takeovers_per_episode": takeovers / len(outcomes),
-        "episodes_with_takeover": sum(1 for o in outcomes if o.interventions),
-        "successes_with_operator": sum(1 for o in outcomes if o.success),
-        "longest_episode_steps": max((len(o.frames.action) for o in outcomes if o.frames is not None), default=0),
-        "takeovers_by_seed": {str(o.seed): o.interventions for o in outcomes},
-        "success_by_seed": {str(o.seed): bool(o.success) for o in outcomes},
+        "takeovers_per_episode": takeovers / len(takeovers_by_seed),
+        "episodes_with_takeover": sum(1 for count in takeovers_by_seed.values() if count),
+        "successes_with_operator": sum(success_by_seed.values()),
+        "takeovers_by_seed": takeovers_by_seed,
+        "success_by_seed": success_by_seed,
     }
 
 

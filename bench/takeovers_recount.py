@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import write_json
-from bench.takeovers import first_to_last
+from bench.takeovers import first_to_last, takeover_counts, takeovers_it_did_not_need
 
-PER_SEED = ("takeovers_by_seed", "success_by_seed", "success_alone_by_seed")
-"""The per-seed fields of a champion's row (the last only with `bench.takeovers --alone`); `first_to_last` reads
-the takeovers, and with `--alone`'s outcomes the successes alone too."""
-REQUIRED = PER_SEED[:2]
+REQUIRED = ("takeovers_by_seed", "success_by_seed")
+"""The per-seed fields every champion's row must hold (`success_alone_by_seed` only with `bench.takeovers --alone`)."""
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -49,20 +47,14 @@ def recount(result: dict[str, Any], exclude: set[str]) -> dict[str, Any]:
             raise ValueError(f"the excluded seeds hold none of policy {row['policy_version']}'s seeds")
         if not kept:
             raise ValueError(f"no seeds of policy {row['policy_version']} are left after the exclusions")
-        restricted = {field: {seed: row[field][seed] for seed in kept} for field in PER_SEED if field in row}
-        rows.append(
-            {
-                "policy_version": row["policy_version"],
-                "iteration": row["iteration"],
-                "episodes": len(kept),
-                "excluded": len(row["takeovers_by_seed"]) - len(kept),
-                "takeovers": sum(kept.values()),
-                "takeovers_per_episode": sum(kept.values()) / len(kept),
-                "episodes_with_takeover": sum(1 for count in kept.values() if count),
-                "successes_with_operator": sum(map(bool, restricted["success_by_seed"].values())),
-            }
-            | restricted
-        )
+        counted = {
+            "policy_version": row["policy_version"],
+            "iteration": row["iteration"],
+            "excluded": len(row["takeovers_by_seed"]) - len(kept),
+        } | takeover_counts(kept, {seed: bool(row["success_by_seed"][seed]) for seed in kept})
+        if "success_alone_by_seed" in row:
+            counted |= takeovers_it_did_not_need(counted, {seed: row["success_alone_by_seed"][seed] for seed in kept})
+        rows.append(counted)
     return {"champions": rows, "first_to_last": first_to_last(rows)}
 
 
