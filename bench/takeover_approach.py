@@ -3,9 +3,9 @@
 `bench.takeovers` counts a champion's takeovers per seed. This replays the champion alone on the seeds where it
 was taken over, finds the step at which an operator that counts only stage progress (with the given per-stage
 patience) would first have stepped in, and records the best stage then, how far the task's two parts
-(`Task.approach_distance`, read from the recorded object poses for Insertion) closed over the `--window` steps
-before, and whether the champion went on to solve the episode alone. Insertion only: its approach distance is
-the peg-to-socket distance, which the episode's recorded state holds. Nothing is stored.
+(`Task.approach_distance`, read from the recorded poses of the task's `approach_objects`) closed over the
+`--window` steps before, and whether the champion went on to solve the episode alone. Insertion only: its
+approach is between two objects, whose poses the episode's recorded state holds. Nothing is stored.
 
     python -m bench.takeover_approach --home DIR --version 4 --takeovers FILE [--stage-patience 60,60,140,60]
 
@@ -79,6 +79,7 @@ def main() -> None:
     from flywheel.registry import PolicyRegistry
     from flywheel.store import EpisodeStore
     from sim.env import state_layout
+    from sim.tasks import task_class
 
     patience = tuple(int(p) for p in args.stage_patience.split(","))
     measured = json.loads(args.takeovers.read_text())
@@ -89,9 +90,13 @@ def main() -> None:
     seeds = [int(seed) for seed, n in row["takeovers_by_seed"].items() if n > 0]
     store = EpisodeStore.open(Settings(home=args.home), migrate=False)
     version = PolicyRegistry(store.db).get(args.version)
-    if version.task != "insertion":
-        sys.exit(f"takeover_approach: version {args.version} is a {version.task} policy; Insertion only")
-    layout = state_layout(version.task)
+    pair = task_class(version.task).approach_objects
+    if pair is None:
+        sys.exit(
+            f"takeover_approach: version {args.version} is a {version.task} policy, whose approach distance needs a "
+            "gripper's position, which the recorded state does not hold"
+        )
+    first, second = (state_layout(version.task)[f"{name}_pose"] for name in pair)
     source = f"bench-takeover-approach/policy-{version.id}"
     spec = CollectSpec.policy_alone(version, source, max_steps=measured["max_steps"])
     start = time.perf_counter()
@@ -99,7 +104,7 @@ def main() -> None:
     for outcome in sorted(ProcessPool(spec, args.workers).run(seeds), key=lambda o: o.seed):
         assert outcome.frames is not None
         state = outcome.frames.state
-        distance = np.linalg.norm(state[:, layout["peg_pose"]][:, :3] - state[:, layout["socket_pose"]][:, :3], axis=1)
+        distance = np.linalg.norm(state[:, first][:, :3] - state[:, second][:, :3], axis=1)
         episodes.append(
             {"seed": outcome.seed, "solved_alone": bool(outcome.success)}
             | describe(outcome.frames.reward, distance, patience, args.window)

@@ -46,6 +46,9 @@ class Task(ABC):
     judges the robot stuck: at least the scripted expert's 99th-percentile wait at that stage, rounded up to tens,
     and never under 60 steps (`python -m bench.operator_patience` measures it; bench/results/operator_patience.json).
     """
+    approach_objects: tuple[str, str] | None = None
+    """The two objects (`ObjectSpec.name`) whose distance `approach_distance` is, so that it can also be read from
+    recorded object poses; None where one end of the approach is a gripper."""
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.contacts = ContactIndex(model)
@@ -171,6 +174,7 @@ class InsertionTask(Task):
         "peg touches the socket",
         "peg meets the pin",
     )
+    approach_objects: tuple[str, str] = ("peg", "socket")
     operator_patience = (60, 60, 70, 60)  # stage 2: above the expert's longest wait, not only its 99th percentile
 
     def __init__(self, model: mujoco.MjModel) -> None:
@@ -182,8 +186,9 @@ class InsertionTask(Task):
 
     def approach_distance(self, data: mujoco.MjData) -> float:
         """The peg to the socket (body origins)."""
-        peg, socket = self.object_body_ids
-        return float(np.linalg.norm(data.xpos[peg] - data.xpos[socket]))
+        body = {obj.name: body_id for obj, body_id in zip(self.objects, self.object_body_ids, strict=True)}
+        first, second = self.approach_objects
+        return float(np.linalg.norm(data.xpos[body[first]] - data.xpos[body[second]]))
 
     def reward(self) -> int:
         touch = self.contacts.any_touching

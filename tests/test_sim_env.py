@@ -42,6 +42,21 @@ def test_state_layout_matches_vector() -> None:
     assert state_layout("transfer_cube")["box_pose"] == slice(28, 35)
 
 
+def test_insertion_approach_distance_reads_from_the_recorded_state() -> None:
+    """`bench.takeover_approach` reads the approach distance from recorded poses of the task's `approach_objects`:
+    the same number the simulated operator reads from the physics, after the parts moved."""
+    env = make_env("insertion")
+    obs, _ = env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        obs, *_ = env.step(rng.uniform(-1.0, 1.0, size=env.action_space.shape).astype(np.float32))
+    layout = state_layout("insertion")
+    first, second = (obs["state"][layout[f"{name}_pose"]][:3] for name in env.task.approach_objects)
+    recorded = float(np.linalg.norm(first - second))
+    assert recorded == pytest.approx(env.task.approach_distance(env.data), abs=1e-5)
+    assert make_env("transfer_cube").task.approach_objects is None
+
+
 def test_unknown_task_lists_tasks() -> None:
     with pytest.raises(UnknownTaskError, match="insertion, transfer_cube"):
         make_env("stack_blocks")
