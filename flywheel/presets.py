@@ -184,7 +184,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 "pixels-aux-long",
                 "`pixels-aux` with an 8000-step bootstrap, gentler fine-tunes (lr 1e-4) and the takeovers that "
                 "raised no stage left to the critic: the recipe of the README's Insertion results; the bootstrap "
-                "alone takes about half an hour on 2 CPU threads",
+                "alone takes a little over an hour on 2 CPU threads",
                 deep_merge(deep_merge(PIXELS_LOOP, PIXELS_AUX), PIXELS_AUX_LONG),
             ),
         )
