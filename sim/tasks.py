@@ -183,12 +183,13 @@ class InsertionTask(Task):
         self.peg = (gid("red_peg"),)
         self.socket = tuple(gid(f"socket-{i}") for i in range(1, 5))
         self.pin = (gid("pin"),)
+        body = {obj.name: body_id for obj, body_id in zip(self.objects, self.object_body_ids, strict=True)}
+        self.approach_body_ids = tuple(body[name] for name in self.approach_objects)
 
     def approach_distance(self, data: mujoco.MjData) -> float:
         """The peg to the socket (body origins)."""
-        body = {obj.name: body_id for obj, body_id in zip(self.objects, self.object_body_ids, strict=True)}
-        first, second = self.approach_objects
-        return float(np.linalg.norm(data.xpos[body[first]] - data.xpos[body[second]]))
+        first, second = self.approach_body_ids
+        return float(np.linalg.norm(data.xpos[first] - data.xpos[second]))
 
     def reward(self) -> int:
         touch = self.contacts.any_touching
