@@ -78,7 +78,7 @@ def main() -> None:
     from flywheel.config import Settings
     from flywheel.registry import PolicyRegistry
     from flywheel.store import EpisodeStore
-    from sim.env import state_layout
+    from sim.env import object_pose_key, state_layout
     from sim.tasks import task_class
 
     patience = tuple(int(p) for p in args.stage_patience.split(","))
@@ -96,7 +96,7 @@ def main() -> None:
             f"takeover_approach: version {args.version} is a {version.task} policy, whose approach distance needs a "
             "gripper's position, which the recorded state does not hold"
         )
-    first, second = (state_layout(version.task)[f"{name}_pose"] for name in pair)
+    first, second = (state_layout(version.task)[object_pose_key(name)] for name in pair)
     source = f"bench-takeover-approach/policy-{version.id}"
     spec = CollectSpec.policy_alone(version, source, max_steps=measured["max_steps"])
     start = time.perf_counter()

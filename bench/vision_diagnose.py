@@ -119,7 +119,7 @@ def probe_objects(loaded: Any, home: Path, task: str) -> dict[str, dict[str, flo
     """Per object, the held-out median (x, y) error in cm of a linear probe on the policy's CNN features."""
     from flywheel.config import Settings
     from flywheel.store import EpisodeStore
-    from sim.env import state_layout
+    from sim.env import object_pose_key, state_layout
 
     store = EpisodeStore.open(Settings(home=home))
     demos = [e for e in store.list_episodes() if e.tag == "demo" and e.task == task]
@@ -140,7 +140,7 @@ def probe_objects(loaded: Any, home: Path, task: str) -> dict[str, dict[str, flo
     test = ep >= round(len(demos) * (1 - HOLDOUT_SHARE))
     out = {}
     for name in (o.name for o in _task_objects(task)):
-        y = s[:, layout[f"{name}_pose"]][:, :2]
+        y = s[:, layout[object_pose_key(name)]][:, :2]
         err = np.linalg.norm(_ridge(x[~test], y[~test], x[test]) - y[test], axis=1) * 100
         base = np.linalg.norm(y[~test].mean(0) - y[test], axis=1) * 100
         first_test = is_first[test]

@@ -41,6 +41,19 @@ PROPRIOCEPTION = ("qpos", "qvel")
 pose read from the physics, which only the simulation has."""
 
 
+_POSE_SUFFIX = "_pose"
+
+
+def object_pose_key(name: str) -> str:
+    """The `state_layout` key of object `name`'s pose slice."""
+    return f"{name}{_POSE_SUFFIX}"
+
+
+def posed_object_name(key: str) -> str | None:
+    """The object whose pose `key` names in `state_layout`, or None for a key that is not an object's pose."""
+    return key[: -len(_POSE_SUFFIX)] if key.endswith(_POSE_SUFFIX) else None
+
+
 def state_layout(task: str) -> dict[str, slice]:
     """Named slices of the float32 `obs["state"]` vector for `task`.
 
@@ -52,7 +65,7 @@ def state_layout(task: str) -> dict[str, slice]:
     layout = {"qpos": slice(0, 14), "qvel": slice(14, 28)}
     start = 28
     for obj in task_class(task).objects:
-        layout[f"{obj.name}_pose"] = slice(start, start + 7)
+        layout[object_pose_key(obj.name)] = slice(start, start + 7)
         start += 7
     return layout
 

@@ -7,6 +7,7 @@ import pytest
 
 from sim import UnknownTaskError, make_env, state_layout
 from sim.constants import N_SUBSTEPS, home_action
+from sim.env import object_pose_key
 from sim.errors import InvalidActionError
 
 
@@ -51,7 +52,7 @@ def test_insertion_approach_distance_reads_from_the_recorded_state() -> None:
     for _ in range(40):
         obs, *_ = env.step(rng.uniform(-1.0, 1.0, size=env.action_space.shape).astype(np.float32))
     layout = state_layout("insertion")
-    first, second = (obs["state"][layout[f"{name}_pose"]][:3] for name in env.task.approach_objects)
+    first, second = (obs["state"][layout[object_pose_key(name)]][:3] for name in env.task.approach_objects)
     recorded = float(np.linalg.norm(first - second))
     assert recorded == pytest.approx(env.task.approach_distance(env.data), abs=1e-5)
     assert make_env("transfer_cube").task.approach_objects is None

@@ -42,7 +42,7 @@ _RIGHT_FINGERS = (7, 15)  # each arm's second finger mirrors its first (qpos 6 a
 def pose_from_state(env: object, state: np.ndarray) -> None:
     """Put `env` (an `AlohaSimEnv`) in the configuration a stored state vector describes (positions only)."""
     from sim.constants import unnormalize_gripper_position
-    from sim.env import _GRIPPER_OBS_IDX, _JOINT_QPOS_IDX, state_layout
+    from sim.env import _GRIPPER_OBS_IDX, _JOINT_QPOS_IDX, object_pose_key, state_layout
 
     model, data = env.model, env.data  # type: ignore[attr-defined]
     layout = state_layout(env.config.task)  # type: ignore[attr-defined]
@@ -53,7 +53,7 @@ def pose_from_state(env: object, state: np.ndarray) -> None:
         data.qpos[second] = -data.qpos[first]
     for i, adr in enumerate(env.task.object_qpos_adr):  # type: ignore[attr-defined]
         name = env.task.objects[i].name  # type: ignore[attr-defined]
-        data.qpos[adr : adr + 7] = state[layout[f"{name}_pose"]]
+        data.qpos[adr : adr + 7] = state[layout[object_pose_key(name)]]
     data.qvel[:] = 0
     mujoco.mj_forward(model, data)
 
