@@ -101,7 +101,12 @@ def main() -> None:
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     overrides = _config_overrides(args.config)
     config = _loop_config(args.preset, overrides, args.config, args.task)
-    setup = {"preset": args.preset, "config_overrides": overrides or None, **run_setup(config)}  # not the file's path
+    setup = {  # not the config file's path
+        "preset": args.preset,
+        "config_overrides": overrides or None,
+        "iterations": args.iterations,  # what `complete` means: a run asked for 3 iterations is complete after 3
+        **run_setup(config),
+    }
     result: dict[str, Any] = {}
 
     def write(complete: bool) -> None:
@@ -383,6 +388,8 @@ def adopt_task(source: Path, out: Path, name: str, task: str) -> dict:
         raise SystemExit(f"--adopt {source}: not a bench.vision results file with a {task!r} task") from None
     if not entry.get("complete"):
         raise SystemExit(f"--adopt {source}: its {task!r} run is not complete (no final held-out numbers)")
+    if "final" not in entry:
+        raise SystemExit(f"--adopt {source}: its {task!r} run has no final held-out numbers (a --loop run?)")
     store_task_entry(out, name, task, {**entry, "adopted_from": entry.get("adopted_from", source.name)})
     return entry
 

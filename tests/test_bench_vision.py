@@ -61,6 +61,7 @@ def test_a_loop_run_alone_writes_its_rows_to_a_file_of_its_own(tmp_path: Path, m
     doc = json.loads((out / "vision.bc_loop.json").read_text())
     task = doc["tasks"]["transfer_cube"]
     assert task["complete"] and task["setup"]["preset"] == "tiny" and "recap_loop" not in task
+    assert task["setup"]["iterations"] == 1  # complete means the iterations asked for, which the file records
     rows = task["bc_loop"]
     assert [r["iteration"] for r in rows] == [0, 1]
     assert sum(rows[1]["episodes_by_tag"].values()) == 2 and sum(rows[1]["frames_by_controller"].values()) > 0
@@ -79,6 +80,7 @@ def test_a_finished_run_is_adopted_into_the_comparison_file_as_measured(
     _write(tmp_path, "vision", "transfer_cube", {"bc_demos": row}, other, True, 20.0, 0.0, tmp_path / "b")
     _write(tmp_path, "vision", "insertion", {"bc_demos": row}, other, True, 5.0, 0.0, tmp_path / "old")
     _write(tmp_path, "unfinished", "insertion", {}, setup, False, 1.0, 0.0, tmp_path / "u")
+    _write(tmp_path, "one_loop", "insertion", {"recap_loop": []}, setup, True, 1.0, 0.0, tmp_path / "l")
 
     def run(*argv: str) -> int | str | None:
         monkeypatch.setattr(sys, "argv", ["bench.vision", "--task", "insertion", "--out", str(tmp_path), *argv])
@@ -97,6 +99,7 @@ def test_a_finished_run_is_adopted_into_the_comparison_file_as_measured(
     assert doc["tasks"]["transfer_cube"]["bc_demos"] == row  # the other task is kept
 
     assert "not complete" in str(run("--adopt", str(tmp_path / "unfinished.json")))
+    assert "no final held-out numbers" in str(run("--adopt", str(tmp_path / "one_loop.json")))
     assert "no such file" in str(run("--adopt", str(tmp_path / "missing.json")))
     assert "not a bench.vision results file" in str(run("--adopt", str(tmp_path / "vision.png")))
     assert run("--adopt", str(tmp_path / "vision.json")) == 2 and "--name" in capsys.readouterr().err
