@@ -24,14 +24,14 @@ def state_names(task: str, dim: int) -> list[str]:
     try:
         from sim import state_layout
         from sim.constants import JOINT_NAMES
+        from sim.env import POSE_COMPONENTS, PROPRIOCEPTION
 
         layout = state_layout(task)
     except Exception:  # unknown task (e.g. imported data): positional names
         return [f"s{i}" for i in range(dim)]
     names = [f"s{i}" for i in range(dim)]
-    pose = ("x", "y", "z", "qw", "qx", "qy", "qz")
     for part, span in layout.items():
-        labels = JOINT_NAMES if part in ("qpos", "qvel") else pose
+        labels = JOINT_NAMES if part in PROPRIOCEPTION else POSE_COMPONENTS
         for offset, index in enumerate(range(span.start, min(span.stop, dim))):
             names[index] = f"{part}:{labels[offset]}"
     return names

@@ -42,6 +42,8 @@ pose read from the physics, which only the simulation has."""
 
 
 _POSE_SUFFIX = "_pose"
+POSE_COMPONENTS = ("x", "y", "z", "qw", "qx", "qy", "qz")
+"""An object pose's seven entries in `state_layout`: position, then orientation quaternion (w first)."""
 
 
 def object_pose_key(name: str) -> str:

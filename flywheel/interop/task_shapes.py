@@ -38,7 +38,7 @@ def known_tasks() -> tuple[str, ...]:
 def task_shapes(task: str) -> TaskShapes:
     """Shapes of `task` (UnknownTaskError, with the list of tasks, for an unknown name)."""
     from sim.constants import ACTION_DIM, JOINT_NAMES
-    from sim.env import posed_object_name, state_layout
+    from sim.env import POSE_COMPONENTS, posed_object_name, state_layout
 
     layout = state_layout(task)
     names: list[str] = []
@@ -48,8 +48,8 @@ def task_shapes(task: str) -> TaskShapes:
             names += [f"{j}.pos" for j in JOINT_NAMES]
         elif part == "qvel":
             names += [f"{j}.vel" for j in JOINT_NAMES]
-        elif (obj := posed_object_name(part)) is not None and width == 7:
-            names += [f"{obj}.{c}" for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+        elif (obj := posed_object_name(part)) is not None and width == len(POSE_COMPONENTS):
+            names += [f"{obj}.{c}" for c in POSE_COMPONENTS]
         else:
             names += [f"{part}.{i}" for i in range(width)]
     state_dim = max(s.stop for s in layout.values())
