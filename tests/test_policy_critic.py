@@ -95,3 +95,59 @@ def test_q_converges_on_chain_mdp() -> None:
         v = critic.value(states, None, None)
     assert torch.allclose(q, expected, atol=0.03), q
     assert torch.allclose(v, expected, atol=0.03), v
+
+
+def test_truncated_chunk_targets_bootstrap_from_the_last_frame() -> None:
+    rewards = np.array([1, 2, 3, 4, 5], np.float32)
+    ret, nxt, boot = chunk_targets(rewards, gamma=0.5, chunk=2, truncated=True)
+    # frames whose chunk stays inside are unchanged; t=3 and t=4 bootstrap from s_4, whose reward V(s_4) covers
+    np.testing.assert_allclose(ret, [1 + 0.5 * 2, 2 + 0.5 * 3, 3 + 0.5 * 4, 4, 0])
+    np.testing.assert_array_equal(nxt, [2, 3, 4, 4, 4])
+    np.testing.assert_allclose(boot, [0.25, 0.25, 0.25, 0.5, 1.0])
+    terminal = chunk_targets(rewards, gamma=0.5, chunk=2)
+    np.testing.assert_allclose(terminal[0][:3], ret[:3])
+
+
+def test_only_failed_episodes_truncate_and_only_when_asked() -> None:
+    assert not RewardConfig().truncates(success=False)
+    truncating = RewardConfig(failed_episode_end="truncated")
+    assert truncating.truncates(success=False)
+    assert not truncating.truncates(success=True)
+    with pytest.raises(ValueError):
+        RewardConfig(failed_episode_end="bootstrap")
+
+
+def _q_after_training(truncated: bool) -> torch.Tensor:
+    """Two episodes over one-hot states s0..s2, one action: A = (s0, s1) fails and ends, B = (s1, s2) succeeds
+    with reward 1 on s2. Returns min Q(s0), Q(s1) after fitting."""
+    torch.manual_seed(0)
+    gamma = 0.9
+    cfg = CriticConfig(hidden_dim=64, layers=2, gamma=gamma, expectile=0.7, tau=0.05)
+    critic = IqlCritic(cfg, EncoderConfig(hidden_dim=64), 3, 1, 1, [], None)
+    eye = torch.eye(3)
+    ret_a, nxt_a, boot_a = chunk_targets(np.array([0, 0], np.float32), gamma, 1, truncated=truncated)
+    ret_b, nxt_b, boot_b = chunk_targets(np.array([0, 1], np.float32), gamma, 1)
+    states = eye[[0, 1, 1, 2]]
+    next_states = eye[[[0, 1][i] for i in nxt_a] + [[1, 2][i] for i in nxt_b]]
+    ret = torch.from_numpy(np.concatenate([ret_a, ret_b]))
+    boot = torch.from_numpy(np.concatenate([boot_a, boot_b]))
+    actions = torch.ones(4, 1, 1)
+    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
+    for _ in range(1500):
+        opt.zero_grad()
+        q_loss, v_loss = critic.losses(states, None, None, actions, ret, boot, next_states, None, None)
+        (q_loss.mean() + v_loss.mean()).backward()
+        opt.step()
+        critic.polyak_update()
+    with torch.no_grad():
+        feat = critic.features(eye[:2], None, None)
+        return torch.minimum(critic.q1(feat, actions[:2]), critic.q2(feat, actions[:2]))
+
+
+def test_a_truncated_failure_keeps_the_value_of_where_it_stopped() -> None:
+    """Cut off at s1, from which B shows success follows: truncation values s0 at γ², a terminal end less."""
+    gamma = 0.9
+    truncated = _q_after_training(truncated=True)
+    assert torch.allclose(truncated, torch.tensor([gamma**2, gamma]), atol=0.04), truncated
+    terminal = _q_after_training(truncated=False)
+    assert float(terminal[0]) < gamma**2 - 0.1, terminal

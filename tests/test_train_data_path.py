@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,21 @@ def test_the_pre_takeover_window_can_stop_at_the_last_progress() -> None:
         episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), pre_takeover_steps=5, pre_takeover_since_progress=True
     )
     assert stall.forced_negative.tolist() == [False] * 3 + [True] * 3 + [False] * 2
+
+
+def test_a_failed_episode_end_bootstraps_only_when_called_a_truncation() -> None:
+    """With `failed_episode_end: truncated`, a failed episode's last frames bootstrap from it; a success stays
+    terminal."""
+    episodes = []
+    for seed, success in ((1, True), (2, False)):
+        meta, frames = toy_episode(seed, length=6)
+        episodes.append(TrainingEpisode(replace(meta, success=success), frames))
+    spec = InputSpec.whole_state("toy_reach", 6, 3)
+    io = PolicyIO(
+        spec, NormStats.fit([e.frames.state for e in episodes], [e.frames.action for e in episodes], "mean_std")
+    )
+    terminal = build_frame_table(episodes, io, chunk=4, gamma=0.5, reward=RewardConfig())
+    assert terminal.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625, 0.0625] + [0.0] * 4
+    truncated = build_frame_table(episodes, io, chunk=4, gamma=0.5, reward=RewardConfig(failed_episode_end="truncated"))
+    assert truncated.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625, 0.0625, 0.125, 0.25, 0.5, 1.0]
+    assert truncated.next_idx[-4:].tolist() == [11] * 4

@@ -12,8 +12,11 @@ owns only the loop around it: batches, gradient accumulation, DDP/FSDP, learning
              + success_bonus · 1[t is the last frame and the episode succeeded]
 
    The step cost makes faster solutions better; stage shaping gives dense credit for partial progress; the
-   success bonus ties the value to the outcome the eval gates measure. The last frame of every episode is
-   terminal (no bootstrap past it).
+   success bonus ties the value to the outcome the eval gates measure. A successful episode's last frame is
+   terminal (no bootstrap past it). A failed one ends by the time limit or an abort, not by anything in the
+   task: by default (`failed_episode_end: terminal`) it is treated as terminal all the same; `truncated` treats
+   it as a truncation and bootstraps from V of its last frame instead (Pardo et al., 2018, "Time Limits in
+   Reinforcement Learning"), since the observations carry no clock that could tell the critic the end is near.
 2. Returns over an action chunk of H steps: R_t = Σ_{k<H} γ^k r_{t+k}, bootstrapped with γ^H · V(s_{t+H}).
 3. Critic (IQL): twin Q(s, A_chunk) regress R_t + γ^H V(s_{t+H}); V regresses the τ-expectile of min target Q;
    the target nets follow by Polyak averaging.
@@ -55,6 +58,15 @@ class RewardConfig(Strict):
     step_cost: float = Field(default=0.01, ge=0.0, le=1.0)
     stage_bonus: float = Field(default=0.25, ge=0.0, le=10.0)
     success_bonus: float = Field(default=1.0, ge=0.0, le=100.0)
+    failed_episode_end: Literal["terminal", "truncated"] = Field(
+        default="terminal",
+        description="terminal: nothing follows a failed episode's last frame (value 0 past it); truncated: the "
+        "time limit or an abort cut it short, so returns crossing its end bootstrap from V of its last frame",
+    )
+
+    def truncates(self, success: bool) -> bool:
+        """Whether an episode with this outcome ends by truncation (bootstrapped) rather than terminally."""
+        return self.failed_episode_end == "truncated" and not success
 
 
 def frame_rewards(stage_reward: np.ndarray, success: bool, cfg: RewardConfig) -> np.ndarray:
@@ -70,21 +82,29 @@ def frame_rewards(stage_reward: np.ndarray, success: bool, cfg: RewardConfig) ->
 # ----- 2. chunked returns -------------------------------------------------------------------------------------
 
 
-def chunk_targets(rewards: np.ndarray, gamma: float, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each frame t of one episode: (Σ_{k<H, t+k<T} γ^k r_{t+k}, next index t+H, bootstrap factor).
+def chunk_targets(
+    rewards: np.ndarray, gamma: float, chunk: int, truncated: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each frame t of one episode: (chunk return, index of the bootstrap frame, bootstrap factor).
 
-    bootstrap = γ^H when s_{t+H} exists inside the episode, 0 when the episode ends inside the chunk
-    (terminal masking); the next index is then clamped to the last frame (unused).
+    Where s_{t+H} exists inside the episode: (Σ_{k<H} γ^k r_{t+k}, t+H, γ^H). Where the episode ends inside the
+    chunk, a terminal end gives (Σ_{t+k<T} γ^k r_{t+k}, last frame (unused), 0); a `truncated` one bootstraps
+    from its last frame s_{T-1}, whose own reward V(s_{T-1}) already covers: (Σ_{t+k<T-1} γ^k r_{t+k}, T-1,
+    γ^(T-1-t)).
     """
     r = np.asarray(rewards, dtype=np.float64)
     t_len = r.shape[0]
+    if truncated:
+        r = r.copy()
+        r[-1] = 0.0
     padded = np.concatenate([r, np.zeros(chunk)])
     disc = gamma ** np.arange(chunk)
     windows = np.lib.stride_tricks.sliding_window_view(padded, chunk)[:t_len]
     ret = windows @ disc
     nxt = np.arange(t_len) + chunk
     alive = nxt < t_len
-    bootstrap = np.where(alive, gamma**chunk, 0.0)
+    cut = gamma ** (t_len - 1 - np.arange(t_len)) if truncated else 0.0
+    bootstrap = np.where(alive, gamma**chunk, cut)
     return ret.astype(np.float32), np.minimum(nxt, t_len - 1), bootstrap.astype(np.float32)
 
 

@@ -131,7 +131,7 @@ def build_frame_table(
         chunk_idx.append(np.minimum(steps, t_len - 1) + offset)
         masks.append((steps < t_len).astype(np.float32))
         r = frame_rewards(f.reward, bool(ep.meta.success), reward)
-        ret, nxt, boot = chunk_targets(r, gamma, chunk)
+        ret, nxt, boot = chunk_targets(r, gamma, chunk, truncated=reward.truncates(bool(ep.meta.success)))
         rets.append(ret)
         nexts.append(nxt + offset)
         boots.append(boot)
