@@ -13,6 +13,7 @@ from flywheel.cli import console as console_commands
 from flywheel.cli import db as db_commands
 from flywheel.cli import doctor as doctor_commands
 from flywheel.cli import episodes as episode_commands
+from flywheel.cli import fork as fork_commands
 from flywheel.cli import interop as interop_commands
 from flywheel.cli import loop as loop_commands
 from flywheel.cli import policies as policy_commands
@@ -34,6 +35,7 @@ app.add_typer(policy_commands.app, name="policies")
 app.add_typer(interop_commands.export_app, name="export")
 app.add_typer(interop_commands.import_app, name="import")
 app.command("gc")(episode_commands.gc)
+app.command("fork")(fork_commands.fork)
 app.command("demos")(collect_commands.demos)
 app.command("collect")(collect_commands.collect_command)
 app.command("train")(loop_commands.train)
