@@ -70,17 +70,15 @@ def test_frame_rewards_shaping_and_success() -> None:
     assert frame_rewards(stage, success=False, cfg=cfg)[-1] == pytest.approx(-0.01)
 
 
-def test_q_converges_on_chain_mdp() -> None:
-    """5-state chain, reward 1 on the last (terminal) frame: Q(s_t, a_t) = V(s_t) = γ^(4-t)."""
+def _fitted_critic(
+    gamma: float, states: torch.Tensor, ret: np.ndarray, boot: np.ndarray, next_states: torch.Tensor
+) -> IqlCritic:
+    """An IQL critic over one-hot states and a single one-step action, fitted to the given chunk targets."""
     torch.manual_seed(0)
-    gamma, n = 0.9, 5
     cfg = CriticConfig(hidden_dim=64, layers=2, gamma=gamma, expectile=0.7, tau=0.05)
-    critic = IqlCritic(cfg, EncoderConfig(hidden_dim=64), n, 1, 1, [], None)
-    states = torch.eye(n)
-    actions = torch.ones(n, 1, 1)
-    ret, nxt, boot = chunk_targets(np.array([0, 0, 0, 0, 1], np.float32), gamma, chunk=1)
+    critic = IqlCritic(cfg, EncoderConfig(hidden_dim=64), states.shape[1], 1, 1, [], None)
+    actions = torch.ones(len(states), 1, 1)
     ret_t, boot_t = torch.from_numpy(ret), torch.from_numpy(boot)
-    next_states = states[torch.from_numpy(nxt).long()]
     opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
     for _ in range(1500):
         opt.zero_grad()
@@ -88,6 +86,16 @@ def test_q_converges_on_chain_mdp() -> None:
         (q_loss.mean() + v_loss.mean()).backward()
         opt.step()
         critic.polyak_update()
+    return critic
+
+
+def test_q_converges_on_chain_mdp() -> None:
+    """5-state chain, reward 1 on the last (terminal) frame: Q(s_t, a_t) = V(s_t) = γ^(4-t)."""
+    gamma, n = 0.9, 5
+    states = torch.eye(n)
+    actions = torch.ones(n, 1, 1)
+    ret, nxt, boot = chunk_targets(np.array([0, 0, 0, 0, 1], np.float32), gamma, chunk=1)
+    critic = _fitted_critic(gamma, states, ret, boot, states[torch.from_numpy(nxt).long()])
     expected = torch.tensor([gamma ** (n - 1 - t) for t in range(n)])
     with torch.no_grad():
         feat = critic.features(states, None, None)
@@ -120,28 +128,18 @@ def test_only_failed_episodes_truncate_and_only_when_asked() -> None:
 def _q_after_training(truncated: bool) -> torch.Tensor:
     """Two episodes over one-hot states s0..s2, one action: A = (s0, s1) fails and ends, B = (s1, s2) succeeds
     with reward 1 on s2. Returns min Q(s0), Q(s1) after fitting."""
-    torch.manual_seed(0)
     gamma = 0.9
-    cfg = CriticConfig(hidden_dim=64, layers=2, gamma=gamma, expectile=0.7, tau=0.05)
-    critic = IqlCritic(cfg, EncoderConfig(hidden_dim=64), 3, 1, 1, [], None)
     eye = torch.eye(3)
     ret_a, nxt_a, boot_a = chunk_targets(np.array([0, 0], np.float32), gamma, 1, truncated=truncated)
     ret_b, nxt_b, boot_b = chunk_targets(np.array([0, 1], np.float32), gamma, 1)
-    states = eye[[0, 1, 1, 2]]
     next_states = eye[[[0, 1][i] for i in nxt_a] + [[1, 2][i] for i in nxt_b]]
-    ret = torch.from_numpy(np.concatenate([ret_a, ret_b]))
-    boot = torch.from_numpy(np.concatenate([boot_a, boot_b]))
-    actions = torch.ones(4, 1, 1)
-    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
-    for _ in range(1500):
-        opt.zero_grad()
-        q_loss, v_loss = critic.losses(states, None, None, actions, ret, boot, next_states, None, None)
-        (q_loss.mean() + v_loss.mean()).backward()
-        opt.step()
-        critic.polyak_update()
+    critic = _fitted_critic(
+        gamma, eye[[0, 1, 1, 2]], np.concatenate([ret_a, ret_b]), np.concatenate([boot_a, boot_b]), next_states
+    )
     with torch.no_grad():
         feat = critic.features(eye[:2], None, None)
-        return torch.minimum(critic.q1(feat, actions[:2]), critic.q2(feat, actions[:2]))
+        actions = torch.ones(2, 1, 1)
+        return torch.minimum(critic.q1(feat, actions), critic.q2(feat, actions))
 
 
 def test_a_truncated_failure_keeps_the_value_of_where_it_stopped() -> None:
