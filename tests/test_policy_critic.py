@@ -108,12 +108,12 @@ def test_q_converges_on_chain_mdp() -> None:
 def test_truncated_chunk_targets_bootstrap_from_the_last_frame() -> None:
     rewards = np.array([1, 2, 3, 4, 5], np.float32)
     ret, nxt, boot = chunk_targets(rewards, gamma=0.5, chunk=2, truncated=True)
-    # frames whose chunk stays inside are unchanged; t=3 and t=4 bootstrap from s_4, whose reward V(s_4) covers
-    np.testing.assert_allclose(ret, [1 + 0.5 * 2, 2 + 0.5 * 3, 3 + 0.5 * 4, 4, 0])
+    terminal_ret, _, terminal_boot = chunk_targets(rewards, gamma=0.5, chunk=2)
+    np.testing.assert_allclose(ret, terminal_ret)  # the same rewards, the last one included
     np.testing.assert_array_equal(nxt, [2, 3, 4, 4, 4])
-    np.testing.assert_allclose(boot, [0.25, 0.25, 0.25, 0.5, 1.0])
-    terminal = chunk_targets(rewards, gamma=0.5, chunk=2)
-    np.testing.assert_allclose(terminal[0][:3], ret[:3])
+    # t=3 and t=4: the unseen s_5 is stood in for by s_4, γ^(5-t) ahead
+    np.testing.assert_allclose(boot, [0.25, 0.25, 0.25, 0.25, 0.5])
+    np.testing.assert_allclose(terminal_boot, [0.25, 0.25, 0.25, 0.0, 0.0])
 
 
 def test_only_failed_episodes_truncate_and_only_when_asked() -> None:
@@ -136,16 +136,33 @@ def _q_after_training(truncated: bool) -> torch.Tensor:
     critic = _fitted_critic(
         gamma, eye[[0, 1, 1, 2]], np.concatenate([ret_a, ret_b]), np.concatenate([boot_a, boot_b]), next_states
     )
+    return _min_q(critic, eye[:2])
+
+
+def _min_q(critic: IqlCritic, states: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        feat = critic.features(eye[:2], None, None)
-        actions = torch.ones(2, 1, 1)
+        feat = critic.features(states, None, None)
+        actions = torch.ones(len(states), 1, 1)
         return torch.minimum(critic.q1(feat, actions), critic.q2(feat, actions))
 
 
 def test_a_truncated_failure_keeps_the_value_of_where_it_stopped() -> None:
-    """Cut off at s1, from which B shows success follows: truncation values s0 at γ², a terminal end less."""
+    """Cut off at s1, from which B shows success follows. Q(s1) regresses γ·V(s1) (A) and γ·1 (B) alike, so
+    V(s1) = γ / (2 - γ) and Q(s0) = γ·V(s1); a terminal end makes A's target 0, so V(s1) = γ / 2."""
     gamma = 0.9
+    v1_truncated, v1_terminal = gamma / (2 - gamma), gamma / 2
     truncated = _q_after_training(truncated=True)
-    assert torch.allclose(truncated, torch.tensor([gamma**2, gamma]), atol=0.04), truncated
+    assert torch.allclose(truncated, torch.tensor([gamma * v1_truncated, v1_truncated]), atol=0.06), truncated
     terminal = _q_after_training(truncated=False)
-    assert float(terminal[0]) < gamma**2 - 0.1, terminal
+    assert torch.allclose(terminal, torch.tensor([gamma * v1_terminal, v1_terminal]), atol=0.06), terminal
+
+
+def test_a_truncated_end_seen_nowhere_else_is_anchored() -> None:
+    """A failed episode stuck at s1 (step cost c every frame), s1 seen only there: its value settles at the cost of
+    staying forever, -c / (1 - γ), instead of drifting with the expectile's upward pull."""
+    gamma, cost = 0.9, -0.1
+    eye = torch.eye(2)
+    ret, nxt, boot = chunk_targets(np.array([cost, cost], np.float32), gamma, 1, truncated=True)
+    critic = _fitted_critic(gamma, eye, ret, boot, eye[torch.from_numpy(nxt).long()])
+    stay = cost / (1 - gamma)
+    assert torch.allclose(_min_q(critic, eye), torch.tensor([cost + gamma * stay, stay]), atol=0.08)

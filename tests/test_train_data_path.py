@@ -110,5 +110,5 @@ def test_a_failed_episode_end_bootstraps_only_when_called_a_truncation() -> None
     terminal = build_frame_table(episodes, io, chunk=4, gamma=0.5, reward=RewardConfig())
     assert terminal.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625, 0.0625] + [0.0] * 4
     truncated = build_frame_table(episodes, io, chunk=4, gamma=0.5, reward=RewardConfig(failed_episode_end="truncated"))
-    assert truncated.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625, 0.0625, 0.125, 0.25, 0.5, 1.0]
+    assert truncated.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625] * 3 + [0.125, 0.25, 0.5]
     assert truncated.next_idx[-4:].tolist() == [11] * 4

@@ -15,8 +15,9 @@ owns only the loop around it: batches, gradient accumulation, DDP/FSDP, learning
    success bonus ties the value to the outcome the eval gates measure. A successful episode's last frame is
    terminal (no bootstrap past it). A failed one ends by the time limit or an abort, not by anything in the
    task: by default (`failed_episode_end: terminal`) it is treated as terminal all the same; `truncated` treats
-   it as a truncation and bootstraps from V of its last frame instead (Pardo et al., 2018, "Time Limits in
-   Reinforcement Learning"), since the observations carry no clock that could tell the critic the end is near.
+   it as a truncation and bootstraps past it, with V of its last frame standing in for the unseen next state
+   (Pardo et al., 2018, "Time Limits in Reinforcement Learning"): the observations carry no clock that could
+   tell the critic the end is near.
 2. Returns over an action chunk of H steps: R_t = Σ_{k<H} γ^k r_{t+k}, bootstrapped with γ^H · V(s_{t+H}).
 3. Critic (IQL): twin Q(s, A_chunk) regress R_t + γ^H V(s_{t+H}); V regresses the τ-expectile of min target Q;
    the target nets follow by Polyak averaging.
@@ -88,22 +89,20 @@ def chunk_targets(
     """For each frame t of one episode: (chunk return, index of the bootstrap frame, bootstrap factor).
 
     Where s_{t+H} exists inside the episode: (Σ_{k<H} γ^k r_{t+k}, t+H, γ^H). Where the episode ends inside the
-    chunk, a terminal end gives (Σ_{t+k<T} γ^k r_{t+k}, last frame (unused), 0); a `truncated` one bootstraps
-    from its last frame s_{T-1}, whose own reward V(s_{T-1}) already covers: (Σ_{t+k<T-1} γ^k r_{t+k}, T-1,
-    γ^(T-1-t)).
+    chunk the return sums the rewards up to its last frame T-1; a terminal end bootstraps nothing (index T-1,
+    unused; factor 0), a `truncated` one bootstraps the unseen s_T by its nearest stand-in, the last frame
+    (index T-1, factor γ^(T-t)). So a failed episode's last state is valued as if it stayed there, paying its
+    reward every step, a bounded anchor rather than a value of 0.
     """
     r = np.asarray(rewards, dtype=np.float64)
     t_len = r.shape[0]
-    if truncated:
-        r = r.copy()
-        r[-1] = 0.0
     padded = np.concatenate([r, np.zeros(chunk)])
     disc = gamma ** np.arange(chunk)
     windows = np.lib.stride_tricks.sliding_window_view(padded, chunk)[:t_len]
     ret = windows @ disc
     nxt = np.arange(t_len) + chunk
     alive = nxt < t_len
-    cut = gamma ** (t_len - 1 - np.arange(t_len)) if truncated else 0.0
+    cut = gamma ** (t_len - np.arange(t_len)) if truncated else 0.0
     bootstrap = np.where(alive, gamma**chunk, cut)
     return ret.astype(np.float32), np.minimum(nxt, t_len - 1), bootstrap.astype(np.float32)
 
@@ -184,8 +183,9 @@ class IqlCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (q_loss, v_loss).
 
-        Q target = Σ_{k<H} γ^k r_{t+k} + bootstrap · V(s_{t+H}), where bootstrap = γ^H, or 0 when the episode
-        ends inside the chunk. V regresses the `expectile` of min target Q.
+        Q target = chunk return + bootstrap · V(next state), as `chunk_targets` gives them (γ^H and s_{t+H} inside
+        the episode; past its end 0, or for a truncation γ^(T-t) and the last frame). V regresses the `expectile`
+        of min target Q.
         """
         feat = self.features(state, images, tokens)
         with torch.no_grad():
