@@ -6,19 +6,23 @@ config in its own fork. The source is only read (one read transaction, so a loop
 What "as it stood" means, table by table: iterations up to N and their jobs; every other row created up to the
 moment iteration N finished, among them policy versions and episodes of iterations up to N (or of none), their
 segments, labels, evaluations, alias moves and takeover requests. The aliases point where the last kept alias
-move put them, and a version's status is recomputed from that: the champion, `retired` for earlier alias
-targets, and otherwise the status it has now, except that a version promoted only later is `rejected` if a kept
-evaluation failed it and `candidate` if none did. An episode's review status is its current one. Ids are kept,
-so `v3` names the same policy in both homes. Episode files are hard-linked where the filesystem allows (they are
-immutable), copied otherwise; the kept versions' checkpoint folders are copied and their paths rewritten. The
-fork is built in a hidden folder beside the destination and renamed into place, so it appears whole or not at
-all. The home's other files (settings, console accounts) are not copied.
+move put them, and a version's status is recomputed from that: the champion, `retired` for earlier champions,
+and otherwise the status it has now, except that a version promoted only later is `rejected` if its last kept
+gate evaluation failed and `candidate` otherwise. An episode reviewed after the fork point gets back the review
+status it had then (from the first later verdict's record of it); an undo made later stays. Ids are kept, so
+`v3` names the same policy in both homes. Times are stored in UTC.
+
+Episode files are hard-linked where the filesystem allows (they are immutable), copied otherwise; the kept
+versions' checkpoint folders are copied and their paths rewritten. The fork is built in a hidden folder beside
+the destination and renamed into place, so it appears whole or not at all. The home's other files (settings,
+console accounts) are not copied.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +34,8 @@ from sqlalchemy import Connection, select
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.redact import database_identity
-from flywheel.store.db import Database
+from flywheel.registry.service import CHAMPION
+from flywheel.store.db import Database, is_sqlite
 from flywheel.store.files import EpisodeFiles
 from flywheel.store.migrate import current_revision, ensure_schema, head_revision
 from flywheel.store.models import Base, IterationState
@@ -55,22 +60,26 @@ class ForkReport:
     champion: int | None = None
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes (stored in UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def _utc(value: Any) -> Any:
+    """Datetimes as aware UTC: SQLite returns naive ones (stored in UTC), PostgreSQL aware ones in the session's
+    zone, and SQLite would store an aware one's wall clock without converting it."""
+    if not isinstance(value, datetime):
+        return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _until(rows: list[Row], cutoff: datetime, column: str = "created_at") -> list[Row]:
-    return [r for r in rows if r[column] is not None and _aware(r[column]) <= cutoff]
+    return [r for r in rows if r[column] is not None and r[column] <= cutoff]
 
 
 class _Snapshot:
-    """Every source row, read in one transaction."""
+    """Every source row in primary-key order (parents before the children that name them), times in UTC."""
 
     def __init__(self, conn: Connection) -> None:
         self.tables: dict[str, list[Row]] = {}
         for table in Base.metadata.sorted_tables:
-            self.tables[table.name] = [dict(r._mapping) for r in conn.execute(select(table))]
+            query = select(table).order_by(*table.primary_key.columns)
+            self.tables[table.name] = [{k: _utc(v) for k, v in r._mapping.items()} for r in conn.execute(query)]
 
     def __getitem__(self, name: str) -> list[Row]:
         return self.tables[name]
@@ -123,6 +132,7 @@ def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str
     rows["label"] = [
         r for r in in_time["label"] if r["episode_id"] in episodes and r["segment_id"] in (segments | {None})
     ]
+    _restore_review_status(rows["episode"], [r for r in snapshot["label"] if r["created_at"] > cutoff])
     rows["eval_run"] = [r for r in in_time["eval_run"] if r["policy_version_id"] in versions]
     rows["eval_episode"] = [r for r in in_time["eval_episode"] if r["policy_version_id"] in versions]
     rows["alias_event"] = in_time["alias_event"]
@@ -144,49 +154,80 @@ def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str
     return rows
 
 
+def _restore_review_status(episodes: list[Row], later_labels: list[Row]) -> None:
+    """An episode's review status before the first verdict written after the cutoff (which recorded it)."""
+    first_later: dict[int, Row] = {}
+    for label in sorted(later_labels, key=lambda r: r["id"]):
+        if label["verdict"] is not None and label["previous_status"] is not None:
+            first_later.setdefault(label["episode_id"], label)
+    for episode in episodes:
+        if episode["id"] in first_later:
+            episode["review_status"] = first_later[episode["id"]]["previous_status"]
+
+
 def _columns(table: str) -> set[str]:
     return set(Base.metadata.tables[table].columns.keys())
 
 
 def _recompute_aliases_and_statuses(rows: dict[str, list[Row]], cutoff: datetime) -> int | None:
-    """Aliases from the last kept move of each; version statuses as of the cutoff. Returns the champion's id."""
+    """Aliases from the last kept move of each; version statuses as of the cutoff. Returns the champion's id.
+
+    A version rejected by hand after the cutoff stays rejected (its row does not say when)."""
     targets: dict[str, Row] = {}
-    ever_targeted: set[int] = set()
+    champions: set[int] = set()
     for event in sorted(rows["alias_event"], key=lambda r: r["id"]):
         targets[event["alias"]] = event
-        if event["to_version_id"] is not None:
-            ever_targeted.add(event["to_version_id"])
+        if event["alias"] == CHAMPION and event["to_version_id"] is not None:
+            champions.add(event["to_version_id"])
     rows["alias"] = [
         {"name": name, "policy_version_id": e["to_version_id"], "updated_at": e["created_at"]}
         for name, e in sorted(targets.items())
         if e["to_version_id"] is not None
     ]
-    champion = next((a["policy_version_id"] for a in rows["alias"] if a["name"] == "champion"), None)
-    failed = {r["policy_version_id"] for r in rows["eval_run"] if r["passed"] is False}
+    champion = next((a["policy_version_id"] for a in rows["alias"] if a["name"] == CHAMPION), None)
+    last_gate: dict[int, Row] = {}
+    for run in sorted(rows["eval_run"], key=lambda r: r["id"]):
+        if run["kind"] == "gate":
+            last_gate[run["policy_version_id"]] = run
     for version in rows["policy_version"]:
         if version["id"] == champion:
             version["status"] = "champion"
-        elif version["id"] in ever_targeted:
+        elif version["id"] in champions:
             version["status"] = "retired"
         elif version["status"] in ("champion", "retired"):
-            version["status"] = "rejected" if version["id"] in failed else "candidate"
+            gate = last_gate.get(version["id"])
+            version["status"] = "rejected" if gate is not None and gate["passed"] is False else "candidate"
     return champion
 
 
+def _inside(path: Path, root: Path) -> Path | None:
+    """`path` relative to `root` (as written, or with symlinks resolved), or None when it lies elsewhere."""
+    for candidate in (Path(os.path.normpath(path)), path.resolve()):
+        try:
+            return candidate.relative_to(root)
+        except ValueError:
+            continue
+    return None
+
+
 def _place_checkpoints(rows: dict[str, list[Row]], source_root: Path, build_root: Path, final_root: Path) -> int:
-    """Copy each kept version's checkpoint folder that lives in the source home; rewrite its path."""
+    """Copy each kept version's checkpoint folder that lives in the source home (contents, not links); rewrite
+    its path, and the same path where a kept takeover request names it."""
     copied = 0
+    moved: dict[str, str] = {}
     for version in rows["policy_version"]:
         path = Path(version["checkpoint_uri"])
-        try:
-            relative = path.resolve().relative_to(source_root)
-        except ValueError:
+        relative = _inside(path, source_root)
+        if relative is None:
             continue  # registered from elsewhere: the fork points at the same place
         if not path.is_dir():
             raise ForkError(f"policy v{version['id']}'s checkpoint {path} is missing; run `flywheel doctor`")
-        shutil.copytree(path, build_root / relative)
-        version["checkpoint_uri"] = str(final_root / relative)
+        shutil.copytree(path, build_root / relative, symlinks=False)
+        old_uri, version["checkpoint_uri"] = version["checkpoint_uri"], str(final_root / relative)
+        moved[old_uri] = version["checkpoint_uri"]
         copied += 1
+    for request in rows["takeover_request"]:
+        request["policy_checkpoint"] = moved.get(request["policy_checkpoint"], request["policy_checkpoint"])
     return copied
 
 
@@ -194,6 +235,8 @@ def _place_episode_files(rows: dict[str, list[Row]], source: EpisodeFiles, build
     linked = copied = 0
     for episode in rows["episode"]:
         src = source.path_for(episode["file_uri"], episode_id=episode["id"])
+        if not src.is_file():
+            raise ForkError(f"episode {episode['id']}'s file {src} is missing; run `flywheel doctor`")
         dst = build.root / episode["file_uri"]
         dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -215,6 +258,16 @@ def _insert(db: Database, rows: dict[str, list[Row]]) -> None:
     db.transaction(write)
 
 
+def _read_snapshot(db: Database) -> _Snapshot:
+    """All tables in one transaction: SQLite's snapshot, or PostgreSQL's REPEATABLE READ (one snapshot for every
+    statement, where the default READ COMMITTED takes one per statement)."""
+    with db.engine.connect() as conn:
+        if not is_sqlite(db.url):
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            return _Snapshot(conn)
+
+
 def fork_store(
     source: Settings, destination: Path, iteration: int | None = None, progress: Progress | None = None
 ) -> ForkReport:
@@ -234,20 +287,16 @@ def fork_store(
             raise ForkError(
                 f"the source database is at schema {revision or 'empty'}, not {head}: run `flywheel db upgrade` first"
             )
-        with source_db.read() as session:
-            snapshot = _Snapshot(session.connection())
+        snapshot = source_db.retrying(lambda: _read_snapshot(source_db))
     finally:
         source_db.dispose()
     fork_point = _fork_iteration(snapshot, iteration)
-    number, cutoff = fork_point["number"], _aware(fork_point["finished_at"])
+    number, cutoff = fork_point["number"], fork_point["finished_at"]
     rows = _select_rows(snapshot, number, cutoff)
     champion = _recompute_aliases_and_statuses(rows, cutoff)
     say(f"forking at iteration {number} (finished {cutoff:%Y-%m-%d %H:%M:%S} UTC): {len(rows['episode'])} episodes")
 
-    build = final.parent / f".{final.name}.fork-incomplete"
-    if build.exists():
-        shutil.rmtree(build)  # a fork killed before its rename
-    build.mkdir(mode=0o700)
+    build = Path(tempfile.mkdtemp(prefix=f".{final.name}.fork-incomplete-", dir=final.parent))
     try:
         final_settings = Settings(home=final, db_url=None, episodes_dir=None, checkpoints_dir=None)
         build_settings = Settings(home=build, db_url=None, episodes_dir=None, checkpoints_dir=None)

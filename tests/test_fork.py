@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from flywheel.config import Settings
+from flywheel.fork import ForkError, fork_store
 from flywheel.registry import PolicyRegistry
+from flywheel.review.service import ReviewService
 from flywheel.store import EpisodeStore, NewEpisode
-from flywheel.store.fork import ForkError, fork_store
-from flywheel.store.models import Base, Iteration, Label, utcnow
+from flywheel.store.models import Base, Iteration, utcnow
 from flywheel.train.synthetic import toy_episode
 
 
@@ -57,11 +59,16 @@ def _finish(store: EpisodeStore, number: int, done: bool = True) -> None:
         )
 
 
+def _finish_iteration(store: EpisodeStore, number: int) -> None:
+    with store.db.write() as session:
+        row = session.scalars(select(Iteration).where(Iteration.number == number)).one()
+        row.state, row.finished_at = "done", utcnow()
+
+
 @pytest.fixture()
-def source(tmp_path: Path) -> Settings:
+def source(settings: Settings) -> Settings:
     """Iteration 0: two demos and v1, champion. Iteration 1: an episode of v1, then v2 promoted. Iteration 2:
-    an episode of v2, v3 promoted; then a review label on a demo, and iteration 3 still running."""
-    settings = Settings(home=tmp_path / "source", db_url=None)
+    an episode of v2, v3 promoted; then a demo rejected in review, and iteration 3 still running."""
     store = EpisodeStore.open(settings)
     registry = PolicyRegistry(store.db)
     demo = _add_episode(store, 0, None, None)
@@ -77,8 +84,7 @@ def source(tmp_path: Path) -> Settings:
     v3 = _add_version(store, registry, 2)
     registry.promote(v3, actor="scheduler", reason="iteration 2", force=True)
     _finish(store, 2)
-    with store.db.write() as session:
-        session.add(Label(episode_id=demo, author="reviewer", verdict="accepted"))
+    ReviewService(store).reject(demo, author="reviewer", expected_version=0, note="drops the cube")
     _add_episode(store, 4, v3, 3)
     _finish(store, 3, done=False)
     store.db.dispose()
@@ -116,6 +122,16 @@ def test_a_fork_at_the_bootstrap_holds_only_what_existed_then(source: Settings, 
         store.db.dispose()
     counts = _counts(fork)
     assert counts["iteration"] == 1 and counts["label"] == 0 and counts["scheduler_lock"] == 0
+    assert _alias_times(fork) == _alias_times(source)[:1]  # the same instants, whatever zone the source uses
+
+
+def _alias_times(settings: Settings) -> list[datetime]:
+    store = EpisodeStore.open(settings, migrate=False)
+    try:
+        moves = PolicyRegistry(store.db).history("champion")
+    finally:
+        store.db.dispose()
+    return [m.created_at.replace(tzinfo=UTC) if m.created_at.tzinfo is None else m.created_at for m in moves]
 
 
 def test_statuses_and_aliases_are_those_of_the_fork_point(source: Settings, tmp_path: Path) -> None:
@@ -135,9 +151,39 @@ def test_statuses_and_aliases_are_those_of_the_fork_point(source: Settings, tmp_
 def test_by_default_the_last_finished_iteration_and_later_labels_stay_behind(source: Settings, tmp_path: Path) -> None:
     report = fork_store(source, tmp_path / "latest")
     assert report.iteration == 2 and report.champion == 3
-    counts = _counts(Settings(home=tmp_path / "latest", db_url=None))
+    fork = Settings(home=tmp_path / "latest", db_url=None)
+    counts = _counts(fork)
     assert counts["episode"] == 4 and counts["policy_version"] == 3
     assert counts["label"] == 0  # written after iteration 2 finished
+    store = EpisodeStore.open(fork, migrate=False)
+    try:  # the source's later rejection is undone: the demo is back in the fork's training data
+        assert {e.review_status for e in store.list_episodes()} == {"unreviewed"}
+    finally:
+        store.db.dispose()
+    source_store = EpisodeStore.open(source, migrate=False)
+    try:
+        assert "rejected" in {e.review_status for e in source_store.list_episodes()}
+    finally:
+        source_store.db.dispose()
+
+
+def test_a_challenger_is_not_mistaken_for_a_former_champion(source: Settings, tmp_path: Path) -> None:
+    store = EpisodeStore.open(source, migrate=False)
+    try:
+        registry = PolicyRegistry(store.db)
+        v4 = _add_version(store, registry, 3)
+        registry.set_challenger(v4, actor="researcher", reason="shadow it")
+        _finish_iteration(store, 3)
+    finally:
+        store.db.dispose()
+    fork_store(source, tmp_path / "arm", iteration=3)
+    fork = EpisodeStore.open(Settings(home=tmp_path / "arm", db_url=None), migrate=False)
+    try:
+        registry = PolicyRegistry(fork.db)
+        assert registry.get(v4).status == "candidate" and registry.alias("challenger") == v4
+        assert registry.alias("champion") == 3
+    finally:
+        fork.db.dispose()
 
 
 def test_episode_files_are_shared_not_duplicated(source: Settings, tmp_path: Path) -> None:
@@ -147,7 +193,7 @@ def test_episode_files_are_shared_not_duplicated(source: Settings, tmp_path: Pat
     try:
         record = store.list_episodes()[0]
         forked = store.files.path_for(record.file_uri)
-        original = Settings(home=source.home, db_url=None).episodes_root / record.file_uri
+        original = source.episodes_root / record.file_uri
         if report.linked_files:
             assert os.path.samefile(forked, original)
         assert forked.read_bytes() == original.read_bytes()
@@ -164,7 +210,7 @@ def test_an_unfinished_or_unknown_iteration_is_refused(
 ) -> None:
     with pytest.raises(ForkError, match=message):
         fork_store(source, tmp_path / "arm", iteration=iteration)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
 def test_an_existing_destination_is_refused(source: Settings, tmp_path: Path) -> None:
@@ -183,18 +229,20 @@ def test_a_store_without_a_finished_iteration_is_refused(tmp_path: Path) -> None
 
 
 def test_a_missing_checkpoint_leaves_nothing_behind(source: Settings, tmp_path: Path) -> None:
-    folder = Settings(home=source.home, db_url=None).checkpoints_root / "iteration-0001" / "attempt-1"
+    folder = source.checkpoints_root / "iteration-0001" / "attempt-1"
     (folder / "policy.safetensors").unlink()
     folder.rmdir()
     with pytest.raises(ForkError, match=r"v2's checkpoint .* is missing"):
         fork_store(source, tmp_path / "arm", iteration=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
 def test_the_command_forks_and_refuses_in_one_line(source: Settings, tmp_path: Path) -> None:
+    database = ["--db-url", source.db_url] if source.db_url else []
+
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "flywheel", "--home", str(source.home), "fork", *args],
+            [sys.executable, "-m", "flywheel", "--home", str(source.home), *database, "fork", *args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -203,6 +251,36 @@ def test_the_command_forks_and_refuses_in_one_line(source: Settings, tmp_path: P
     done = cli(str(tmp_path / "arm"), "--iteration", "1")
     assert done.returncode == 0, done.stderr
     assert "forked at iteration 1" in done.stdout and "champion v2" in done.stdout
+    assert "note:" not in done.stdout or source.db_url is not None
     refused = cli(str(tmp_path / "arm"))
     assert refused.returncode == 2
     assert "already exists" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_command_warns_when_the_environment_would_override_the_fork_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    store = EpisodeStore.open(settings)
+    _finish(store, 0)
+    store.db.dispose()
+    env = {**os.environ, "FLYWHEEL_CHECKPOINTS_DIR": str(settings.checkpoints_root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel", "--home", str(settings.home), "fork", str(tmp_path / "arm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "FLYWHEEL_CHECKPOINTS_DIR" in done.stdout and "env -u FLYWHEEL_CHECKPOINTS_DIR" in done.stdout
+
+
+def test_a_missing_episode_file_is_named_and_leaves_nothing_behind(source: Settings, tmp_path: Path) -> None:
+    store = EpisodeStore.open(source, migrate=False)
+    try:
+        demo = next(e for e in store.list_episodes() if e.env_seed == 0)
+        store.files.path_for(demo.file_uri).unlink()
+    finally:
+        store.db.dispose()
+    with pytest.raises(ForkError, match=r"episode \d+'s file .* is missing"):
+        fork_store(source, tmp_path / "arm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
