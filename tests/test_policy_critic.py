@@ -109,7 +109,9 @@ def test_truncated_chunk_targets_bootstrap_from_the_last_frame() -> None:
     rewards = np.array([1, 2, 3, 4, 5], np.float32)
     ret, nxt, boot = chunk_targets(rewards, gamma=0.5, chunk=2, truncated=True)
     terminal_ret, _, terminal_boot = chunk_targets(rewards, gamma=0.5, chunk=2)
-    np.testing.assert_allclose(ret, terminal_ret)  # the same rewards, the last one included
+    # the same rewards, the last one included; past the end, the last reward's one-time part (all of it with no
+    # step cost) is taken off the stand-in, γ^(T-t) ahead
+    np.testing.assert_allclose(ret, terminal_ret - np.array([0, 0, 0, 0.25 * 5, 0.5 * 5]))
     np.testing.assert_array_equal(nxt, [2, 3, 4, 4, 4])
     # t=3 and t=4: the unseen s_5 is stood in for by s_4, γ^(5-t) ahead
     np.testing.assert_allclose(boot, [0.25, 0.25, 0.25, 0.25, 0.5])
@@ -160,9 +162,23 @@ def test_a_truncated_failure_keeps_the_value_of_where_it_stopped() -> None:
 def test_a_truncated_end_seen_nowhere_else_is_anchored() -> None:
     """A failed episode stuck at s1 (step cost c every frame), s1 seen only there: its value settles at the cost of
     staying forever, -c / (1 - γ), instead of drifting with the expectile's upward pull."""
-    gamma, cost = 0.9, -0.1
+    gamma, cost = 0.9, 0.1
     eye = torch.eye(2)
-    ret, nxt, boot = chunk_targets(np.array([cost, cost], np.float32), gamma, 1, truncated=True)
+    ret, nxt, boot = chunk_targets(np.array([-cost, -cost], np.float32), gamma, 1, truncated=True, step_cost=cost)
     critic = _fitted_critic(gamma, eye, ret, boot, eye[torch.from_numpy(nxt).long()])
-    stay = cost / (1 - gamma)
-    assert torch.allclose(_min_q(critic, eye), torch.tensor([cost + gamma * stay, stay]), atol=0.08)
+    stay = -cost / (1 - gamma)
+    assert torch.allclose(_min_q(critic, eye), torch.tensor([-cost + gamma * stay, stay]), atol=0.08)
+
+
+def test_a_stage_reached_on_a_truncated_last_frame_counts_once() -> None:
+    """Rewards [-c, b - c]: the last state is worth its bonus once, then the step cost forever, b - c / (1 - γ),
+    not (b - c) / (1 - γ)."""
+    gamma, cost, bonus = 0.5, 0.1, 1.0
+    ret, nxt, boot = chunk_targets(
+        np.array([-cost, bonus - cost], np.float32), gamma, 1, truncated=True, step_cost=cost
+    )
+    np.testing.assert_allclose(ret, [-cost, bonus - cost - gamma * bonus], rtol=1e-6)
+    np.testing.assert_array_equal(nxt, [1, 1])
+    np.testing.assert_allclose(boot, [gamma, gamma])
+    value = ret[1] / (1 - boot[1])  # the last frame's fixed point: V = ret + boot · V
+    assert value == pytest.approx(bonus - cost / (1 - gamma))

@@ -84,15 +84,16 @@ def frame_rewards(stage_reward: np.ndarray, success: bool, cfg: RewardConfig) ->
 
 
 def chunk_targets(
-    rewards: np.ndarray, gamma: float, chunk: int, truncated: bool = False
+    rewards: np.ndarray, gamma: float, chunk: int, truncated: bool = False, step_cost: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each frame t of one episode: (chunk return, index of the bootstrap frame, bootstrap factor).
 
     Where s_{t+H} exists inside the episode: (Σ_{k<H} γ^k r_{t+k}, t+H, γ^H). Where the episode ends inside the
     chunk the return sums the rewards up to its last frame T-1; a terminal end bootstraps nothing (index T-1,
-    unused; factor 0), a `truncated` one bootstraps the unseen s_T by its nearest stand-in, the last frame
-    (index T-1, factor γ^(T-t)). So a failed episode's last state is valued as if it stayed there, paying its
-    reward every step, a bounded anchor rather than a value of 0.
+    unused; factor 0). A `truncated` one bootstraps the unseen s_T by a stand-in, the last frame's value less the
+    part of its reward that is not the recurring `-step_cost` (a stage bonus is earned once): index T-1, factor
+    γ^(T-t), and γ^(T-t) · (r_{T-1} + step_cost) taken off the return. So a failed episode's last state is valued
+    as staying there, paying the step cost every step: a bounded anchor rather than a value of 0.
     """
     r = np.asarray(rewards, dtype=np.float64)
     t_len = r.shape[0]
@@ -102,8 +103,12 @@ def chunk_targets(
     ret = windows @ disc
     nxt = np.arange(t_len) + chunk
     alive = nxt < t_len
-    cut = gamma ** (t_len - np.arange(t_len)) if truncated else 0.0
-    bootstrap = np.where(alive, gamma**chunk, cut)
+    if truncated:
+        ahead = gamma ** (t_len - np.arange(t_len))
+        bootstrap = np.where(alive, gamma**chunk, ahead)
+        ret = ret - np.where(alive, 0.0, ahead * (r[-1] + step_cost))
+    else:
+        bootstrap = np.where(alive, gamma**chunk, 0.0)
     return ret.astype(np.float32), np.minimum(nxt, t_len - 1), bootstrap.astype(np.float32)
 
 
