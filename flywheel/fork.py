@@ -9,7 +9,7 @@ segments, labels, evaluations, alias moves and takeover requests. The aliases po
 move put them, and a version's status is recomputed from that: the champion, `retired` for earlier champions,
 and otherwise the status it has now, except that a version promoted only later is `rejected` if its last kept
 gate evaluation failed and `candidate` otherwise. An episode reviewed after the fork point gets back the review
-status it had then (from the first later verdict's record of it); an undo made later stays. Ids are kept, so
+status it had then (from the first later label's record of it); an undo made later stays. Ids are kept, so
 `v3` names the same policy in both homes. Times are stored in UTC.
 
 Episode files are hard-linked where the filesystem allows (they are immutable), copied otherwise; the kept
@@ -155,10 +155,10 @@ def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str
 
 
 def _restore_review_status(episodes: list[Row], later_labels: list[Row]) -> None:
-    """An episode's review status before the first verdict written after the cutoff (which recorded it)."""
+    """An episode's review status before the first label written after the cutoff (every label records it)."""
     first_later: dict[int, Row] = {}
     for label in sorted(later_labels, key=lambda r: r["id"]):
-        if label["verdict"] is not None and label["previous_status"] is not None:
+        if label["previous_status"] is not None:
             first_later.setdefault(label["episode_id"], label)
     for episode in episodes:
         if episode["id"] in first_later:
@@ -220,6 +220,9 @@ def _place_checkpoints(rows: dict[str, list[Row]], source_root: Path, build_root
         relative = _inside(path, source_root)
         if relative is None:
             continue  # registered from elsewhere: the fork points at the same place
+        if version["checkpoint_uri"] in moved:  # registered twice: one copy serves both
+            version["checkpoint_uri"] = moved[version["checkpoint_uri"]]
+            continue
         if not path.is_dir():
             raise ForkError(f"policy v{version['id']}'s checkpoint {path} is missing; run `flywheel doctor`")
         shutil.copytree(path, build_root / relative, symlinks=False)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from flywheel.config import Settings
 from flywheel.fork import ForkError, fork_store
@@ -68,7 +68,14 @@ def _finish_iteration(store: EpisodeStore, number: int) -> None:
 @pytest.fixture()
 def source(settings: Settings) -> Settings:
     """Iteration 0: two demos and v1, champion. Iteration 1: an episode of v1, then v2 promoted. Iteration 2:
-    an episode of v2, v3 promoted; then a demo rejected in review, and iteration 3 still running."""
+    an episode of v2, v3 promoted; then a demo rejected in review, and iteration 3 still running. A PostgreSQL
+    source answers in a zone other than UTC."""
+    if settings.db_url:
+        engine = create_engine(settings.db_url)
+        with engine.begin() as conn:
+            name = conn.execute(text("SELECT current_database()")).scalar_one()
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Kolkata'"))
+        engine.dispose()
     store = EpisodeStore.open(settings)
     registry = PolicyRegistry(store.db)
     demo = _add_episode(store, 0, None, None)
