@@ -15,9 +15,9 @@ owns only the loop around it: batches, gradient accumulation, DDP/FSDP, learning
    success bonus ties the value to the outcome the eval gates measure. A successful episode's last frame is
    terminal (no bootstrap past it). A failed one ends by the time limit or an abort, not by anything in the
    task: by default (`failed_episode_end: terminal`) it is treated as terminal all the same; `truncated` treats
-   it as a truncation and bootstraps past it, with V of its last frame standing in for the unseen next state
-   (Pardo et al., 2018, "Time Limits in Reinforcement Learning"): the observations carry no clock that could
-   tell the critic the end is near.
+   it as a truncation and bootstraps past it, with V of its last frame (less that frame's one-time reward)
+   standing in for the unseen next state (Pardo et al., 2018, "Time Limits in Reinforcement Learning"): the
+   observations carry no clock that could tell the critic the end is near.
 2. Returns over an action chunk of H steps: R_t = Σ_{k<H} γ^k r_{t+k}, bootstrapped with γ^H · V(s_{t+H}).
 3. Critic (IQL): twin Q(s, A_chunk) regress R_t + γ^H V(s_{t+H}); V regresses the τ-expectile of min target Q;
    the target nets follow by Polyak averaging.
