@@ -72,20 +72,22 @@ def _until(rows: list[Row], cutoff: datetime, column: str = "created_at") -> lis
     return [r for r in rows if r[column] is not None and r[column] <= cutoff]
 
 
-class _Snapshot:
-    """Every source row in primary-key order (parents before the children that name them), times in UTC."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.tables: dict[str, list[Row]] = {}
-        for table in Base.metadata.sorted_tables:
-            query = select(table).order_by(*table.primary_key.columns)
-            self.tables[table.name] = [{k: _utc(v) for k, v in r._mapping.items()} for r in conn.execute(query)]
-
-    def __getitem__(self, name: str) -> list[Row]:
-        return self.tables[name]
+Snapshot = dict[str, list[Row]]
+"""Every source row by table, each table in primary-key order (parents before the children that name them, and
+every later filter keeps that order), times in UTC."""
 
 
-def _fork_iteration(snapshot: _Snapshot, iteration: int | None) -> Row:
+def _read_tables(conn: Connection) -> Snapshot:
+    return {
+        table.name: [
+            {k: _utc(v) for k, v in r._mapping.items()}
+            for r in conn.execute(select(table).order_by(*table.primary_key.columns))
+        ]
+        for table in Base.metadata.sorted_tables
+    }
+
+
+def _fork_iteration(snapshot: Snapshot, iteration: int | None) -> Row:
     done = [r for r in snapshot["iteration"] if r["state"] == IterationState.DONE.value and r["finished_at"]]
     if not done:
         raise ForkError("this store has no finished loop iteration to fork at; run `flywheel run` first")
@@ -103,9 +105,11 @@ def _fork_iteration(snapshot: _Snapshot, iteration: int | None) -> Row:
     raise ForkError(f"this store has no iteration {iteration}; finished iterations: {numbers}")
 
 
-def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str, list[Row]]:
+def _select_rows(snapshot: Snapshot, number: int, cutoff: datetime) -> dict[str, list[Row]]:
     """The rows of the fork, table by table (statuses and aliases not yet recomputed)."""
-    in_time = {name: _until(rows, cutoff) for name, rows in snapshot.tables.items() if "created_at" in _columns(name)}
+    in_time = {
+        name: _until(rows, cutoff) for name, rows in snapshot.items() if "created_at" in Base.metadata.tables[name].c
+    }
 
     def up_to_iteration(row: Row) -> bool:
         return row["iteration"] is None or row["iteration"] <= number
@@ -148,7 +152,7 @@ def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str
             row["policy_version_id"] = None
     rows["alias"] = []
     rows["scheduler_lock"] = []
-    missing = set(snapshot.tables) - set(rows)
+    missing = set(snapshot) - set(rows)
     if missing:  # a table added to the schema without a rule here: refuse rather than drop its rows silently
         raise ForkError(f"the fork has no rule for table(s) {', '.join(sorted(missing))}")
     return rows
@@ -157,7 +161,7 @@ def _select_rows(snapshot: _Snapshot, number: int, cutoff: datetime) -> dict[str
 def _restore_review_status(episodes: list[Row], later_labels: list[Row]) -> None:
     """An episode's review status before the first label written after the cutoff (every label records it)."""
     first_later: dict[int, Row] = {}
-    for label in sorted(later_labels, key=lambda r: r["id"]):
+    for label in later_labels:
         if label["previous_status"] is not None:
             first_later.setdefault(label["episode_id"], label)
     for episode in episodes:
@@ -165,17 +169,13 @@ def _restore_review_status(episodes: list[Row], later_labels: list[Row]) -> None
             episode["review_status"] = first_later[episode["id"]]["previous_status"]
 
 
-def _columns(table: str) -> set[str]:
-    return set(Base.metadata.tables[table].columns.keys())
-
-
-def _recompute_aliases_and_statuses(rows: dict[str, list[Row]], cutoff: datetime) -> int | None:
+def _recompute_aliases_and_statuses(rows: dict[str, list[Row]]) -> int | None:
     """Aliases from the last kept move of each; version statuses as of the cutoff. Returns the champion's id.
 
     A version rejected by hand after the cutoff stays rejected (its row does not say when)."""
     targets: dict[str, Row] = {}
     champions: set[int] = set()
-    for event in sorted(rows["alias_event"], key=lambda r: r["id"]):
+    for event in rows["alias_event"]:
         targets[event["alias"]] = event
         if event["alias"] == CHAMPION and event["to_version_id"] is not None:
             champions.add(event["to_version_id"])
@@ -186,7 +186,7 @@ def _recompute_aliases_and_statuses(rows: dict[str, list[Row]], cutoff: datetime
     ]
     champion = next((a["policy_version_id"] for a in rows["alias"] if a["name"] == CHAMPION), None)
     last_gate: dict[int, Row] = {}
-    for run in sorted(rows["eval_run"], key=lambda r: r["id"]):
+    for run in rows["eval_run"]:
         if run["kind"] == "gate":
             last_gate[run["policy_version_id"]] = run
     for version in rows["policy_version"]:
@@ -261,14 +261,14 @@ def _insert(db: Database, rows: dict[str, list[Row]]) -> None:
     db.transaction(write)
 
 
-def _read_snapshot(db: Database) -> _Snapshot:
+def _read_snapshot(db: Database) -> Snapshot:
     """All tables in one transaction: SQLite's snapshot, or PostgreSQL's REPEATABLE READ (one snapshot for every
     statement, where the default READ COMMITTED takes one per statement)."""
     with db.engine.connect() as conn:
         if not is_sqlite(db.url):
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            return _Snapshot(conn)
+            return _read_tables(conn)
 
 
 def fork_store(
@@ -296,7 +296,7 @@ def fork_store(
     fork_point = _fork_iteration(snapshot, iteration)
     number, cutoff = fork_point["number"], fork_point["finished_at"]
     rows = _select_rows(snapshot, number, cutoff)
-    champion = _recompute_aliases_and_statuses(rows, cutoff)
+    champion = _recompute_aliases_and_statuses(rows)
     say(f"forking at iteration {number} (finished {cutoff:%Y-%m-%d %H:%M:%S} UTC): {len(rows['episode'])} episodes")
 
     build = Path(tempfile.mkdtemp(prefix=f".{final.name}.fork-incomplete-", dir=final.parent))

@@ -130,9 +130,9 @@ def build_frame_table(
         steps = np.arange(t_len)[:, None] + np.arange(chunk)[None]
         chunk_idx.append(np.minimum(steps, t_len - 1) + offset)
         masks.append((steps < t_len).astype(np.float32))
-        r = frame_rewards(f.reward, bool(ep.meta.success), reward)
-        truncated = reward.truncates(bool(ep.meta.success))
-        ret, nxt, boot = chunk_targets(r, gamma, chunk, truncated=truncated, step_cost=reward.step_cost)
+        success = bool(ep.meta.success)
+        r = frame_rewards(f.reward, success, reward)
+        ret, nxt, boot = chunk_targets(r, gamma, chunk, truncated=reward.truncates(success), step_cost=reward.step_cost)
         rets.append(ret)
         nexts.append(nxt + offset)
         boots.append(boot)
@@ -143,7 +143,7 @@ def build_frame_table(
         policy_acting = f.controller == policy_code
         driven = ~policy_acting
         if not failed_corrections_positive:
-            driven &= ~failed_correction_frames(policy_acting, f.reward, bool(ep.meta.success))
+            driven &= ~failed_correction_frames(policy_acting, f.reward, success)
         forced.append(driven)
         negative.append(
             pre_takeover_frames(policy_acting, pre_takeover_steps, f.reward if pre_takeover_since_progress else None)
