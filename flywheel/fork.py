@@ -33,6 +33,7 @@ from sqlalchemy import Connection, select
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.ownership import checkpoints_marker
 from flywheel.redact import database_identity
 from flywheel.registry.service import CHAMPION
 from flywheel.store.db import Database, is_sqlite
@@ -308,6 +309,7 @@ def fork_store(
         )
         say(f"copied {checkpoints} checkpoint(s)")
         owner = database_identity(final_settings.database_url)
+        checkpoints_marker(build_settings.checkpoints_root).claim(owner)
         build_files = EpisodeFiles(build_settings.episodes_root, owner=owner)
         build_files.claim()
         linked, copied = _place_episode_files(rows, EpisodeFiles(source.episodes_root), build_files)

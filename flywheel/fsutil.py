@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
+
+PRIVATE_FILE_MODE = 0o600
 
 
 def fsync_path(path: Path) -> None:
@@ -29,4 +32,17 @@ def touch_private(path: Path) -> None:
     """Create an empty file readable by its owner only, unless it exists (SQLite then keeps its mode and gives
     its -wal/-shm files the same one)."""
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
+def write_private_atomic(path: Path, data: bytes, temp: Path | None = None) -> None:
+    """Write a file atomically (a fsynced temp file renamed into place), readable by its owner only."""
+    temp = temp or path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -224,7 +224,7 @@ _KILLED_WRITER = textwrap.dedent(
     from pathlib import Path
     from flywheel.config import Settings
     from flywheel.store import EpisodeStore, NewEpisode
-    import flywheel.store.files as files
+    import flywheel.fsutil as fsutil
     from tests.conftest import make_frames
     from flywheel.vocab import ControllerKind
 
@@ -232,7 +232,7 @@ _KILLED_WRITER = textwrap.dedent(
     def die_midway(src, dst):
         # Half the bytes are on disk in the temp file; the process dies before the rename.
         os.kill(os.getpid(), signal.SIGKILL)
-    files.os.replace = die_midway
+    fsutil.os.replace = die_midway
     store = EpisodeStore.open(Settings(home=Path(sys.argv[1]), db_url=sys.argv[2] or None))
     store.add(NewEpisode(task="transfer_cube", frames=make_frames(controllers=[ControllerKind.EXPERT] * 50,
                          cameras={"top": (48, 64)}), env_seed=1, success=True))

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.cli.context import state
+from flywheel.ownership import claim_checkpoints_folder
 from flywheel.store import EpisodeFilter, EpisodeRecord
 from flywheel.vocab import parse_tag
 
@@ -148,13 +149,17 @@ def gc(
     adopt: bool = typer.Option(
         False,
         "--adopt",
-        help="mark the episodes directory as this store's first (it holds other files, or another "
-        "store marked it); only files named <2 hex>/<32 hex>.safetensors are ever removed",
+        help="mark the episodes directory (and the checkpoints directory) as this store's first (it holds other "
+        "files, or another store marked it); only files named <2 hex>/<32 hex>.safetensors are ever removed",
     ),
 ) -> None:
     """Remove episode files that no episode row points to (e.g. from writes killed before commit).
 
     Works only in an episodes directory marked as this store's (`.flywheel-episodes`); see --adopt."""
-    report = state(ctx).store().gc(dry_run=dry_run, adopt=adopt)
+    cli = state(ctx)
+    store = cli.store()
+    report = store.gc(dry_run=dry_run, adopt=adopt)
+    if adopt and not dry_run:
+        claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, adopt=True)
     verb = "would remove" if dry_run else "removed"
     Console().print(f"{verb} {len(report.removed)} orphan file(s); {report.kept} referenced file(s) kept")

@@ -14,6 +14,7 @@ from rich.console import Console
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import demo_seeds
 from flywheel.errors import DatabaseUnavailableError, StalledLoopError
+from flywheel.ownership import claim_checkpoints_folder
 from flywheel.registry import CHAMPION
 from flywheel.scheduler.jobs import (
     Heartbeat,
@@ -81,6 +82,7 @@ class FlywheelLoop:
             if retry_failed is not None:
                 self._retry_failed(retry_failed)
             self.ctx.store.db.retrying(lambda: check_observations(self.ctx))  # refuse before collecting anything
+            claim_checkpoints_folder(self.ctx.settings.checkpoints_root, self.ctx.store.owner)
             self.ctx.store.db.retrying(self._seed_demos)  # idempotent (demos carry source keys): re-run after an outage
             first = 0 if self._needs_bootstrap() else 1
             for number in range(first, target + 1):

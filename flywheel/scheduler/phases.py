@@ -14,6 +14,7 @@ from flywheel.collect.seeds import collection_seeds
 from flywheel.config import Settings
 from flywheel.errors import StalledLoopError
 from flywheel.evaluate.runner import Evaluator
+from flywheel.ownership import claim_checkpoints_folder
 from flywheel.registry import CHAMPION, PolicyRegistry
 from flywheel.registry.service import CORRUPT_REJECTION, rejected_as_corrupt
 from flywheel.scheduler.config import FlywheelConfig
@@ -102,6 +103,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
         return TrainPhaseResult(
             policy_version_id=registered.id, steps=train_config.steps, metrics=dict(registered.metrics)
         )
+    claim_checkpoints_folder(ctx.settings.checkpoints_root, ctx.store.owner)  # checked again right before clearing
     work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
     # A rejected candidate's directory stays: its row still points there.
     final_dir = _fresh_attempt_dir(work_dir, keep=frozenset(Path(v.checkpoint_uri).resolve() for v in versions))

@@ -149,6 +149,11 @@ class EpisodeStore:
             ensure_schema(db)
         return cls(db, EpisodeFiles(settings.episodes_root, owner=database_identity(db.url)))
 
+    @property
+    def owner(self) -> str:
+        """The identity of this store's database, as its folders' markers record it."""
+        return database_identity(self.db.url)
+
     # -- writes ---------------------------------------------------------------------------------------
 
     def add(self, episode: NewEpisode) -> EpisodeRecord:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import struct
 import uuid
@@ -29,7 +28,8 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from flywheel.errors import EpisodeFileError
-from flywheel.fsutil import fsync_path
+from flywheel.fsutil import fsync_path, write_private_atomic
+from flywheel.ownership import FolderMarker
 from flywheel.vocab import EpisodeFrames
 
 SUFFIX = ".safetensors"
@@ -39,7 +39,6 @@ MARKER_FORMAT = "flywheel-episodes"
 FILE_URI = re.compile(r"(?P<shard>[0-9a-f]{2})/(?P=shard)[0-9a-f]{30}\.safetensors")
 TEMP_URI = re.compile(r"[0-9a-f]{2}/\.tmp-[0-9a-f]{1,32}")
 LAYOUT = "<2 hex>/<32 hex>.safetensors"
-FILE_MODE = 0o600
 DIR_MODE = 0o700
 FORMAT_VERSION = "1"
 IMAGE_PREFIX = "image/"
@@ -137,17 +136,15 @@ class EpisodeFiles:
 
     @property
     def marker(self) -> Path:
-        return self.root / MARKER
+        return self._marker.path
+
+    @property
+    def _marker(self) -> FolderMarker:
+        return FolderMarker(self.root, MARKER, MARKER_FORMAT)
 
     def marked_owner(self) -> str | None:
         """The owner recorded in the root's marker; None when there is no (readable) marker."""
-        try:
-            data = json.loads(self.marker.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
-            return None
-        return str(data.get("owner") or "")
+        return self._marker.owner()
 
     def foreign_files(self, limit: int = 3) -> list[str]:
         """Up to `limit` paths under the root that are neither the store's layout nor its marker."""
@@ -167,9 +164,7 @@ class EpisodeFiles:
 
     def claim(self) -> None:
         """Mark the root as this store's (creating it private); replaces an older marker."""
-        self._make_root()
-        data = {"format": MARKER_FORMAT, "version": 1, "owner": self.owner or ""}
-        _write_private(self.marker, (json.dumps(data) + "\n").encode())
+        self._marker.claim(self.owner or "")
 
     def _ensure_marked(self) -> None:
         """Before a write: mark a new, empty or store-only root as this store's (an unmarked root that holds
@@ -178,12 +173,6 @@ class EpisodeFiles:
             return
         if not self.foreign_files(limit=1):
             self.claim()
-
-    def _make_root(self) -> None:
-        if not self.root.exists():
-            # exist_ok: another writer (a second process on the same store) may create it between the two calls
-            self.root.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
-            os.chmod(self.root, DIR_MODE)
 
     @staticmethod
     def _own(rel: str) -> bool:
@@ -200,7 +189,7 @@ class EpisodeFiles:
         final = self.root / rel
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        _write_private(final, blob, temp=final.parent / f"{TEMP_PREFIX}{name}")
+        write_private_atomic(final, blob, temp=final.parent / f"{TEMP_PREFIX}{name}")
         fsync_path(final.parent)
         return WrittenFile(uri=rel.as_posix(), sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob))
 
@@ -294,16 +283,3 @@ class EpisodeFiles:
                 rel = f"{shard.name}/{path.name}"
                 if self._own(rel) and path.is_file() and not path.is_symlink():
                     yield rel
-
-
-def _write_private(path: Path, data: bytes, temp: Path | None = None) -> None:
-    """Write a file atomically (a fsynced temp file renamed into place), readable by its owner only."""
-    temp = temp or path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

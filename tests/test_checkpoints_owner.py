@@ -1,0 +1,105 @@
+"""Two stores pointed at one checkpoints folder: the second loop refuses before collecting, so neither deletes
+the other's training attempts; `gc --adopt` hands the folder over; a fork's folder is its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from flywheel.config import Settings
+from flywheel.errors import ConfigError
+from flywheel.fork import fork_store
+from flywheel.ownership import checkpoints_marker, claim_checkpoints_folder
+from flywheel.presets import flywheel_config
+from flywheel.scheduler import FlywheelLoop, PhaseContext
+from flywheel.store import EpisodeFilter, EpisodeStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _store(home: Path, checkpoints: Path | None = None) -> tuple[EpisodeStore, Settings]:
+    settings = Settings(home=home, checkpoints_dir=checkpoints)
+    return EpisodeStore.open(settings), settings
+
+
+def _attempt(root: Path, name: str = "attempt-1") -> Path:
+    attempt = root / "iteration-0001" / name
+    attempt.mkdir(parents=True)
+    (attempt / "model.safetensors").write_bytes(b"another store's candidate")
+    return attempt
+
+
+def test_a_loop_refuses_a_checkpoints_folder_another_store_marked(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-policies"
+    first, _ = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(shared, first.owner)  # as the first store's loop does when it starts
+    attempt = _attempt(shared)
+
+    second, settings = _store(tmp_path / "second", shared)
+    loop = FlywheelLoop(PhaseContext(second, settings, flywheel_config("tiny"), progress=False), Console(quiet=True))
+    with pytest.raises(ConfigError, match=r"checkpoints folder .*shared-policies belongs to the store at sqlite:///"):
+        loop.run(1)
+    assert second.count(EpisodeFilter()) == 0  # refused before seeding or collecting anything
+    assert (attempt / "model.safetensors").read_bytes() == b"another store's candidate"
+    assert checkpoints_marker(shared).owner() == first.owner
+
+
+def test_an_unmarked_folder_is_claimed_and_a_marked_one_only_by_adopting(tmp_path: Path) -> None:
+    root = tmp_path / "policies"
+    _attempt(root)  # a home from before the marker existed
+    claim_checkpoints_folder(root, "sqlite:///a.db")
+    assert checkpoints_marker(root).owner() == "sqlite:///a.db"
+    claim_checkpoints_folder(root, "sqlite:///a.db")  # the owner again: nothing to do
+    with pytest.raises(ConfigError, match="flywheel gc --adopt"):
+        claim_checkpoints_folder(root, "sqlite:///b.db")
+    claim_checkpoints_folder(root, "sqlite:///b.db", adopt=True)
+    assert checkpoints_marker(root).owner() == "sqlite:///b.db"
+    assert (root / "iteration-0001" / "attempt-1" / "model.safetensors").is_file()
+
+
+def test_a_corrupt_marker_counts_as_no_marker(tmp_path: Path) -> None:
+    root = tmp_path / "policies"
+    root.mkdir()
+    checkpoints_marker(root).path.write_text("{not json")
+    claim_checkpoints_folder(root, "sqlite:///a.db")
+    assert checkpoints_marker(root).owner() == "sqlite:///a.db"
+
+
+def test_gc_adopt_hands_the_checkpoints_folder_to_this_store(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-policies"
+    first, _ = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(shared, first.owner)
+    second, _ = _store(tmp_path / "second", shared)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "FLYWHEEL_HOME": str(tmp_path / "second"),
+        "FLYWHEEL_CHECKPOINTS_DIR": str(shared),
+    }
+    for dry_run, owner in ((True, first.owner), (False, second.owner)):
+        done = subprocess.run(
+            [sys.executable, "-m", "flywheel", "gc", "--adopt", *(["--dry-run"] if dry_run else [])],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert checkpoints_marker(shared).owner() == owner  # a dry run changes nothing
+
+
+def test_a_fork_marks_its_own_checkpoints_folder(tmp_path: Path) -> None:
+    source, settings = _store(tmp_path / "source")
+    loop = FlywheelLoop(PhaseContext(source, settings, flywheel_config("tiny"), progress=False), Console(quiet=True))
+    loop.run(0)
+    assert checkpoints_marker(settings.checkpoints_root).owner() == source.owner
+
+    fork_store(settings, tmp_path / "fork", iteration=0)
+    fork, fork_settings = _store(tmp_path / "fork")
+    assert checkpoints_marker(fork_settings.checkpoints_root).owner() == fork.owner != source.owner
