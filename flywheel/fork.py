@@ -33,6 +33,7 @@ from sqlalchemy import Connection, select
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.fsutil import fsync_path, fsync_tree
 from flywheel.ownership import checkpoints_marker
 from flywheel.redact import database_identity
 from flywheel.registry.service import CHAMPION
@@ -320,7 +321,9 @@ def fork_store(
             _insert(build_db, rows)
         finally:
             build_db.dispose()
+        fsync_tree(build)  # copied checkpoints and episode files are on disk before the fork appears
         os.rename(build, final)
+        fsync_path(final.parent)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

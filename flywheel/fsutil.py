@@ -19,6 +19,15 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under `root`, itself included, so renaming `root` into place later
+    publishes complete files even across a power loss."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
+
+
 def make_private_dir(path: Path) -> None:
     """Create `path` (and missing parents) readable by its owner only; an existing directory is left as it is."""
     path = Path(path)

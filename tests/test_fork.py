@@ -107,6 +107,24 @@ def _counts(settings: Settings) -> dict[str, int]:
         store.db.dispose()
 
 
+def test_every_file_of_a_fork_is_synced_before_it_appears(
+    source: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: set[tuple[int, int]] = set()
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.add((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    fork_store(source, tmp_path / "arm", iteration=0)
+    paths = [tmp_path / "arm", *(tmp_path / "arm").rglob("*"), tmp_path]
+    unsynced = [p for p in paths if (p.stat().st_dev, p.stat().st_ino) not in synced]
+    assert not unsynced  # copied checkpoints, episode files, the database and the folders, the rename's parent
+
+
 def test_a_fork_at_the_bootstrap_holds_only_what_existed_then(source: Settings, tmp_path: Path) -> None:
     before = _counts(source)
     report = fork_store(source, tmp_path / "arm", iteration=0)
