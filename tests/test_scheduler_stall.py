@@ -47,3 +47,19 @@ def test_a_rejected_bootstrap_is_not_trained_again_on_the_same_data(tmp_path: Pa
         loop.run(3)
     assert [v.iteration for v in _versions(store)] == [0, 1]
     assert _versions(store)[1].config["steps"] == 30
+
+
+def test_a_setting_added_since_the_rejection_does_not_hide_the_repeat(tmp_path: Path) -> None:
+    loop, store = _loop(tmp_path, UNREACHABLE_FLOOR)
+    with pytest.raises(StalledLoopError, match=r"policy 1 \(iteration 0\)"):
+        loop.run(3)
+    # As an older release stored it: without a setting added since (whose default keeps the old behaviour).
+    with store.db.write() as session:
+        (rejected,) = session.query(PolicyVersion).all()
+        config = {**rejected.config, "reward": dict(rejected.config["reward"])}
+        del config["reward"]["failed_episode_end"]
+        rejected.config = config
+    loop, store = _loop(tmp_path, UNREACHABLE_FLOOR)
+    with pytest.raises(StalledLoopError, match=r"policy 1 \(iteration 0\)"):
+        loop.run(3)
+    assert len(_versions(store)) == 1  # not trained again

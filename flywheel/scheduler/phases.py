@@ -140,7 +140,8 @@ def _refuse_rejected_repeat(ctx: PhaseContext, iteration: int, config: dict, fin
     earlier = _loop_versions(ctx, PolicyVersion.iteration < iteration, PolicyVersion.status == "rejected")
     for version in earlier:
         same_data = version.data_fingerprint.get("sha256") == fingerprint["sha256"]
-        if same_data and version.config == config and not rejected_as_corrupt(version.status, version.metrics):
+        same_config = _as_current_config(version.config) == config
+        if same_data and same_config and not rejected_as_corrupt(version.status, version.metrics):
             raise StalledLoopError(
                 f"iteration {iteration}: no champion yet, and policy {version.id} (iteration {version.iteration}) "
                 f"was already trained with this config on these {fingerprint['episodes']} episodes and rejected by "
@@ -149,6 +150,19 @@ def _refuse_rejected_repeat(ctx: PhaseContext, iteration: int, config: dict, fin
                 "(`demos`), train longer (`bootstrap_steps`), or lower `eval.gates.success_floor` so a weak first "
                 "policy can collect under the operator's takeovers."
             )
+
+
+def _as_current_config(stored: dict) -> dict | None:
+    """A stored train config as this version of the code reads it (a setting added since takes its default, as
+    it did then); None when it no longer validates."""
+    from pydantic import ValidationError
+
+    from flywheel.train.config import TrainConfig
+
+    try:
+        return TrainConfig.model_validate(stored).model_dump(mode="json")
+    except ValidationError:
+        return None
 
 
 ATTEMPT_PREFIX = "attempt-"
