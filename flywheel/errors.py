@@ -16,6 +16,10 @@ class ConfigError(FlywheelError):
     """A setting, config file or config value is invalid."""
 
 
+class ForeignFolderError(ConfigError):
+    """A folder this store would delete in (its checkpoints folder) is marked as another store's."""
+
+
 class StalledLoopError(FlywheelError):
     """The loop would train again what its gates already rejected: no champion and nothing new to learn from."""
 

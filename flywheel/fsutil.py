@@ -22,7 +22,11 @@ def fsync_path(path: Path) -> None:
 def fsync_tree(root: Path) -> None:
     """fsync every file and directory under `root`, itself included, so renaming `root` into place later
     publishes complete files even across a power loss."""
-    for folder, _, files in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        raise error
+
+    for folder, _, files in os.walk(root, onerror=unreadable):
         for name in files:
             fsync_path(Path(folder) / name)
         fsync_path(Path(folder))

@@ -8,10 +8,12 @@ folder cannot delete each other's files.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ForeignFolderError
 from flywheel.fsutil import make_private_dir, write_private_atomic
 
 CHECKPOINTS_MARKER = ".flywheel-checkpoints"
@@ -43,28 +45,60 @@ class FolderMarker:
     def claim(self, owner: str) -> None:
         """Mark the folder (created private when missing) as `owner`'s; replaces an older marker atomically."""
         make_private_dir(self.root)
-        data = {"format": self.kind, "version": 1, "owner": owner}
-        write_private_atomic(self.path, (json.dumps(data) + "\n").encode())
+        write_private_atomic(self.path, self._content(owner))
+
+    def claim_if_unmarked(self, owner: str) -> str:
+        """Mark the folder as `owner`'s unless a readable marker is there already, and return the owner it
+        records: of two processes claiming an unmarked folder at once, exactly one wins and both see which."""
+        make_private_dir(self.root)
+        temp = self.root / f".{self.name}.{uuid.uuid4().hex[:8]}.tmp"
+        write_private_atomic(temp, self._content(owner))
+        try:
+            os.link(temp, self.path)  # fails where the marker exists: never replaces another's
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            if not self.path.exists():
+                write_private_atomic(self.path, self._content(owner))
+        finally:
+            temp.unlink(missing_ok=True)
+        marked = self.owner()
+        if marked is None:  # an unreadable marker counts as none
+            self.claim(owner)
+            return owner
+        return marked
+
+    def _content(self, owner: str) -> bytes:
+        return (json.dumps({"format": self.kind, "version": 1, "owner": owner}) + "\n").encode()
 
 
 def checkpoints_marker(root: Path) -> FolderMarker:
     return FolderMarker(Path(root), CHECKPOINTS_MARKER, CHECKPOINTS_FORMAT)
 
 
-def claim_checkpoints_folder(root: Path, owner: str, *, adopt: bool = False) -> None:
+def claim_checkpoints_folder(root: Path, owner: str, *, adopt: bool = False, chosen: Path | None = None) -> None:
     """Make sure the checkpoints folder `root` is `owner`'s before the loop trains (and clears attempts) there.
 
     An unmarked folder (new, or from before markers existed) is marked as `owner`'s; one marked by another store
-    is refused unless `adopt` (this store replaces that one)."""
+    is refused with `ForeignFolderError` unless `adopt` (this store replaces that one). `chosen` is the folder as
+    the settings name it explicitly (None: the home's default), for the hint."""
     marker = checkpoints_marker(root)
-    marked = marker.owner()
+    if adopt:
+        marker.claim(owner)
+        return
+    marked = marker.claim_if_unmarked(owner)
     if marked == owner:
         return
-    if marked is not None and not adopt:
-        raise ConfigError(
-            f"the checkpoints folder {marker.root} belongs to the store at {marked or 'an unnamed database'}, not "
-            f"{owner}: training here would delete that store's unregistered attempts. Give this store its own "
-            "folder (unset FLYWHEEL_CHECKPOINTS_DIR, or point it elsewhere), or run `flywheel gc --adopt` if this "
-            "store replaces that one"
+    if chosen is not None:
+        hint = "Point FLYWHEEL_CHECKPOINTS_DIR (or checkpoints_dir in the config) at a folder of this store's own"
+    else:
+        hint = (
+            "It is this home's own folder, so the home was probably moved or copied, or its database is now reached "
+            "by another URL"
         )
-    marker.claim(owner)
+    raise ForeignFolderError(
+        f"the checkpoints folder {marker.root} belongs to another store ({marked or 'an unnamed database'}), not "
+        f"this one ({owner}): training here clears every attempt folder this store did not register, which would "
+        f"delete that store's checkpoints. {hint}. If this store replaces that one, `flywheel gc --adopt` marks the "
+        "folder (and the episodes folder) as this store's"
+    )

@@ -1,5 +1,5 @@
-"""Two stores pointed at one checkpoints folder: the second loop refuses before collecting, so neither deletes
-the other's training attempts; `gc --adopt` hands the folder over; a fork's folder is its own."""
+"""Two stores pointed at one checkpoints folder: the second loop (or `flywheel train`) refuses before writing,
+so neither deletes the other's checkpoints; `gc --adopt` hands the folder over."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console
 
 from flywheel.config import Settings
-from flywheel.errors import ConfigError
-from flywheel.fork import fork_store
+from flywheel.errors import ForeignFolderError
 from flywheel.ownership import checkpoints_marker, claim_checkpoints_folder
 from flywheel.presets import flywheel_config
 from flywheel.scheduler import FlywheelLoop, PhaseContext
+from flywheel.scheduler.jobs import JobBook
 from flywheel.store import EpisodeFilter, EpisodeStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,9 @@ def test_a_loop_refuses_a_checkpoints_folder_another_store_marked(tmp_path: Path
 
     second, settings = _store(tmp_path / "second", shared)
     loop = FlywheelLoop(PhaseContext(second, settings, flywheel_config("tiny"), progress=False), Console(quiet=True))
-    with pytest.raises(ConfigError, match=r"checkpoints folder .*shared-policies belongs to the store at sqlite:///"):
+    with pytest.raises(
+        ForeignFolderError, match=r"shared-policies belongs to another store \(sqlite:///.*FLYWHEEL_CHECK"
+    ):
         loop.run(1)
     assert second.count(EpisodeFilter()) == 0  # refused before seeding or collecting anything
     assert (attempt / "model.safetensors").read_bytes() == b"another store's candidate"
@@ -55,7 +57,7 @@ def test_an_unmarked_folder_is_claimed_and_a_marked_one_only_by_adopting(tmp_pat
     claim_checkpoints_folder(root, "sqlite:///a.db")
     assert checkpoints_marker(root).owner() == "sqlite:///a.db"
     claim_checkpoints_folder(root, "sqlite:///a.db")  # the owner again: nothing to do
-    with pytest.raises(ConfigError, match="flywheel gc --adopt"):
+    with pytest.raises(ForeignFolderError, match=r"home was probably moved or copied.*flywheel gc --adopt"):
         claim_checkpoints_folder(root, "sqlite:///b.db")
     claim_checkpoints_folder(root, "sqlite:///b.db", adopt=True)
     assert checkpoints_marker(root).owner() == "sqlite:///b.db"
@@ -94,12 +96,41 @@ def test_gc_adopt_hands_the_checkpoints_folder_to_this_store(tmp_path: Path) -> 
         assert checkpoints_marker(shared).owner() == owner  # a dry run changes nothing
 
 
-def test_a_fork_marks_its_own_checkpoints_folder(tmp_path: Path) -> None:
-    source, settings = _store(tmp_path / "source")
-    loop = FlywheelLoop(PhaseContext(source, settings, flywheel_config("tiny"), progress=False), Console(quiet=True))
-    loop.run(0)
-    assert checkpoints_marker(settings.checkpoints_root).owner() == source.owner
+def test_of_two_stores_claiming_an_unmarked_folder_at_once_one_wins(tmp_path: Path) -> None:
+    marker = checkpoints_marker(tmp_path / "policies")
+    assert marker.claim_if_unmarked("sqlite:///a.db") == "sqlite:///a.db"
+    assert marker.claim_if_unmarked("sqlite:///b.db") == "sqlite:///a.db"  # the second sees the first's claim
+    assert sorted(p.name for p in marker.root.iterdir()) == [".flywheel-checkpoints"]  # no temp file left
 
-    fork_store(settings, tmp_path / "fork", iteration=0)
-    fork, fork_settings = _store(tmp_path / "fork")
-    assert checkpoints_marker(fork_settings.checkpoints_root).owner() == fork.owner != source.owner
+
+def test_a_refusal_at_training_is_not_a_failed_attempt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The train phase checks the folder again right before clearing attempts: another store may have marked it
+    since the loop started. The refusal leaves the job pending, with its attempts as they were."""
+    store, settings = _store(tmp_path / "home")
+    ctx = PhaseContext(store, settings, flywheel_config("tiny"), progress=False)
+    loop = FlywheelLoop(ctx, Console(quiet=True))
+    monkeypatch.setattr(FlywheelLoop, "_claim_checkpoints_folder", lambda self: None)  # marked after the start
+    claim_checkpoints_folder(settings.checkpoints_root, "postgresql://db.lab/another")
+    attempt = _attempt(settings.checkpoints_root, "attempt-1")
+    with pytest.raises(ForeignFolderError, match="another store"):
+        loop.run(0)
+    train = JobBook(store.db).job(0, "train")
+    assert (train.state, train.attempts) == ("pending", 0)
+    assert attempt.is_dir() and not (settings.checkpoints_root / "iteration-0000").exists()
+
+
+def test_flywheel_train_refuses_another_stores_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-policies"
+    first, _ = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(shared, first.owner)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel", "--home", str(tmp_path / "second"), "train", "--task", "transfer_cube"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "belongs to another store" in done.stdout + done.stderr
+    assert sorted(p.name for p in shared.iterdir()) == [".flywheel-checkpoints"]

@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, func, select, text
 
 from flywheel.config import Settings
 from flywheel.fork import ForkError, fork_store
+from flywheel.ownership import checkpoints_marker
+from flywheel.redact import database_identity
 from flywheel.registry import PolicyRegistry
 from flywheel.review.service import ReviewService
 from flywheel.store import EpisodeStore, NewEpisode
@@ -139,6 +141,9 @@ def test_a_fork_at_the_bootstrap_holds_only_what_existed_then(source: Settings, 
         checkpoint = Path(versions[0].checkpoint_uri)
         assert checkpoint == fork.checkpoints_root / "iteration-0000" / "attempt-1"
         assert (checkpoint / "policy.safetensors").read_bytes() == b"weights of iteration 0"
+        owner = database_identity(fork.database_url)
+        assert checkpoints_marker(fork.checkpoints_root).owner() == owner  # the fork's loop trains there
+        assert store.files.marked_owner() == owner
         assert PolicyRegistry(store.db).alias("champion") == 1
         for record in store.list_episodes():
             store.read_frames(record.id)  # present, sha256 verified

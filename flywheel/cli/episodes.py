@@ -159,7 +159,13 @@ def gc(
     cli = state(ctx)
     store = cli.store()
     report = store.gc(dry_run=dry_run, adopt=adopt)
-    if adopt and not dry_run:
-        claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, adopt=True)
     verb = "would remove" if dry_run else "removed"
-    Console().print(f"{verb} {len(report.removed)} orphan file(s); {report.kept} referenced file(s) kept")
+    console = Console()
+    console.print(f"{verb} {len(report.removed)} orphan file(s); {report.kept} referenced file(s) kept")
+    if adopt:
+        if not dry_run:
+            claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, adopt=True)
+        marked = "would mark" if dry_run else "marked"
+        console.print(
+            f"{marked} {store.files.root} and {cli.settings.checkpoints_root} as this store's ({store.owner})"
+        )

@@ -115,6 +115,7 @@ def train(
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
 ) -> None:
     """Train a candidate on the store's non-rejected episodes and register it."""
+    from flywheel.ownership import claim_checkpoints_folder
     from flywheel.presets import train_config
     from flywheel.registry import PolicyRegistry
     from flywheel.train.config import load_config_data
@@ -127,6 +128,8 @@ def train(
     if steps is not None:
         cfg = cfg.model_copy(update={"steps": steps})
     store = cli.store()
+    if out is None:  # another store's manual-NNNN there would be overwritten
+        claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, chosen=cli.settings.checkpoints_dir)
     registry = PolicyRegistry(store.db)
     parent = registry.resolve(from_policy) if from_policy else None
     episodes = load_training_episodes(store, task)

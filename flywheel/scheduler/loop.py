@@ -13,7 +13,7 @@ from rich.console import Console
 
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import demo_seeds
-from flywheel.errors import DatabaseUnavailableError, StalledLoopError
+from flywheel.errors import DatabaseUnavailableError, ForeignFolderError, StalledLoopError
 from flywheel.ownership import claim_checkpoints_folder
 from flywheel.registry import CHAMPION
 from flywheel.scheduler.jobs import (
@@ -79,10 +79,10 @@ class FlywheelLoop:
         holder = f"flywheel run (pid {os.getpid()} on {socket.gethostname()})"
         self._lock = acquire_lock(self.ctx.store.db, holder)
         try:
+            self._claim_checkpoints_folder()  # refuse before writing anything
             if retry_failed is not None:
                 self._retry_failed(retry_failed)
             self.ctx.store.db.retrying(lambda: check_observations(self.ctx))  # refuse before collecting anything
-            claim_checkpoints_folder(self.ctx.settings.checkpoints_root, self.ctx.store.owner)
             self.ctx.store.db.retrying(self._seed_demos)  # idempotent (demos carry source keys): re-run after an outage
             first = 0 if self._needs_bootstrap() else 1
             for number in range(first, target + 1):
@@ -94,6 +94,10 @@ class FlywheelLoop:
             return self.book.summaries()
         finally:
             self._lock.release()
+
+    def _claim_checkpoints_folder(self) -> None:
+        settings = self.ctx.settings
+        claim_checkpoints_folder(settings.checkpoints_root, self.ctx.store.owner, chosen=settings.checkpoints_dir)
 
     def _retry_failed(self, request: RetryRequest) -> None:
         retried = self.book.retry_failed(request.actor, request.reason)
@@ -154,6 +158,9 @@ class FlywheelLoop:
                 raise  # an outage longer than db_retry_seconds stops the run; `flywheel run` resumes it
             except StalledLoopError:
                 self.book.release(ref, "stalled: nothing new to train on")  # not a failed attempt: a config to change
+                raise
+            except ForeignFolderError:
+                self.book.release(ref, "refused: the checkpoints folder is another store's")  # a setting to change
                 raise
             except Exception as exc:
                 if is_transient_db_error(exc) and outages < MAX_OUTAGES_PER_JOB:

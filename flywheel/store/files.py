@@ -172,7 +172,7 @@ class EpisodeFiles:
         if self.marker.exists():
             return
         if not self.foreign_files(limit=1):
-            self.claim()
+            self._marker.claim_if_unmarked(self.owner or "")
 
     @staticmethod
     def _own(rel: str) -> bool:
