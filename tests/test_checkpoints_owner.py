@@ -27,6 +27,12 @@ def _store(home: Path, checkpoints: Path | None = None) -> tuple[EpisodeStore, S
     return EpisodeStore.open(settings), settings
 
 
+def _flywheel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+
+
 def _attempt(root: Path, name: str = "attempt-1") -> Path:
     attempt = root / "iteration-0001" / name
     attempt.mkdir(parents=True)
@@ -84,14 +90,7 @@ def test_gc_adopt_hands_the_checkpoints_folder_to_this_store(tmp_path: Path) -> 
         "FLYWHEEL_CHECKPOINTS_DIR": str(shared),
     }
     for dry_run, owner in ((True, first.owner), (False, second.owner)):
-        done = subprocess.run(
-            [sys.executable, "-m", "flywheel", "gc", "--adopt", *(["--dry-run"] if dry_run else [])],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=120,
-        )
+        done = _flywheel(env, "gc", "--adopt", *(["--dry-run"] if dry_run else []))
         assert done.returncode == 0, done.stderr
         assert checkpoints_marker(shared).owner() == owner  # a dry run changes nothing
 
@@ -124,13 +123,6 @@ def test_flywheel_train_refuses_another_stores_folder(tmp_path: Path) -> None:
     first, _ = _store(tmp_path / "first", shared)
     claim_checkpoints_folder(shared, first.owner)
     env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
-    done = subprocess.run(
-        [sys.executable, "-m", "flywheel", "--home", str(tmp_path / "second"), "train", "--task", "transfer_cube"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
+    done = _flywheel(env, "--home", str(tmp_path / "second"), "train", "--task", "transfer_cube")
     assert done.returncode != 0 and "belongs to another store" in done.stdout + done.stderr
     assert sorted(p.name for p in shared.iterdir()) == [".flywheel-checkpoints"]
