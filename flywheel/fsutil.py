@@ -48,14 +48,19 @@ def touch_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
 
 
+def write_new_private(path: Path, data: bytes) -> None:
+    """Create `path` (readable by its owner only) holding `data`, synced to disk; `FileExistsError` if it exists."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def write_private_atomic(path: Path, data: bytes, temp: Path | None = None) -> None:
     """Write a file atomically (a fsynced temp file renamed into place), readable by its owner only."""
     temp = temp or path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_new_private(temp, data)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -7,14 +7,16 @@ folder cannot delete each other's files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.errors import ForeignFolderError
-from flywheel.fsutil import make_private_dir, write_private_atomic
+from flywheel.fsutil import make_private_dir, write_new_private, write_private_atomic
 
 CHECKPOINTS_MARKER = ".flywheel-checkpoints"
 CHECKPOINTS_FORMAT = "flywheel-checkpoints"
@@ -32,11 +34,19 @@ class FolderMarker:
     def path(self) -> Path:
         return self.root / self.name
 
+    @property
+    def temp_pattern(self) -> re.Pattern[str]:
+        """Names of the temporary files a claim writes beside the marker (one a killed claim may leave)."""
+        return re.compile(re.escape(self.name) + r"\.[0-9a-f]{8}\.tmp")
+
     def owner(self) -> str | None:
-        """The owner recorded in the marker; None when there is no (readable) marker of this kind."""
+        """The owner recorded in the marker; None when there is no marker of this kind (missing, not JSON, or
+        another format). A marker that exists but cannot be read raises `OSError`."""
         try:
             data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
+            return None
+        except ValueError:
             return None
         if not isinstance(data, dict) or data.get("format") != self.kind:
             return None
@@ -45,28 +55,32 @@ class FolderMarker:
     def claim(self, owner: str) -> None:
         """Mark the folder (created private when missing) as `owner`'s; replaces an older marker atomically."""
         make_private_dir(self.root)
-        write_private_atomic(self.path, self._content(owner))
+        write_private_atomic(self.path, self._content(owner), temp=self._temp())
 
     def claim_if_unmarked(self, owner: str) -> str:
-        """Mark the folder as `owner`'s unless a readable marker is there already, and return the owner it
+        """Mark the folder as `owner`'s unless a marker of this kind is there already, and return the owner it
         records: of two processes claiming an unmarked folder at once, exactly one wins and both see which."""
         make_private_dir(self.root)
-        temp = self.root / f".{self.name}.{uuid.uuid4().hex[:8]}.tmp"
-        write_private_atomic(temp, self._content(owner))
+        temp = self._temp()
         try:
-            os.link(temp, self.path)  # fails where the marker exists: never replaces another's
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links
-            if not self.path.exists():
-                write_private_atomic(self.path, self._content(owner))
+            write_new_private(temp, self._content(owner))
+            try:
+                os.link(temp, self.path)  # fails where the marker exists: never replaces another's
+            except FileExistsError:
+                pass
+            except OSError:  # a filesystem without hard links: an exclusive create (its content follows at once)
+                with contextlib.suppress(FileExistsError):
+                    write_new_private(self.path, self._content(owner))
         finally:
             temp.unlink(missing_ok=True)
         marked = self.owner()
-        if marked is None:  # an unreadable marker counts as none
+        if marked is None:  # a marker that is not one (not JSON, another format) counts as none
             self.claim(owner)
             return owner
         return marked
+
+    def _temp(self) -> Path:
+        return self.root / f"{self.name}.{uuid.uuid4().hex[:8]}.tmp"
 
     def _content(self, owner: str) -> bytes:
         return (json.dumps({"format": self.kind, "version": 1, "owner": owner}) + "\n").encode()
@@ -86,7 +100,13 @@ def claim_checkpoints_folder(root: Path, owner: str, *, adopt: bool = False, cho
     if adopt:
         marker.claim(owner)
         return
-    marked = marker.claim_if_unmarked(owner)
+    try:
+        marked = marker.claim_if_unmarked(owner)
+    except OSError as exc:
+        raise ForeignFolderError(
+            f"cannot read or write the checkpoints folder's marker {marker.path} ({exc.strerror or exc}): it may "
+            "belong to another user's store; give this store a folder of its own"
+        ) from None
     if marked == owner:
         return
     if chosen is not None:

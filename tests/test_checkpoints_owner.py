@@ -3,10 +3,12 @@ so neither deletes the other's checkpoints; `gc --adopt` hands the folder over."
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -17,9 +19,13 @@ from flywheel.ownership import checkpoints_marker, claim_checkpoints_folder
 from flywheel.presets import flywheel_config
 from flywheel.scheduler import FlywheelLoop, PhaseContext
 from flywheel.scheduler.jobs import JobBook
-from flywheel.store import EpisodeFilter, EpisodeStore
+from flywheel.store import EpisodeFilter, EpisodeStore, NewEpisode
+from flywheel.store.files import MARKER
+from flywheel.vocab import ControllerKind
+from tests.conftest import make_frames
 
 REPO = Path(__file__).resolve().parents[1]
+E = ControllerKind.EXPERT
 
 
 def _store(home: Path, checkpoints: Path | None = None) -> tuple[EpisodeStore, Settings]:
@@ -28,13 +34,15 @@ def _store(home: Path, checkpoints: Path | None = None) -> tuple[EpisodeStore, S
 
 
 def _flywheel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The command, with no FLYWHEEL_* setting from the calling shell (it could name another database)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")} | {"PYTHONPATH": str(REPO)} | env
     return subprocess.run(
         [sys.executable, "-m", "flywheel", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
     )
 
 
-def _attempt(root: Path, name: str = "attempt-1") -> Path:
-    attempt = root / "iteration-0001" / name
+def _attempt(root: Path, iteration: int = 1) -> Path:
+    attempt = root / f"iteration-{iteration:04d}" / "attempt-1"
     attempt.mkdir(parents=True)
     (attempt / "model.safetensors").write_bytes(b"another store's candidate")
     return attempt
@@ -83,23 +91,46 @@ def test_gc_adopt_hands_the_checkpoints_folder_to_this_store(tmp_path: Path) -> 
     first, _ = _store(tmp_path / "first", shared)
     claim_checkpoints_folder(shared, first.owner)
     second, _ = _store(tmp_path / "second", shared)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "FLYWHEEL_HOME": str(tmp_path / "second"),
-        "FLYWHEEL_CHECKPOINTS_DIR": str(shared),
-    }
+    env = {"FLYWHEEL_HOME": str(tmp_path / "second"), "FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
     for dry_run, owner in ((True, first.owner), (False, second.owner)):
         done = _flywheel(env, "gc", "--adopt", *(["--dry-run"] if dry_run else []))
         assert done.returncode == 0, done.stderr
         assert checkpoints_marker(shared).owner() == owner  # a dry run changes nothing
 
 
-def test_of_two_stores_claiming_an_unmarked_folder_at_once_one_wins(tmp_path: Path) -> None:
-    marker = checkpoints_marker(tmp_path / "policies")
-    assert marker.claim_if_unmarked("sqlite:///a.db") == "sqlite:///a.db"
-    assert marker.claim_if_unmarked("sqlite:///b.db") == "sqlite:///a.db"  # the second sees the first's claim
-    assert sorted(p.name for p in marker.root.iterdir()) == [".flywheel-checkpoints"]  # no temp file left
+def _claim_at_once(root: Path, owner: str, start: Any) -> str:
+    start.wait()
+    return checkpoints_marker(root).claim_if_unmarked(owner)
+
+
+def test_of_stores_claiming_an_unmarked_folder_at_once_exactly_one_wins(tmp_path: Path) -> None:
+    root = tmp_path / "policies"
+    owners = [f"sqlite:///store-{i}.db" for i in range(8)]
+    context = multiprocessing.get_context("fork")
+    start = context.Manager().Barrier(len(owners))
+    with context.Pool(len(owners)) as pool:
+        seen = pool.starmap(_claim_at_once, [(root, owner, start) for owner in owners])
+    assert len(set(seen)) == 1 and seen[0] in owners  # every claimant sees the one winner
+    assert checkpoints_marker(root).owner() == seen[0]
+    assert sorted(p.name for p in root.iterdir()) == [".flywheel-checkpoints"]  # no temp file left
+
+
+def test_a_marker_that_cannot_be_read_is_refused_not_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "policies"
+    checkpoints_marker(root).path.mkdir(parents=True)  # reading it fails (as another user's 0600 file would)
+    with pytest.raises(ForeignFolderError, match="cannot read or write the checkpoints folder's marker"):
+        claim_checkpoints_folder(root, "sqlite:///a.db")
+    assert checkpoints_marker(root).path.is_dir()
+
+
+def test_a_killed_claims_temp_file_does_not_make_the_episodes_folder_foreign(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path / "home")
+    root = store.files.root
+    root.mkdir(parents=True)
+    (root / f"{MARKER}.0123abcd.tmp").write_text("{")  # a claim killed before its link
+    assert store.files.foreign_files() == []
+    store.add(NewEpisode(task="transfer_cube", frames=make_frames(controllers=[E] * 4), env_seed=0, success=True))
+    assert store.files.marked_owner() == store.owner  # the first write still marks the folder
 
 
 def test_a_refusal_at_training_is_not_a_failed_attempt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,19 +141,19 @@ def test_a_refusal_at_training_is_not_a_failed_attempt(tmp_path: Path, monkeypat
     loop = FlywheelLoop(ctx, Console(quiet=True))
     monkeypatch.setattr(FlywheelLoop, "_claim_checkpoints_folder", lambda self: None)  # marked after the start
     claim_checkpoints_folder(settings.checkpoints_root, "postgresql://db.lab/another")
-    attempt = _attempt(settings.checkpoints_root, "attempt-1")
+    attempt = _attempt(settings.checkpoints_root, iteration=0)  # the other store's, where this one would train
     with pytest.raises(ForeignFolderError, match="another store"):
         loop.run(0)
     train = JobBook(store.db).job(0, "train")
     assert (train.state, train.attempts) == ("pending", 0)
-    assert attempt.is_dir() and not (settings.checkpoints_root / "iteration-0000").exists()
+    assert (attempt / "model.safetensors").read_bytes() == b"another store's candidate"
 
 
 def test_flywheel_train_refuses_another_stores_folder(tmp_path: Path) -> None:
     shared = tmp_path / "shared-policies"
     first, _ = _store(tmp_path / "first", shared)
     claim_checkpoints_folder(shared, first.owner)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
+    env = {"FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
     done = _flywheel(env, "--home", str(tmp_path / "second"), "train", "--task", "transfer_cube")
     assert done.returncode != 0 and "belongs to another store" in done.stdout + done.stderr
     assert sorted(p.name for p in shared.iterdir()) == [".flywheel-checkpoints"]

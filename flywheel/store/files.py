@@ -144,7 +144,10 @@ class EpisodeFiles:
 
     def marked_owner(self) -> str | None:
         """The owner recorded in the root's marker; None when there is no (readable) marker."""
-        return self._marker.owner()
+        try:
+            return self._marker.owner()
+        except OSError:
+            return None
 
     def foreign_files(self, limit: int = 3) -> list[str]:
         """Up to `limit` paths under the root that are neither the store's layout nor its marker."""
@@ -155,7 +158,8 @@ class EpisodeFiles:
             rel = path.relative_to(self.root).as_posix()
             if path.is_dir() and not path.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", rel):
                 continue
-            if path.is_file() and not path.is_symlink() and (rel == MARKER or self._own(rel)):
+            marker_files = rel == MARKER or self._marker.temp_pattern.fullmatch(rel) is not None
+            if path.is_file() and not path.is_symlink() and (marker_files or self._own(rel)):
                 continue
             found.append(rel)
             if len(found) >= limit:
