@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel.config import Settings
 from flywheel.errors import ForeignFolderError
 from flywheel.fsutil import make_private_dir, write_new_private, write_private_atomic
 
@@ -90,13 +91,12 @@ def checkpoints_marker(root: Path) -> FolderMarker:
     return FolderMarker(Path(root), CHECKPOINTS_MARKER, CHECKPOINTS_FORMAT)
 
 
-def claim_checkpoints_folder(root: Path, owner: str, *, adopt: bool = False, chosen: Path | None = None) -> None:
-    """Make sure the checkpoints folder `root` is `owner`'s before the loop trains (and clears attempts) there.
+def claim_checkpoints_folder(settings: Settings, owner: str, *, adopt: bool = False) -> None:
+    """Make sure the settings' checkpoints folder is `owner`'s before the loop trains (and clears attempts) there.
 
     An unmarked folder (new, or from before markers existed) is marked as `owner`'s; one marked by another store
-    is refused with `ForeignFolderError` unless `adopt` (this store replaces that one). `chosen` is the folder as
-    the settings name it explicitly (None: the home's default), for the hint."""
-    marker = checkpoints_marker(root)
+    is refused with `ForeignFolderError` unless `adopt` (this store replaces that one)."""
+    marker = checkpoints_marker(settings.checkpoints_root)
     if adopt:
         marker.claim(owner)
         return
@@ -109,7 +109,7 @@ def claim_checkpoints_folder(root: Path, owner: str, *, adopt: bool = False, cho
         ) from None
     if marked == owner:
         return
-    if chosen is not None:
+    if settings.checkpoints_dir is not None:  # set explicitly, not the home's default
         hint = "Point FLYWHEEL_CHECKPOINTS_DIR (or checkpoints_dir in the config) at a folder of this store's own"
     else:
         hint = (

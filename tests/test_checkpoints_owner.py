@@ -18,6 +18,7 @@ from flywheel.errors import ForeignFolderError
 from flywheel.ownership import checkpoints_marker, claim_checkpoints_folder
 from flywheel.presets import flywheel_config
 from flywheel.scheduler import FlywheelLoop, PhaseContext
+from flywheel.scheduler import loop as scheduler_loop
 from flywheel.scheduler.jobs import JobBook
 from flywheel.store import EpisodeFilter, EpisodeStore, NewEpisode
 from flywheel.store.files import MARKER
@@ -50,8 +51,8 @@ def _attempt(root: Path, iteration: int = 1) -> Path:
 
 def test_a_loop_refuses_a_checkpoints_folder_another_store_marked(tmp_path: Path) -> None:
     shared = tmp_path / "shared-policies"
-    first, _ = _store(tmp_path / "first", shared)
-    claim_checkpoints_folder(shared, first.owner)  # as the first store's loop does when it starts
+    first, first_settings = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(first_settings, first.owner)  # as the first store's loop does when it starts
     attempt = _attempt(shared)
 
     second, settings = _store(tmp_path / "second", shared)
@@ -66,30 +67,32 @@ def test_a_loop_refuses_a_checkpoints_folder_another_store_marked(tmp_path: Path
 
 
 def test_an_unmarked_folder_is_claimed_and_a_marked_one_only_by_adopting(tmp_path: Path) -> None:
-    root = tmp_path / "policies"
+    settings = Settings(home=tmp_path)  # the home's own folder, tmp_path/policies
+    root = settings.checkpoints_root
     _attempt(root)  # a home from before the marker existed
-    claim_checkpoints_folder(root, "sqlite:///a.db")
+    claim_checkpoints_folder(settings, "sqlite:///a.db")
     assert checkpoints_marker(root).owner() == "sqlite:///a.db"
-    claim_checkpoints_folder(root, "sqlite:///a.db")  # the owner again: nothing to do
+    claim_checkpoints_folder(settings, "sqlite:///a.db")  # the owner again: nothing to do
     with pytest.raises(ForeignFolderError, match=r"home was probably moved or copied.*flywheel gc --adopt"):
-        claim_checkpoints_folder(root, "sqlite:///b.db")
-    claim_checkpoints_folder(root, "sqlite:///b.db", adopt=True)
+        claim_checkpoints_folder(settings, "sqlite:///b.db")
+    claim_checkpoints_folder(settings, "sqlite:///b.db", adopt=True)
     assert checkpoints_marker(root).owner() == "sqlite:///b.db"
     assert (root / "iteration-0001" / "attempt-1" / "model.safetensors").is_file()
 
 
 def test_a_corrupt_marker_counts_as_no_marker(tmp_path: Path) -> None:
-    root = tmp_path / "policies"
+    settings = Settings(home=tmp_path)
+    root = settings.checkpoints_root
     root.mkdir()
     checkpoints_marker(root).path.write_text("{not json")
-    claim_checkpoints_folder(root, "sqlite:///a.db")
+    claim_checkpoints_folder(settings, "sqlite:///a.db")
     assert checkpoints_marker(root).owner() == "sqlite:///a.db"
 
 
 def test_gc_adopt_hands_the_checkpoints_folder_to_this_store(tmp_path: Path) -> None:
     shared = tmp_path / "shared-policies"
-    first, _ = _store(tmp_path / "first", shared)
-    claim_checkpoints_folder(shared, first.owner)
+    first, first_settings = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(first_settings, first.owner)
     second, _ = _store(tmp_path / "second", shared)
     env = {"FLYWHEEL_HOME": str(tmp_path / "second"), "FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
     for dry_run, owner in ((True, first.owner), (False, second.owner)):
@@ -116,10 +119,11 @@ def test_of_stores_claiming_an_unmarked_folder_at_once_exactly_one_wins(tmp_path
 
 
 def test_a_marker_that_cannot_be_read_is_refused_not_replaced(tmp_path: Path) -> None:
-    root = tmp_path / "policies"
+    settings = Settings(home=tmp_path)
+    root = settings.checkpoints_root
     checkpoints_marker(root).path.mkdir(parents=True)  # reading it fails (as another user's 0600 file would)
     with pytest.raises(ForeignFolderError, match="cannot read or write the checkpoints folder's marker"):
-        claim_checkpoints_folder(root, "sqlite:///a.db")
+        claim_checkpoints_folder(settings, "sqlite:///a.db")
     assert checkpoints_marker(root).path.is_dir()
 
 
@@ -139,8 +143,8 @@ def test_a_refusal_at_training_is_not_a_failed_attempt(tmp_path: Path, monkeypat
     store, settings = _store(tmp_path / "home")
     ctx = PhaseContext(store, settings, flywheel_config("tiny"), progress=False)
     loop = FlywheelLoop(ctx, Console(quiet=True))
-    monkeypatch.setattr(FlywheelLoop, "_claim_checkpoints_folder", lambda self: None)  # marked after the start
-    claim_checkpoints_folder(settings.checkpoints_root, "postgresql://db.lab/another")
+    monkeypatch.setattr(scheduler_loop, "claim_checkpoints_folder", lambda *a, **k: None)  # marked after the start
+    claim_checkpoints_folder(settings, "postgresql://db.lab/another")
     attempt = _attempt(settings.checkpoints_root, iteration=0)  # the other store's, where this one would train
     with pytest.raises(ForeignFolderError, match="another store"):
         loop.run(0)
@@ -151,8 +155,8 @@ def test_a_refusal_at_training_is_not_a_failed_attempt(tmp_path: Path, monkeypat
 
 def test_flywheel_train_refuses_another_stores_folder(tmp_path: Path) -> None:
     shared = tmp_path / "shared-policies"
-    first, _ = _store(tmp_path / "first", shared)
-    claim_checkpoints_folder(shared, first.owner)
+    first, first_settings = _store(tmp_path / "first", shared)
+    claim_checkpoints_folder(first_settings, first.owner)
     env = {"FLYWHEEL_CHECKPOINTS_DIR": str(shared)}
     done = _flywheel(env, "--home", str(tmp_path / "second"), "train", "--task", "transfer_cube")
     assert done.returncode != 0 and "belongs to another store" in done.stdout + done.stderr

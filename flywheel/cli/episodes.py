@@ -164,7 +164,7 @@ def gc(
     console.print(f"{verb} {len(report.removed)} orphan file(s); {report.kept} referenced file(s) kept")
     if adopt:
         if not dry_run:
-            claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, adopt=True)
+            claim_checkpoints_folder(cli.settings, store.owner, adopt=True)
         marked = "would mark" if dry_run else "marked"
         console.print(
             f"{marked} {store.files.root} and {cli.settings.checkpoints_root} as this store's ({store.owner})"

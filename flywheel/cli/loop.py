@@ -129,7 +129,7 @@ def train(
         cfg = cfg.model_copy(update={"steps": steps})
     store = cli.store()
     if out is None:  # another store's manual-NNNN there would be overwritten
-        claim_checkpoints_folder(cli.settings.checkpoints_root, store.owner, chosen=cli.settings.checkpoints_dir)
+        claim_checkpoints_folder(cli.settings, store.owner)
     registry = PolicyRegistry(store.db)
     parent = registry.resolve(from_policy) if from_policy else None
     episodes = load_training_episodes(store, task)

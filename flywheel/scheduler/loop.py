@@ -79,7 +79,7 @@ class FlywheelLoop:
         holder = f"flywheel run (pid {os.getpid()} on {socket.gethostname()})"
         self._lock = acquire_lock(self.ctx.store.db, holder)
         try:
-            self._claim_checkpoints_folder()  # refuse before writing anything
+            claim_checkpoints_folder(self.ctx.settings, self.ctx.store.owner)  # refuse before writing anything
             if retry_failed is not None:
                 self._retry_failed(retry_failed)
             self.ctx.store.db.retrying(lambda: check_observations(self.ctx))  # refuse before collecting anything
@@ -94,10 +94,6 @@ class FlywheelLoop:
             return self.book.summaries()
         finally:
             self._lock.release()
-
-    def _claim_checkpoints_folder(self) -> None:
-        settings = self.ctx.settings
-        claim_checkpoints_folder(settings.checkpoints_root, self.ctx.store.owner, chosen=settings.checkpoints_dir)
 
     def _retry_failed(self, request: RetryRequest) -> None:
         retried = self.book.retry_failed(request.actor, request.reason)

@@ -104,7 +104,7 @@ def train_phase(ctx: PhaseContext, iteration: int) -> TrainPhaseResult:
             policy_version_id=registered.id, steps=train_config.steps, metrics=dict(registered.metrics)
         )
     # Checked again right before clearing attempt folders (another store may have marked the folder since).
-    claim_checkpoints_folder(ctx.settings.checkpoints_root, ctx.store.owner, chosen=ctx.settings.checkpoints_dir)
+    claim_checkpoints_folder(ctx.settings, ctx.store.owner)
     work_dir = ctx.settings.checkpoints_root / f"iteration-{iteration:04d}"
     # A rejected candidate's directory stays: its row still points there.
     final_dir = _fresh_attempt_dir(work_dir, keep=frozenset(Path(v.checkpoint_uri).resolve() for v in versions))

@@ -154,11 +154,12 @@ class EpisodeFiles:
         found: list[str] = []
         if not self.root.is_dir():
             return found
+        marker_temp = self._marker.temp_pattern
         for path in self.root.rglob("*"):  # unsorted: stops at the first hit without listing everything
             rel = path.relative_to(self.root).as_posix()
             if path.is_dir() and not path.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", rel):
                 continue
-            marker_files = rel == MARKER or self._marker.temp_pattern.fullmatch(rel) is not None
+            marker_files = rel == MARKER or marker_temp.fullmatch(rel) is not None
             if path.is_file() and not path.is_symlink() and (marker_files or self._own(rel)):
                 continue
             found.append(rel)
