@@ -152,7 +152,7 @@ def test_resume_with_other_config_is_refused(tmp_path: Path) -> None:
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flywheel.policy import expert as expert_mod
 
-    real = expert_mod.FlowMatchingExpert.flow_loss
+    real = expert_mod.FlowMatchingExpert.flow_error
     calls = {"n": 0}
 
     def poisoned(self, *args, **kwargs):
@@ -160,7 +160,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypat
         out = real(self, *args, **kwargs)
         return out * float("nan") if calls["n"] == 8 else out
 
-    monkeypatch.setattr(expert_mod.FlowMatchingExpert, "flow_loss", poisoned)
+    monkeypatch.setattr(expert_mod.FlowMatchingExpert, "flow_error", poisoned)
     eps = [toy_episode(i, length=10) for i in range(2)]
     cfg = _cfg(method="bc", steps=20, checkpoint_every=3)
     with pytest.raises(TrainingDivergedError, match=r"step 7 \(micro-batch 0, frames \[") as info:

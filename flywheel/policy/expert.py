@@ -65,7 +65,7 @@ class FlowMatchingExpert(nn.Module):
         hidden = (blocks if blocks is not None else self.blocks)(seq)[:, -x_t.shape[1] :]
         return self.out(self.out_norm(hidden))
 
-    def flow_loss(
+    def flow_error(
         self,
         actions: torch.Tensor,
         ctx: torch.Tensor,
@@ -73,11 +73,11 @@ class FlowMatchingExpert(nn.Module):
         noise: torch.Tensor,
         t: torch.Tensor,
     ) -> torch.Tensor:
-        """Per-sample, per-step squared velocity error (B, H), averaged over action dimensions."""
+        """Per-sample, per-step, per-dimension squared velocity error (B, H, A)."""
         tt = t[:, None, None]
         x_t = (1.0 - tt) * noise + tt * actions
         pred = self.velocity(x_t, t, indicator, ctx)
-        return (pred.float() - (actions - noise).float()).pow(2).mean(dim=-1)
+        return (pred.float() - (actions - noise).float()).pow(2)
 
     @torch.no_grad()
     def sample(

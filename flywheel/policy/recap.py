@@ -398,13 +398,18 @@ class LabelInputs:
     forced_negative: np.ndarray  # policy frames just before a takeover (see pre_takeover_frames)
 
 
-def label_frames(config: TrainConfig, frames: LabelInputs, advantages: np.ndarray | None) -> FrameLabels:
-    """Indicator and weight per frame for `config.method`: RECAP's binarised advantages, AWR's exp-weights or
-    plain BC (`advantages` is None for bc)."""
+def frame_source_weights(config: TrainConfig, frames: LabelInputs) -> np.ndarray:
+    """Each frame's loss weight before AWR: its episode's source weight, times `takeover_weight` on takeovers."""
     src = source_weights(frames.tag, config.source_weights)
     if config.takeover_weight != 1.0:
         src = np.where(takeover_frames(frames.tag, frames.forced_positive), src * config.takeover_weight, src)
-        src = src.astype(np.float32)
+    return src.astype(np.float32)
+
+
+def label_frames(config: TrainConfig, frames: LabelInputs, advantages: np.ndarray | None) -> FrameLabels:
+    """Indicator and weight per frame for `config.method`: RECAP's binarised advantages, AWR's exp-weights or
+    plain BC (`advantages` is None for bc)."""
+    src = frame_source_weights(config, frames)
     n = len(frames.tag)
     stats: dict[str, float] = {}
     if config.method == "bc":
@@ -460,6 +465,16 @@ def policy_indicator(
     return ind
 
 
+@dataclass(frozen=True)
+class PolicyLossParts:
+    """The policy loss of each sample, by part: the flow-matching loss (B,) and its squared velocity error per
+    action dimension (B, A), each a mean over the chunk's valid steps; the objects' auxiliary loss (B,), if any."""
+
+    flow: torch.Tensor
+    flow_by_dim: torch.Tensor
+    aux: torch.Tensor | None
+
+
 class PolicyObjective(nn.Module):
     """Flow-matching loss per sample, conditioned on the indicator: mean over the valid steps of the chunk; plus,
     when the encoder asks for it, the weighted squared error of the objects' predicted (x, y)."""
@@ -469,22 +484,29 @@ class PolicyObjective(nn.Module):
         self.policy = policy
 
     def forward(self, batch: Batch, indicator: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        parts = self.parts(batch, indicator, noise, t)
+        return parts.flow if parts.aux is None else parts.flow + parts.aux
+
+    def parts(self, batch: Batch, indicator: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> PolicyLossParts:
+        """The per-sample loss split into its parts (what `forward` sums)."""
         head = self.policy.object_head
         if head is None:
             ctx = self.policy.context(batch.state, batch.images)
         else:
             features = self.policy.encoder.camera_features(batch.images)
             ctx = self.policy.encoder(batch.state, features=features)
-        per_step = self.policy.expert.flow_loss(batch.actions, ctx, indicator, noise, t)
+        error = self.policy.expert.flow_error(batch.actions, ctx, indicator, noise, t)
         mask = batch.step_mask
-        loss = (per_step * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        steps = mask.sum(dim=1).clamp(min=1.0)
+        flow = (error.mean(dim=-1) * mask).sum(dim=1) / steps
+        by_dim = (error * mask[..., None]).sum(dim=1) / steps[:, None]
         if head is None:
-            return loss
+            return PolicyLossParts(flow, by_dim, None)
         if batch.object_xy is None:
             raise ValueError("the object auxiliary loss needs the batch's object positions (build_frame_table)")
         known = torch.isfinite(batch.object_xy)  # NaN: the object left the workspace, nothing to predict
-        error = torch.where(known, (head(features.flatten(1)).float() - batch.object_xy.nan_to_num()) ** 2, 0.0)
-        return loss + self.policy.cfg.encoder.object_aux_weight * error.sum(dim=-1)
+        xy_error = torch.where(known, (head(features.flatten(1)).float() - batch.object_xy.nan_to_num()) ** 2, 0.0)
+        return PolicyLossParts(flow, by_dim, self.policy.cfg.encoder.object_aux_weight * xy_error.sum(dim=-1))
 
 
 def weighted_policy_loss(

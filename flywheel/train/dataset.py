@@ -10,6 +10,7 @@ import torch
 
 from flywheel.policy.io import PolicyIO
 from flywheel.policy.recap import (
+    LabelInputs,
     RewardConfig,
     chunk_targets,
     failed_correction_frames,
@@ -71,6 +72,10 @@ class FrameTable:
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
+
+    def label_inputs(self) -> LabelInputs:
+        """The per-frame facts that labelling and loss weights read."""
+        return LabelInputs(self.tag, self.task_id, self.tasks, self.forced_positive, self.forced_negative)
 
     def _images(self, idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor] | None:
         if not self.images:

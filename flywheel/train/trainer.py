@@ -46,7 +46,6 @@ from flywheel.policy.normalize import NormStats
 from flywheel.policy.recap import (
     CriticObjective,
     FrameLabels,
-    LabelInputs,
     PolicyObjective,
     batch_advantages,
     label_frames,
@@ -406,9 +405,8 @@ class Trainer:
 
     def compute_labels(self) -> FrameLabels:
         """Label every frame for the policy phase (RECAP: from the critic's advantages) and keep the labels."""
-        t = self.table
-        frames = LabelInputs(t.tag, t.task_id, t.tasks, t.forced_positive, t.forced_negative)
-        self.labels = label_frames(self.config, frames, None if self.config.method == "bc" else self._advantages())
+        advantages = None if self.config.method == "bc" else self._advantages()
+        self.labels = label_frames(self.config, self.table.label_inputs(), advantages)
         return self.labels
 
     # ----- checkpoints ---------------------------------------------------------------------------------
