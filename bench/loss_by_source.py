@@ -2,12 +2,14 @@
 
 A loop's fine-tune trains on demos, the policy's own episodes and intervention episodes together, and a few frames
 with a large loss can dominate the gradient. This scores each given policy version on the same random sample of
-the store's training frames (the same noise and flow times for every version; the indicator a deployed policy
-samples with, positive), and reports per group of frames the flow-matching loss, the objects' auxiliary loss
-(where the encoder has that head), each group's share of the weighted loss the optimiser sees (the version's own
-source weights), and the flow error per action dimension. Groups: the episode's tag, who was in control of the
-frame (the policy, or an operator: a person or the expert), and whether the frame's action chunk runs across a
-change of control. Nothing is stored.
+the store's training frames as they are now (so also frames collected after a version was trained: each group says
+how many of its frames were in the version's own training data), with the same flow noise and times for every
+version and the indicator the version acts with. Per group of frames it reports the flow-matching loss, the
+objects' auxiliary loss (where the encoder has that head) and the group's share of the loss weighted by the
+version's source weights (as training weighs frames, before RECAP's labels, augmentation and AWR weights); per
+episode tag, the flow error per action dimension, in the version's own normalised units. Groups: the episode's
+tag, who was in control of the frame (the policy, or an operator: a person or the expert), and whether the frame's
+action chunk holds another controller's actions too. Nothing is stored.
 
     python -m bench.loss_by_source --home DIR --versions 1,2,5 [--frames 2048] [--seed 0]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
     from flywheel.policy.loading import LoadedPolicy
+    from flywheel.registry.records import PolicyRecord
     from flywheel.train.config import TrainConfig
     from flywheel.train.data import TrainingEpisode
     from flywheel.train.dataset import FrameTable
@@ -41,45 +45,65 @@ if TYPE_CHECKING:
 headless_defaults()
 
 BATCH = 128
-CROSSES = "+switch"
-"""Suffix of a group whose frames' action chunks run across a change of control."""
+SWITCH = "+switch"
+"""Suffix of a group whose frames' action chunks hold another controller's actions too."""
 
 
-def frame_groups(tags: np.ndarray, controllers: np.ndarray, chunk_idx: np.ndarray) -> np.ndarray:
-    """Each frame's group: `tag/policy` or `tag/operator` (who acted), with `+switch` when its action chunk
-    (`chunk_idx`: the frame rows of its H target actions) holds another controller's actions too."""
+class BenchInputError(Exception):
+    """Input this bench cannot score (the message says which and why)."""
+
+
+def frame_groups(tags: np.ndarray, chunk_controllers: np.ndarray) -> np.ndarray:
+    """Each frame's group, `tag/policy` or `tag/operator` (who acted), with `+switch` when its action chunk holds
+    another controller's actions too. `chunk_controllers` (N, H): the controller codes of each frame's H target
+    actions, its own first."""
     from flywheel.vocab import CONTROLLER_CODES, ControllerKind
 
-    policy = controllers == CONTROLLER_CODES[ControllerKind.POLICY]
-    role = np.where(policy, "policy", "operator")
-    chunk_controllers = controllers[chunk_idx]
-    crosses = (chunk_controllers != chunk_controllers[:, :1]).any(axis=1)
+    own = chunk_controllers[:, 0]
+    role = np.where(own == CONTROLLER_CODES[ControllerKind.POLICY], "policy", "operator")
     names = np.char.add(np.char.add(np.asarray(tags).astype(str), "/"), role)
-    return np.where(crosses, np.char.add(names, CROSSES), names)
+    switches = (chunk_controllers != own[:, None]).any(axis=1)
+    return np.where(switches, np.char.add(names, SWITCH), names)
 
 
-def summarise(
-    groups: np.ndarray, flow: np.ndarray, aux: np.ndarray | None, weight: np.ndarray, by_dim: np.ndarray
-) -> dict[str, Any]:
-    """Per group: frames, flow loss (mean, median, 95th percentile), auxiliary loss (mean, 95th percentile) and the
-    group's share of the weighted total loss; the flow error per action dimension by episode tag."""
-    total = flow + (aux if aux is not None else 0.0)
-    weighted_sum = float((total * weight).sum())
-    rows: dict[str, Any] = {}
-    for name in sorted(set(groups.tolist())):
-        mask = groups == name
-        rows[name] = {
+@dataclass(frozen=True)
+class FrameScores:
+    """Per sampled frame: its group and tag, whether the version trained on it, its loss weight and losses."""
+
+    groups: np.ndarray
+    tags: np.ndarray
+    trained_on: np.ndarray
+    weight: np.ndarray
+    flow: np.ndarray
+    aux: np.ndarray | None
+    flow_by_dim: np.ndarray
+
+
+def summarise(scores: FrameScores) -> dict[str, Any]:
+    """Per group: frames (and how many the version trained on), flow loss (mean, median, 95th percentile), auxiliary
+    loss (mean, 95th percentile), the group's share of the weighted loss; the flow error per action dimension by tag."""
+    total = scores.flow + (scores.aux if scores.aux is not None else 0.0)
+    weighted_sum = float((total * scores.weight).sum())
+    groups: dict[str, Any] = {}
+    for name in sorted(set(scores.groups.tolist())):
+        mask = scores.groups == name
+        flow, aux = scores.flow[mask], None if scores.aux is None else scores.aux[mask]
+        share = float((total[mask] * scores.weight[mask]).sum()) / weighted_sum if weighted_sum > 0 else None
+        groups[name] = {
             "frames": int(mask.sum()),
-            "flow_mean": float(flow[mask].mean()),
-            "flow_median": float(np.median(flow[mask])),
-            "flow_p95": float(np.quantile(flow[mask], 0.95)),
-            "aux_mean": None if aux is None else float(aux[mask].mean()),
-            "aux_p95": None if aux is None else float(np.quantile(aux[mask], 0.95)),
-            "loss_share": float((total[mask] * weight[mask]).sum()) / weighted_sum if weighted_sum > 0 else None,
+            "frames_trained_on": int(scores.trained_on[mask].sum()),
+            "flow_mean": float(flow.mean()),
+            "flow_median": float(np.median(flow)),
+            "flow_p95": float(np.quantile(flow, 0.95)),
+            "aux_mean": None if aux is None else float(aux.mean()),
+            "aux_p95": None if aux is None else float(np.quantile(aux, 0.95)),
+            "loss_share": share,
         }
-    tags = np.array([name.split("/")[0] for name in groups.tolist()])
-    per_tag = {tag: by_dim[tags == tag].mean(axis=0).round(5).tolist() for tag in sorted(set(tags.tolist()))}
-    return {"groups": rows, "flow_by_action_dim": per_tag}
+    by_dim = {
+        tag: scores.flow_by_dim[scores.tags == tag].mean(axis=0).round(5).tolist()
+        for tag in sorted(set(scores.tags.tolist()))
+    }
+    return {"groups": groups, "flow_by_action_dim": by_dim}
 
 
 @dataclass(frozen=True)
@@ -92,6 +116,7 @@ class FrameSample:
 
 
 def draw_sample(table_size: int, frames: int, chunk: int, action_dim: int, seed: int) -> FrameSample:
+    """`frames` rows drawn uniformly with replacement (as training draws them), with their noise and flow times."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -100,13 +125,11 @@ def draw_sample(table_size: int, frames: int, chunk: int, action_dim: int, seed:
     return FrameSample(idx, noise, torch.rand((frames,), generator=generator))
 
 
-def score(
-    loaded: LoadedPolicy, table: FrameTable, sample: FrameSample
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(flow loss, auxiliary loss or None, flow error per action dimension) of `loaded` on the sampled frames."""
+def score(loaded: LoadedPolicy, table: FrameTable, sample: FrameSample) -> tuple[Any, Any, Any]:
+    """(flow loss, auxiliary loss or None, flow error per action dimension) of `loaded` on the sampled frames,
+    conditioned on the indicator it acts with."""
     import torch
 
-    from flywheel.policy.expert import POSITIVE
     from flywheel.policy.recap import PolicyObjective
 
     objective = PolicyObjective(loaded.policy).eval()
@@ -115,19 +138,32 @@ def score(
         for start in range(0, len(sample.idx), BATCH):
             part = slice(start, start + BATCH)
             idx = sample.idx[part]
-            indicator = torch.full((len(idx),), POSITIVE, dtype=torch.long)
-            parts = objective.parts(
-                table.batch(idx, torch.device("cpu")), indicator, sample.noise[part], sample.t[part]
-            )
+            indicator = torch.full((len(idx),), loaded.acting_indicator, dtype=torch.long)
+            batch = table.batch(idx, torch.device("cpu"))
+            parts = objective.parts(batch, indicator, sample.noise[part], sample.t[part])
             flow.append(parts.flow)
             by_dim.append(parts.flow_by_dim)
             if parts.aux is not None:
                 aux.append(parts.aux)
-    return (
-        torch.cat(flow).numpy(),
-        torch.cat(aux).numpy() if aux else None,
-        torch.cat(by_dim).numpy(),
-    )
+    return torch.cat(flow).numpy(), torch.cat(aux).numpy() if aux else None, torch.cat(by_dim).numpy()
+
+
+def table_key(loaded: LoadedPolicy, config: TrainConfig) -> str:
+    """Everything `build_table` reads, so versions that would get the same frame table share one."""
+    digest = hashlib.sha256()
+    facts = {
+        "inputs": loaded.input_spec.to_document(),
+        "chunk": loaded.model_config.expert.chunk,
+        "gamma": loaded.model_config.critic.gamma,
+        "reward": config.reward.model_dump(mode="json"),
+        "failed_corrections_positive": config.failed_corrections_positive,
+        "object_targets": loaded.policy.object_head is not None,
+    }
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    for name, tensor in sorted(loaded.norm.to_tensors().items()):
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def build_table(episodes: list[TrainingEpisode], loaded: LoadedPolicy, config: TrainConfig) -> FrameTable:
@@ -145,26 +181,91 @@ def build_table(episodes: list[TrainingEpisode], loaded: LoadedPolicy, config: T
     )
 
 
-def _inputs_key(checkpoint: Path) -> str:
-    """What decides a checkpoint's frame table: its input spec and normaliser files."""
-    from flywheel.policy.input_spec import IO_DOCUMENT
-
-    digest = hashlib.sha256()
-    for name in (f"{IO_DOCUMENT}.json", "norm.safetensors"):
-        digest.update((checkpoint / name).read_bytes())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Version:
+    record: PolicyRecord
+    loaded: LoadedPolicy
+    config: TrainConfig
 
 
-def _train_config(checkpoint: Path) -> TrainConfig:
-    """The training config saved with a final checkpoint (its source weights weigh the loss); the defaults where
-    the checkpoint has none."""
+def load_versions(registry: Any, wanted: list[int]) -> list[Version]:
+    """The versions with their checkpoints and training configs; one task, one chunk length and action size."""
+    from pydantic import ValidationError
+
+    from flywheel.errors import FlywheelError
+    from flywheel.policy.loading import load_policy
     from flywheel.train.config import TrainConfig
 
-    path = checkpoint / "train_config.json"
-    if not path.is_file():
-        print(f"  {checkpoint} has no train_config.json: weighing the loss with the default source weights")
-        return TrainConfig()
-    return TrainConfig.model_validate_json(path.read_text())
+    versions = []
+    for version_id in wanted:
+        try:
+            record = registry.get(version_id)
+            loaded = load_policy(record.checkpoint_uri, expected_sha256=record.sha256)
+        except FlywheelError as exc:
+            raise BenchInputError(f"policy {version_id}: {exc}") from None
+        try:
+            config = TrainConfig.model_validate(record.config)
+        except ValidationError as exc:
+            problem = f"its stored training config no longer validates: {exc}"
+            raise BenchInputError(f"policy {version_id}: {problem}") from None
+        versions.append(Version(record, loaded, config))
+    if len({v.record.task for v in versions}) != 1:
+        raise BenchInputError(f"the versions belong to different tasks {sorted({v.record.task for v in versions})}")
+    shapes = {(v.loaded.model_config.expert.chunk, v.loaded.spec.action_dim) for v in versions}
+    if len(shapes) != 1:
+        raise BenchInputError(
+            f"the versions act in chunks of different (length, action size) {sorted(shapes)}: score them in runs of "
+            "their own, so every version sees the same noise"
+        )
+    return versions
+
+
+def measure(
+    versions: list[Version], episodes: list[TrainingEpisode], frames: int, seed: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One row per version (see `summarise`) on one sample of the episodes' frames; and the frame count."""
+    from flywheel.policy.recap import frame_source_weights
+
+    controllers = np.concatenate([np.asarray(e.frames.controller) for e in episodes])
+    episode_ids = np.array([str(e.meta.id) for e in episodes])
+    chunk, action_dim = versions[0].loaded.model_config.expert.chunk, versions[0].loaded.spec.action_dim
+    sample = draw_sample(len(controllers), frames, chunk, action_dim, seed)
+    idx = sample.idx.numpy()
+    tables: dict[str, FrameTable] = {}
+    rows = []
+    for version in versions:
+        key = table_key(version.loaded, version.config)
+        if key not in tables:
+            tables[key] = build_table(episodes, version.loaded, version.config)
+        table = tables[key]
+        tags = table.tag[idx].astype(str)
+        trained = set(version.record.data_fingerprint.get("episode_ids", []))
+        flow, aux, by_dim = score(version.loaded, table, sample)
+        scores = FrameScores(
+            groups=frame_groups(tags, controllers[table.chunk_idx[sample.idx].numpy()]),
+            tags=tags,
+            trained_on=np.isin(episode_ids[table.episode_of[idx]], list(trained)),
+            weight=frame_source_weights(version.config, table.label_inputs())[idx],
+            flow=flow,
+            aux=aux,
+            flow_by_dim=by_dim,
+        )
+        record = version.record
+        row = {"policy_version": record.id, "iteration": record.iteration, "status": str(record.status)}
+        rows.append(row | {"indicator": version.loaded.acting_indicator} | summarise(scores))
+        print_row(rows[-1])
+    return rows, len(controllers)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    print(f"v{row['policy_version']} (iteration {row['iteration']}, {row['status']}):")
+    for name, group in row["groups"].items():
+        aux = "" if group["aux_mean"] is None else f"  aux {group['aux_mean']:.3f}"
+        share = "-" if group["loss_share"] is None else f"{group['loss_share']:.0%}"
+        print(
+            f"  {name:<28} {group['frames']:>5} frames ({group['frames_trained_on']} trained on)  "
+            f"flow {group['flow_mean']:.3f} (p95 {group['flow_p95']:.3f}){aux}  share {share}"
+        )
 
 
 def main() -> None:
@@ -181,71 +282,36 @@ def main() -> None:
         wanted = [int(v) for v in args.versions.split(",")]
     except ValueError:
         sys.exit(f"loss_by_source: --versions {args.versions!r}: comma-separated policy versions, e.g. 1,2,5")
+    if not (args.home / "flywheel.db").is_file():
+        sys.exit(f"loss_by_source: no store in {args.home}")
 
     import torch
 
     from flywheel.config import Settings
     from flywheel.errors import FlywheelError
-    from flywheel.policy.loading import load_policy
-    from flywheel.policy.recap import frame_source_weights
     from flywheel.registry import PolicyRegistry
     from flywheel.store import EpisodeStore
     from flywheel.train.data import load_training_episodes
 
-    if not (args.home / "flywheel.db").is_file():
-        sys.exit(f"loss_by_source: no store in {args.home}")
     torch.set_num_threads(1)
     start = time.perf_counter()
     store = EpisodeStore.open(Settings(home=args.home), migrate=False)
-    registry = PolicyRegistry(store.db)
     try:
-        versions = [registry.get(v) for v in wanted]
-    except FlywheelError as exc:
+        versions = load_versions(PolicyRegistry(store.db), wanted)
+        task = versions[0].record.task
+        rows, training_frames = measure(versions, load_training_episodes(store, task), args.frames, args.seed)
+    except (BenchInputError, FlywheelError) as exc:
         sys.exit(f"loss_by_source: {exc}")
-    tasks = {v.task for v in versions}
-    if len(tasks) != 1:
-        sys.exit(f"loss_by_source: the versions belong to different tasks {sorted(tasks)}; give versions of one task")
-    task = tasks.pop()
-    episodes = load_training_episodes(store, task)
-    controllers = np.concatenate([np.asarray(e.frames.controller) for e in episodes])
-    tables: dict[str, FrameTable] = {}
-    sample: FrameSample | None = None
-    rows = []
-    for version in versions:
-        checkpoint = Path(version.checkpoint_uri)
-        try:
-            loaded = load_policy(checkpoint)
-        except FlywheelError as exc:
-            sys.exit(f"loss_by_source: policy {version.id}: {exc}")
-        config = _train_config(checkpoint)
-        key = _inputs_key(checkpoint)
-        if key not in tables:
-            tables[key] = build_table(episodes, loaded, config)
-        table = tables[key]
-        if sample is None:
-            sample = draw_sample(len(table), args.frames, table.chunk_idx.shape[1], table.action.shape[1], args.seed)
-        idx = sample.idx.numpy()
-        groups = frame_groups(table.tag, controllers, table.chunk_idx.numpy())[idx]
-        flow, aux, by_dim = score(loaded, table, sample)
-        weight = frame_source_weights(config, table.label_inputs())[idx]
-        row = {"policy_version": version.id, "iteration": version.iteration, "status": str(version.status)}
-        rows.append(row | summarise(groups, flow, aux, weight, by_dim))
-        print(f"v{version.id} (iteration {version.iteration}, {version.status}):")
-        for name, group in rows[-1]["groups"].items():
-            aux_text = "" if group["aux_mean"] is None else f"  aux {group['aux_mean']:.3f}"
-            print(
-                f"  {name:<28} {group['frames']:>5} frames  flow {group['flow_mean']:.3f} "
-                f"(p95 {group['flow_p95']:.3f}){aux_text}  share {group['loss_share']:.0%}"
-            )
+    finally:
+        store.db.dispose()
     result = {
         "bench": "loss_by_source",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "home": str(args.home),
         "task": task,
-        "training_frames": len(controllers),
+        "training_frames": training_frames,
         "frames_sampled": args.frames,
         "seed": args.seed,
-        "indicator": "positive",
         "versions": rows,
         "wall_seconds": time.perf_counter() - start,
         "load_average": os.getloadavg()[0],

@@ -18,6 +18,7 @@ from flywheel.policy.checkpoint import (
     verify_checkpoint,
 )
 from flywheel.policy.config import ModelConfig
+from flywheel.policy.expert import POSITIVE, UNCONDITIONAL
 from flywheel.policy.input_spec import InputSpec, read_checkpoint_inputs
 from flywheel.policy.io import PolicyIO
 from flywheel.policy.model import FlywheelPolicy, PolicySpec
@@ -45,6 +46,16 @@ class LoadedPolicy:
     def input_spec(self) -> InputSpec:
         """What this policy consumes (the checkpoint's `io.json`)."""
         return self.io.spec
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether it was trained on the advantage indicator (RECAP); BC and AWR checkpoints were not."""
+        return bool(self.meta.get("conditioned", True))
+
+    @property
+    def acting_indicator(self) -> int:
+        """The indicator it acts with: positive where it learned one, else unconditional."""
+        return POSITIVE if self.conditioned else UNCONDITIONAL
 
     def packed_blocks(self) -> PackedBlockStack:
         """The expert's transformer stack with bf16 weights packed for oneDNN, built once and shared by every

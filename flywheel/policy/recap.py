@@ -467,12 +467,20 @@ def policy_indicator(
 
 @dataclass(frozen=True)
 class PolicyLossParts:
-    """The policy loss of each sample, by part: the flow-matching loss (B,) and its squared velocity error per
-    action dimension (B, A), each a mean over the chunk's valid steps; the objects' auxiliary loss (B,), if any."""
+    """The policy loss of each sample, by part: the flow-matching loss (B,), a mean over the chunk's valid steps
+    (`step_mask`, (B, H)) of the squared velocity error (`flow_error`, (B, H, A)) averaged over action dimensions;
+    and the objects' auxiliary loss (B,), if any."""
 
     flow: torch.Tensor
-    flow_by_dim: torch.Tensor
+    flow_error: torch.Tensor
+    step_mask: torch.Tensor
     aux: torch.Tensor | None
+
+    @property
+    def flow_by_dim(self) -> torch.Tensor:
+        """(B, A): the squared velocity error per action dimension, a mean over the chunk's valid steps."""
+        mask = self.step_mask[..., None]
+        return (self.flow_error * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 class PolicyObjective(nn.Module):
@@ -497,16 +505,15 @@ class PolicyObjective(nn.Module):
             ctx = self.policy.encoder(batch.state, features=features)
         error = self.policy.expert.flow_error(batch.actions, ctx, indicator, noise, t)
         mask = batch.step_mask
-        steps = mask.sum(dim=1).clamp(min=1.0)
-        flow = (error.mean(dim=-1) * mask).sum(dim=1) / steps
-        by_dim = (error * mask[..., None]).sum(dim=1) / steps[:, None]
+        flow = (error.mean(dim=-1) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         if head is None:
-            return PolicyLossParts(flow, by_dim, None)
+            return PolicyLossParts(flow, error, mask, None)
         if batch.object_xy is None:
             raise ValueError("the object auxiliary loss needs the batch's object positions (build_frame_table)")
         known = torch.isfinite(batch.object_xy)  # NaN: the object left the workspace, nothing to predict
         xy_error = torch.where(known, (head(features.flatten(1)).float() - batch.object_xy.nan_to_num()) ** 2, 0.0)
-        return PolicyLossParts(flow, by_dim, self.policy.cfg.encoder.object_aux_weight * xy_error.sum(dim=-1))
+        aux = self.policy.cfg.encoder.object_aux_weight * xy_error.sum(dim=-1)
+        return PolicyLossParts(flow, error, mask, aux)
 
 
 def weighted_policy_loss(

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from flywheel.policy.config import Precision
-from flywheel.policy.expert import POSITIVE
 from flywheel.policy.loading import LoadedPolicy, load_policy
 from flywheel.policy.packed_bf16 import resolve_precision
 
@@ -36,10 +35,9 @@ class PolicyRunner:
         self.device = torch.device(device)
         self.num_steps = num_steps or inf.num_steps
         beta = inf.cfg_beta if cfg_beta is None else cfg_beta
-        conditioned = bool(loaded.meta.get("conditioned", True))
         # β = 1 is plain conditional sampling; skip the unconditional pass. BC checkpoints have no indicator.
-        self.cfg_beta = beta if conditioned and beta != 1.0 else None
-        self.indicator = POSITIVE if conditioned else 2
+        self.cfg_beta = beta if loaded.conditioned and beta != 1.0 else None
+        self.indicator = loaded.acting_indicator
         self.execute_steps = min(execute_steps or inf.execute_steps, loaded.model_config.expert.chunk)
         self.precision: Precision = precision or inf.precision
         self.seed = seed
