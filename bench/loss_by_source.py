@@ -148,18 +148,22 @@ def score(loaded: LoadedPolicy, table: FrameTable, sample: FrameSample) -> tuple
     return torch.cat(flow).numpy(), torch.cat(aux).numpy() if aux else None, torch.cat(by_dim).numpy()
 
 
-def table_key(loaded: LoadedPolicy, config: TrainConfig) -> str:
-    """Everything `build_table` reads, so versions that would get the same frame table share one."""
-    digest = hashlib.sha256()
-    facts = {
-        "inputs": loaded.input_spec.to_document(),
+def table_recipe(loaded: LoadedPolicy, config: TrainConfig) -> dict[str, Any]:
+    """The arguments besides the episodes and the inputs with which training built `loaded`'s frame table."""
+    return {
         "chunk": loaded.model_config.expert.chunk,
         "gamma": loaded.model_config.critic.gamma,
-        "reward": config.reward.model_dump(mode="json"),
+        "reward": config.reward,
         "failed_corrections_positive": config.failed_corrections_positive,
         "object_targets": loaded.policy.object_head is not None,
     }
-    digest.update(json.dumps(facts, sort_keys=True).encode())
+
+
+def table_key(loaded: LoadedPolicy, config: TrainConfig) -> str:
+    """Everything `build_table` reads, so versions that would get the same frame table share one."""
+    recipe = table_recipe(loaded, config)
+    facts = recipe | {"reward": recipe["reward"].model_dump(mode="json"), "inputs": loaded.input_spec.to_document()}
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode())
     for name, tensor in sorted(loaded.norm.to_tensors().items()):
         digest.update(name.encode())
         digest.update(tensor.contiguous().numpy().tobytes())
@@ -170,15 +174,7 @@ def build_table(episodes: list[TrainingEpisode], loaded: LoadedPolicy, config: T
     """The training frame table as `config` built it for a policy reading `loaded`'s inputs."""
     from flywheel.train.dataset import build_frame_table
 
-    return build_frame_table(
-        episodes,
-        loaded.io,
-        loaded.model_config.expert.chunk,
-        loaded.model_config.critic.gamma,
-        config.reward,
-        failed_corrections_positive=config.failed_corrections_positive,
-        object_targets=loaded.policy.object_head is not None,
-    )
+    return build_frame_table(episodes, loaded.io, **table_recipe(loaded, config))
 
 
 @dataclass(frozen=True)

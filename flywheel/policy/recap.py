@@ -467,20 +467,26 @@ def policy_indicator(
 
 @dataclass(frozen=True)
 class PolicyLossParts:
-    """The policy loss of each sample, by part: the flow-matching loss (B,), a mean over the chunk's valid steps
-    (`step_mask`, (B, H)) of the squared velocity error (`flow_error`, (B, H, A)) averaged over action dimensions;
-    and the objects' auxiliary loss (B,), if any."""
+    """The policy loss of each sample, by part: the squared velocity error (`flow_error`, (B, H, A)) over the
+    chunk's valid steps (`step_mask`, (B, H)), and the objects' auxiliary loss (B,), if any."""
 
-    flow: torch.Tensor
     flow_error: torch.Tensor
     step_mask: torch.Tensor
     aux: torch.Tensor | None
 
     @property
+    def flow(self) -> torch.Tensor:
+        """(B,): the flow-matching loss, the error averaged over action dimensions, then over the valid steps."""
+        return self._over_valid_steps(self.flow_error.mean(dim=-1))
+
+    @property
     def flow_by_dim(self) -> torch.Tensor:
-        """(B, A): the squared velocity error per action dimension, a mean over the chunk's valid steps."""
-        mask = self.step_mask[..., None]
-        return (self.flow_error * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        """(B, A): the error per action dimension, averaged over the valid steps."""
+        return self._over_valid_steps(self.flow_error)
+
+    def _over_valid_steps(self, per_step: torch.Tensor) -> torch.Tensor:
+        mask = self.step_mask if per_step.dim() == 2 else self.step_mask[..., None]
+        return (per_step * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 class PolicyObjective(nn.Module):
@@ -504,16 +510,14 @@ class PolicyObjective(nn.Module):
             features = self.policy.encoder.camera_features(batch.images)
             ctx = self.policy.encoder(batch.state, features=features)
         error = self.policy.expert.flow_error(batch.actions, ctx, indicator, noise, t)
-        mask = batch.step_mask
-        flow = (error.mean(dim=-1) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         if head is None:
-            return PolicyLossParts(flow, error, mask, None)
+            return PolicyLossParts(error, batch.step_mask, None)
         if batch.object_xy is None:
             raise ValueError("the object auxiliary loss needs the batch's object positions (build_frame_table)")
         known = torch.isfinite(batch.object_xy)  # NaN: the object left the workspace, nothing to predict
         xy_error = torch.where(known, (head(features.flatten(1)).float() - batch.object_xy.nan_to_num()) ** 2, 0.0)
         aux = self.policy.cfg.encoder.object_aux_weight * xy_error.sum(dim=-1)
-        return PolicyLossParts(flow, error, mask, aux)
+        return PolicyLossParts(error, batch.step_mask, aux)
 
 
 def weighted_policy_loss(
