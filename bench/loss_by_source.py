@@ -156,6 +156,7 @@ def table_recipe(loaded: LoadedPolicy, config: TrainConfig) -> dict[str, Any]:
         "reward": config.reward,
         "failed_corrections_positive": config.failed_corrections_positive,
         "object_targets": loaded.policy.object_head is not None,
+        "mask_control_changes": config.mask_control_changes,
     }
 
 

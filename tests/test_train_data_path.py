@@ -112,3 +112,27 @@ def test_a_failed_episode_end_bootstraps_only_when_called_a_truncation() -> None
     truncated = build_frame_table(episodes, io, chunk=4, gamma=0.5, reward=RewardConfig(failed_episode_end="truncated"))
     assert truncated.bootstrap.tolist() == [0.0625, 0.0625] + [0.0] * 4 + [0.0625] * 3 + [0.125, 0.25, 0.5]
     assert truncated.next_idx[-4:].tolist() == [11] * 4
+
+
+def test_chunks_can_stop_at_a_change_of_control() -> None:
+    """By default a frame's chunk runs across a takeover and a hand-back; with `mask_control_changes` every step
+    from the first change of controller on is masked, and the episode's end stays masked either way."""
+    controllers = ["policy"] * 3 + ["expert"] * 2 + ["policy"] * 3
+    meta, frames = toy_episode(7, controllers, length=8)
+    episodes = [TrainingEpisode(meta, frames)]
+    spec = InputSpec.whole_state("toy_reach", 6, 3)
+    io = PolicyIO(spec, NormStats.fit([frames.state], [frames.action], "mean_std"))
+    across = build_frame_table(episodes, io, chunk=4, gamma=0.99, reward=RewardConfig())
+    assert across.step_mask.sum(dim=1).tolist() == [4.0] * 5 + [3.0, 2.0, 1.0]
+    own = build_frame_table(episodes, io, chunk=4, gamma=0.99, reward=RewardConfig(), mask_control_changes=True)
+    assert own.step_mask.tolist() == [
+        [1, 1, 1, 0],  # policy, then the expert's takeover at frame 3
+        [1, 1, 0, 0],
+        [1, 0, 0, 0],  # the policy's return at frame 5 stays masked: it comes after the first change
+        [1, 1, 0, 0],  # the expert, then the hand-back at frame 5
+        [1, 0, 0, 0],
+        [1, 1, 1, 0],  # the policy to the episode's end
+        [1, 1, 0, 0],
+        [1, 0, 0, 0],
+    ]
+    assert torch.equal(own.action, across.action) and torch.equal(own.chunk_idx, across.chunk_idx)

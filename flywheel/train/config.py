@@ -69,6 +69,11 @@ class TrainConfig(Strict):
         description="takeover frames are labelled positive even when the takeover repaired nothing (no stage "
         "progress); False leaves those to the critic's advantage",
     )
+    mask_control_changes: bool = Field(
+        default=False,
+        description="leave out of the flow loss each action chunk's steps from the first takeover or hand-back "
+        "inside it, so that no frame learns another controller's actions as its own",
+    )
     norm_frames: NormFrames = Field(
         default="demos",
         description="fit normalisation on demo episodes, expert/human-controlled frames or every frame "

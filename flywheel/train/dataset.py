@@ -16,6 +16,7 @@ from flywheel.policy.recap import (
     failed_correction_frames,
     frame_rewards,
     pre_takeover_frames,
+    steps_before_control_changes,
 )
 from flywheel.train.data import TrainingEpisode, _text
 from flywheel.vocab import CONTROLLER_CODES, ControllerKind
@@ -110,12 +111,15 @@ def build_frame_table(
     failed_corrections_positive: bool = True,
     critic_io: PolicyIO | None = None,
     object_targets: bool = False,
+    mask_control_changes: bool = False,
 ) -> FrameTable:
     """Flatten episodes into the policy's inputs (`io`: the state entries and cameras it reads, normalised);
     action chunks past an episode's end repeat its last action and are masked. `critic_io`, for a privileged
     critic, selects and normalises the critic's own state inputs. `object_targets` adds every frame's objects'
     (x, y) from the recorded physics state (`sim.env.object_xy_targets`: standardised by the task's spawn boxes, NaN
     where an object left the workspace), for the auxiliary loss; the policy's inputs are unchanged.
+    `mask_control_changes` also masks each chunk's steps from the first change of controller on
+    (`steps_before_control_changes`), so that no frame's target holds another controller's actions.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert (with `pre_takeover_since_progress`, none before the policy's last stage progress): the takeover is the
@@ -134,7 +138,10 @@ def build_frame_table(
         t_len = len(f)
         steps = np.arange(t_len)[:, None] + np.arange(chunk)[None]
         chunk_idx.append(np.minimum(steps, t_len - 1) + offset)
-        masks.append((steps < t_len).astype(np.float32))
+        inside = steps < t_len
+        if mask_control_changes:
+            inside &= steps_before_control_changes(f.controller, chunk)
+        masks.append(inside.astype(np.float32))
         success = bool(ep.meta.success)
         r = frame_rewards(f.reward, success, reward)
         ret, nxt, boot = chunk_targets(r, gamma, chunk, truncated=reward.truncates(success), step_cost=reward.step_cost)

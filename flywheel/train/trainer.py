@@ -228,6 +228,7 @@ class Trainer:
             failed_corrections_positive=config.failed_corrections_positive,
             critic_io=critic_io,
             object_targets=self.policy.object_head is not None,
+            mask_control_changes=config.mask_control_changes,
         )
         self.tags = self.table.tag
         self.shift_pad = cfg.encoder.augment_shift if cfg.encoder.vision == "cnn" and self.input_spec.cameras else 0
