@@ -9,7 +9,8 @@ objects' auxiliary loss (where the encoder has that head) and the group's share 
 version's source weights (as training weighs frames, before RECAP's labels, augmentation and AWR weights); per
 episode tag, the flow error per action dimension, in the version's own normalised units. Groups: the episode's
 tag, who was in control of the frame (the policy, or an operator: a person or the expert), and whether the frame's
-action chunk holds another controller's actions too. Nothing is stored.
+action chunk holds another controller's actions too. A version trained with `train.mask_control_changes` is scored
+as it trained, on its chunks' steps before the first change of controller (each row says which). Nothing is stored.
 
     python -m bench.loss_by_source --home DIR --versions 1,2,5 [--frames 2048] [--seed 0]
 
@@ -57,12 +58,13 @@ def frame_groups(tags: np.ndarray, chunk_controllers: np.ndarray) -> np.ndarray:
     """Each frame's group, `tag/policy` or `tag/operator` (who acted), with `+switch` when its action chunk holds
     another controller's actions too. `chunk_controllers` (N, H): the controller codes of each frame's H target
     actions, its own first."""
+    from flywheel.policy.recap import steps_before_control_changes
     from flywheel.vocab import CONTROLLER_CODES, ControllerKind
 
     own = chunk_controllers[:, 0]
     role = np.where(own == CONTROLLER_CODES[ControllerKind.POLICY], "policy", "operator")
     names = np.char.add(np.char.add(np.asarray(tags).astype(str), "/"), role)
-    switches = (chunk_controllers != own[:, None]).any(axis=1)
+    switches = ~steps_before_control_changes(chunk_controllers)[:, -1]
     return np.where(switches, np.char.add(names, SWITCH), names)
 
 
@@ -249,7 +251,9 @@ def measure(
         )
         record = version.record
         row = {"policy_version": record.id, "iteration": record.iteration, "status": str(record.status)}
-        rows.append(row | {"indicator": version.loaded.acting_indicator} | summarise(scores))
+        masked = version.config.mask_control_changes
+        scored = {"indicator": version.loaded.acting_indicator, "mask_control_changes": masked}
+        rows.append(row | scored | summarise(scores))
         print_row(rows[-1])
     return rows, len(controllers)
 

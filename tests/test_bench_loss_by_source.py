@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.loss_by_source import FrameScores, frame_groups, main, summarise
+from bench.loss_by_source import FrameScores, build_table, frame_groups, main, summarise, table_key
 from flywheel.collect import CollectSpec, collect
 from flywheel.collect.seeds import collection_seeds, demo_seeds
 from flywheel.config import Settings
 from flywheel.policy.expert import POSITIVE, UNCONDITIONAL
 from flywheel.policy.loading import load_policy
-from flywheel.policy.recap import PolicyObjective
+from flywheel.policy.recap import PolicyObjective, steps_before_control_changes
 from flywheel.presets import train_config
 from flywheel.registry import PolicyRegistry
 from flywheel.registry.records import PolicyRecord
@@ -140,6 +140,7 @@ def test_the_bench_scores_every_group_of_a_real_store(
     result = json.loads(out.read_text())
     bc_row, recap_row = result["versions"]
     assert (bc_row["indicator"], recap_row["indicator"]) == (UNCONDITIONAL, POSITIVE)  # as each acts
+    assert not bc_row["mask_control_changes"] and not recap_row["mask_control_changes"]  # as each trained
     groups = recap_row["groups"]
     assert {name: g["frames"] for name, g in groups.items()} == {
         name: g["frames"] for name, g in bc_row["groups"].items()
@@ -169,3 +170,21 @@ def test_an_unknown_version_is_refused_by_name(
     with pytest.raises(SystemExit, match="policy 99"):
         main()
     assert not (tmp_path / "loss.json").exists()
+
+
+def test_a_version_trained_with_masked_chunks_is_scored_on_the_steps_it_trained_on(
+    store_with_takeovers: TakeoverStore,
+) -> None:
+    """`train.mask_control_changes` reaches the bench's frame table: the chunks across a takeover or hand-back
+    count fewer steps, every other chunk the same, and the two tables are cached apart."""
+    store = store_with_takeovers.store
+    loaded = load_policy(PolicyRegistry(store.db).get(store_with_takeovers.recap_on_all).checkpoint_uri)
+    episodes = load_training_episodes(store, "transfer_cube")
+    plain_config, masked_config = train_config("tiny"), train_config("tiny", {"mask_control_changes": True})
+    plain, masked = build_table(episodes, loaded, plain_config), build_table(episodes, loaded, masked_config)
+    controllers = np.concatenate([e.frames.controller for e in episodes])
+    crosses = ~steps_before_control_changes(controllers[plain.chunk_idx.numpy()])[:, -1]
+    assert crosses.any()
+    assert torch.equal(masked.step_mask[~crosses], plain.step_mask[~crosses])
+    assert (masked.step_mask[crosses].sum(dim=1) < plain.step_mask[crosses].sum(dim=1)).all()
+    assert table_key(loaded, plain_config) != table_key(loaded, masked_config)

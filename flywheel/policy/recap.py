@@ -299,13 +299,12 @@ def pre_takeover_frames(policy_acting: np.ndarray, window: int, stage: np.ndarra
     return marked
 
 
-def steps_before_control_changes(controller: np.ndarray, chunk: int) -> np.ndarray:
-    """(T, chunk) bool: for each frame, which steps of its action chunk come before the first change of controller
-    (a takeover or a hand-back) from the frame's own; steps past the episode's end repeat its last frame's."""
-    codes = np.asarray(controller)
-    t_len = len(codes)
-    steps = np.minimum(np.arange(t_len)[:, None] + np.arange(chunk)[None], t_len - 1)
-    return np.logical_and.accumulate(codes[steps] == codes[:, None], axis=1)
+def steps_before_control_changes(chunk_controllers: np.ndarray) -> np.ndarray:
+    """(N, H) bool: which steps of each frame's action chunk come before the first change of controller (a
+    takeover, a hand-back, or one operator handing to another). `chunk_controllers` (N, H): the controller codes
+    of each frame's H target actions, its own first."""
+    codes = np.asarray(chunk_controllers)
+    return np.logical_and.accumulate(codes == codes[:, :1], axis=1)
 
 
 def failed_correction_frames(policy_acting: np.ndarray, stage: np.ndarray, success: bool) -> np.ndarray:

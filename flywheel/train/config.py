@@ -71,8 +71,9 @@ class TrainConfig(Strict):
     )
     mask_control_changes: bool = Field(
         default=False,
-        description="leave out of the flow loss each action chunk's steps from the first takeover or hand-back "
-        "inside it, so that no frame learns another controller's actions as its own",
+        description="leave out of the flow loss each action chunk's steps from the first change of controller "
+        "inside it (a takeover or hand-back), so that no frame learns another controller's actions as its own; the "
+        "critic and the labels still value the executed chunk",
     )
     norm_frames: NormFrames = Field(
         default="demos",

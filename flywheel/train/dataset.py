@@ -28,7 +28,7 @@ class Batch:
     state: torch.Tensor  # (B, S) normalised
     images: dict[str, torch.Tensor] | None  # cam → (B, 3, H, W) float in [0, 255]
     actions: torch.Tensor  # (B, H, A) normalised
-    step_mask: torch.Tensor  # (B, H) 1 inside the episode
+    step_mask: torch.Tensor  # (B, H) 1 on the steps the flow loss counts (inside the episode; see build_frame_table)
     chunk_return: torch.Tensor  # (B,)
     bootstrap: torch.Tensor  # (B,)
     next_state: torch.Tensor
@@ -119,7 +119,8 @@ def build_frame_table(
     (x, y) from the recorded physics state (`sim.env.object_xy_targets`: standardised by the task's spawn boxes, NaN
     where an object left the workspace), for the auxiliary loss; the policy's inputs are unchanged.
     `mask_control_changes` also masks each chunk's steps from the first change of controller on
-    (`steps_before_control_changes`), so that no frame's target holds another controller's actions.
+    (`steps_before_control_changes`): the flow loss then counts no other controller's actions as the frame's own,
+    while the model's input chunk and the critic's chunk return stay the executed ones.
 
     `forced_negative` marks the last `pre_takeover_steps` policy frames before each takeover by a person or the
     expert (with `pre_takeover_since_progress`, none before the policy's last stage progress): the takeover is the
@@ -137,10 +138,11 @@ def build_frame_table(
         f = ep.frames
         t_len = len(f)
         steps = np.arange(t_len)[:, None] + np.arange(chunk)[None]
-        chunk_idx.append(np.minimum(steps, t_len - 1) + offset)
+        clamped = np.minimum(steps, t_len - 1)
+        chunk_idx.append(clamped + offset)
         inside = steps < t_len
         if mask_control_changes:
-            inside &= steps_before_control_changes(f.controller, chunk)
+            inside &= steps_before_control_changes(f.controller[clamped])
         masks.append(inside.astype(np.float32))
         success = bool(ep.meta.success)
         r = frame_rewards(f.reward, success, reward)
