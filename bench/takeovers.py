@@ -10,7 +10,7 @@ operator took over the champion would have solved by itself (a takeover during a
 `--seeds held-out` plays bench.vision's final seeds instead of this bench's own. Nothing is stored.
 
     python -m bench.takeovers --home DIR [--preset NAME] [--config FILE] [--versions 1,6] [--episodes 100]
-        [--workers 2] [--cfg-beta 2.0] [--alone] [--seeds held-out]
+        [--workers 2] [--cfg-beta 2.0] [--execute-steps 4] [--alone] [--seeds held-out]
 
 Writes bench/results/takeovers.json and prints a summary.
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import RESULTS, headless_defaults, write_json
+from bench.sampling import SamplingOverrides, add_sampling_arguments
 
 if TYPE_CHECKING:
     from flywheel.registry import PolicyRegistry
@@ -48,9 +49,13 @@ def champions_in_order(registry: PolicyRegistry) -> list[int]:
 
 
 def measure(
-    version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig, cfg_beta: float | None = None
+    version: PolicyRecord,
+    seeds: list[int],
+    workers: int,
+    config: FlywheelConfig,
+    sampling: SamplingOverrides = SamplingOverrides(),
 ) -> dict[str, Any]:
-    """The simulated operator's takeovers over `version`'s episodes on `seeds` (`cfg_beta`: guidance override)."""
+    """The simulated operator's takeovers over `version`'s episodes on `seeds`."""
     from flywheel.collect import CollectSpec, ProcessPool
 
     spec = CollectSpec.for_policy(
@@ -59,7 +64,7 @@ def measure(
         max_steps=config.max_steps,
         operator_mode="simulated",
         sim_operator=config.operator,
-        cfg_beta=cfg_beta,
+        **sampling.spec_settings(),
     )
     outcomes = sorted(ProcessPool(spec, min(workers, len(seeds))).run(seeds), key=lambda o: o.seed)
     return (
@@ -86,7 +91,11 @@ def takeover_counts(takeovers_by_seed: dict[str, int], success_by_seed: dict[str
 
 
 def measure_alone(
-    version: PolicyRecord, seeds: list[int], workers: int, config: FlywheelConfig, cfg_beta: float | None = None
+    version: PolicyRecord,
+    seeds: list[int],
+    workers: int,
+    config: FlywheelConfig,
+    sampling: SamplingOverrides = SamplingOverrides(),
 ) -> dict[str, bool]:
     """Whether `version`, acting with no operator for the run's episode length, solves each of `seeds`."""
     from flywheel.collect import CollectSpec, ProcessPool
@@ -95,7 +104,7 @@ def measure_alone(
         version,
         f"bench-takeovers/policy-{version.id}-alone",
         max_steps=config.max_steps,
-        cfg_beta=cfg_beta,
+        **sampling.spec_settings(),
     )
     return {str(o.seed): bool(o.success) for o in ProcessPool(spec, min(workers, len(seeds))).run(seeds)}
 
@@ -154,12 +163,7 @@ def main() -> None:
     parser.add_argument(
         "--versions", default=None, help="only these champions, comma-separated policy versions (default: all)"
     )
-    parser.add_argument(
-        "--cfg-beta",
-        type=float,
-        default=None,
-        help="sample every champion with this classifier-free guidance β instead of its checkpoint's",
-    )
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--alone",
         action="store_true",
@@ -208,13 +212,14 @@ def main() -> None:
         seeds, seed_range = fresh_seeds(args.episodes, FINAL_SEED_OFFSET), f"fresh_seeds(n, {FINAL_SEED_OFFSET})"
     else:
         seeds, seed_range = eval_seeds(args.episodes, SEED_OFFSET), f"eval_seeds(n, {SEED_OFFSET})"
+    sampling = SamplingOverrides.from_args(args)
     start = time.perf_counter()
     rows = []
     for version_id in order:
         version = registry.get(version_id)
-        row = measure(version, seeds, args.workers, config, args.cfg_beta)
+        row = measure(version, seeds, args.workers, config, sampling) | {"sampling": sampling.effective(version)}
         if args.alone:
-            row |= takeovers_it_did_not_need(row, measure_alone(version, seeds, args.workers, config, args.cfg_beta))
+            row |= takeovers_it_did_not_need(row, measure_alone(version, seeds, args.workers, config, sampling))
         rows.append(row)
     result = {
         "bench": "takeovers",
@@ -228,6 +233,7 @@ def main() -> None:
         "approach_margin_m": APPROACH_MARGIN_M,
         "max_steps": config.max_steps,
         "cfg_beta": args.cfg_beta,
+        "execute_steps": args.execute_steps,
         "champions": rows,
         "first_to_last": first_to_last(rows),
         "wall_seconds": time.perf_counter() - start,

@@ -87,6 +87,7 @@ def main() -> None:
         "approach_margin_m",
         "max_steps",
         "cfg_beta",
+        "execute_steps",
     )
     write_json(
         args.out,

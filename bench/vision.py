@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, headless_defaults, task_names, write_json
+from bench.sampling import SamplingOverrides
 
 FINAL_SEED_OFFSET = 500_000
 """Final seeds: `fresh_seeds(n, FINAL_SEED_OFFSET)`, far above the loop's fresh re-measurement seeds (offset 0)."""
@@ -318,14 +319,15 @@ def _champion(store: Any) -> Any:
 
 
 def policy_rollouts(
-    version: Any, seeds: list[int], workers: int, source_prefix: str, cfg_beta: float | None = None
+    version: Any, seeds: list[int], workers: int, source_prefix: str, sampling: SamplingOverrides | None = None
 ) -> list[Any]:
-    """Episodes of `version` acting alone on `seeds` (no operator; nothing stored), in completion order;
-    `cfg_beta` overrides the checkpoint's guidance β."""
+    """Episodes of `version` acting alone on `seeds` (no operator; nothing stored), in completion order, sampled
+    as its checkpoint says unless `sampling` overrides it."""
     from flywheel.collect import CollectSpec
     from flywheel.collect.pool import ProcessPool
 
-    spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16, cfg_beta=cfg_beta)
+    overrides = (sampling or SamplingOverrides()).spec_settings()
+    spec = CollectSpec.policy_alone(version, source_prefix, envs_per_worker=16, **overrides)
     return list(ProcessPool(spec, min(workers, len(seeds))).run(seeds))
 
 

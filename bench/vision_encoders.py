@@ -5,7 +5,7 @@ success and the highest task stage reached on validation seeds (not the seeds an
         [--set model.encoder.cnn_pool=spatial_softmax] [--set model.inputs.cameras='["top","right_wrist"]'] \
         [--steps 3000] [--episodes 50]
     python -m bench.vision_encoders --home DIR --task transfer_cube --name NAME --version ID --seeds held-out \
-        --episodes 200 [--cfg-beta 2.0]
+        --episodes 200 [--cfg-beta 2.0] [--execute-steps 4]
 
 DIR holds pixels demos recorded with every camera the variants read (`flywheel demos --obs-mode pixels
 --camera top --camera right_wrist ...`). Each run appends one row to bench/results/vision_encoders.json: the
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, append_row, headless_defaults, task_names
+from bench.sampling import SamplingOverrides, add_sampling_arguments
 
 VALIDATION_OFFSET = 500_000
 """Validation seeds: `eval_seeds(n, VALIDATION_OFFSET)`, apart from the gate's and the fresh re-measurement's."""
@@ -49,12 +50,7 @@ def main() -> None:
         default=None,
         help="evaluate this registered policy version of --home instead of training one (--set and --steps unused)",
     )
-    parser.add_argument(
-        "--cfg-beta",
-        type=float,
-        default=None,
-        help="sample with this classifier-free guidance β instead of the checkpoint's (RECAP policies)",
-    )
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--seeds",
         choices=["validation", "held-out"],
@@ -99,14 +95,15 @@ def main() -> None:
         version = registry.get(args.version)
     held_out = args.seeds == "held-out"
     seeds = fresh_seeds(args.episodes, FINAL_SEED_OFFSET) if held_out else eval_seeds(args.episodes, VALIDATION_OFFSET)
-    outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}", args.cfg_beta)
+    sampling = SamplingOverrides.from_args(args)
+    outcomes = policy_rollouts(version, seeds, args.workers, f"bench-encoders/{args.name}", sampling)
     row = {
         "name": args.name,
         "task": args.task,
         "version": version.id,
         "seeds": args.seeds,
         "inputs": version.config["model"]["inputs"],
-        "cfg_beta": args.cfg_beta if args.cfg_beta is not None else version.config["model"]["inference"]["cfg_beta"],
+        **sampling.effective(version),
         **success_summary(outcomes),
         "highest_stage": stage_breakdown(outcomes, args.task),
         "success_by_seed": {str(o.seed): bool(o.success) for o in outcomes},

@@ -64,6 +64,23 @@ def test_alone_sets_each_takeover_beside_the_champions_own_outcome(
     assert row["takeovers_in_episodes_solved_alone"] <= row["takeovers"]
 
 
+def test_sampling_overrides_reach_every_champion_and_are_recorded(
+    finished_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "takeovers.json"
+    _run(monkeypatch, "--home", str(finished_home), "--preset", "tiny", "--episodes", "2", "--workers", "1",
+         "--versions", "1", "--execute-steps", "2", "--out", str(out))  # fmt: skip
+    doc = json.loads(out.read_text())
+    (row,) = doc["champions"]
+    assert doc["execute_steps"] == 2 and doc["cfg_beta"] is None
+    assert row["sampling"]["execute_steps"] == 2 and row["sampling"]["cfg_beta"] == 1.0  # the checkpoint's β
+    _run(monkeypatch, "--home", str(finished_home), "--preset", "tiny", "--episodes", "1", "--workers", "1",
+         "--versions", "1", "--execute-steps", "256", "--out", str(out))  # fmt: skip
+    (row,) = json.loads(out.read_text())["champions"]
+    chunk = flywheel_config("tiny", {}).train.model.expert.chunk
+    assert row["sampling"]["execute_steps"] == chunk  # capped at the chunk, as the runner caps it
+
+
 def test_takeovers_it_did_not_need_counts_only_episodes_solved_alone() -> None:
     row = {"takeovers_by_seed": {"1": 2, "2": 0, "3": 1, "4": 1}}
     alone = {"1": True, "2": True, "3": False, "4": True}

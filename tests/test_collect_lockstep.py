@@ -25,6 +25,7 @@ def _spec(
     obs_mode: str = "state",
     precision: str | None = None,
     cfg_beta: float | None = None,
+    execute_steps: int | None = None,
 ) -> CollectSpec:
     checkpoint, sha256 = policy
     return CollectSpec(
@@ -39,6 +40,7 @@ def _spec(
         envs_per_worker=envs,
         precision=precision,  # type: ignore[arg-type]
         cfg_beta=cfg_beta,
+        execute_steps=execute_steps,
     )
 
 
@@ -126,8 +128,34 @@ def test_spec_guidance_overrides_the_checkpoints_in_every_lane(tmp_path: Path) -
 def test_the_spec_bounds_guidance_as_the_inference_config_does() -> None:
     from flywheel.policy.config import InferenceConfig
 
-    spec_bounds = CollectSpec.model_fields["cfg_beta"].metadata
-    assert spec_bounds and spec_bounds == InferenceConfig.model_fields["cfg_beta"].metadata
+    for field in ("cfg_beta", "execute_steps"):
+        spec_bounds = CollectSpec.model_fields[field].metadata
+        assert spec_bounds and spec_bounds == InferenceConfig.model_fields[field].metadata
+
+
+def test_spec_horizon_overrides_the_checkpoints_in_every_lane(tiny_policy: tuple[Path, str]) -> None:
+    own = PolicyRunner.load(tiny_policy[0]).execute_steps
+    assert own > 2
+    actions: dict[int | None, list[np.ndarray]] = {}
+    for horizon in (None, own, 2):
+        runtime = WorkerRuntime(
+            _spec(tiny_policy, envs=2, operator="none", max_steps=12, precision="fp32", execute_steps=horizon)
+        )
+        try:
+            outcomes = sorted(runtime.run_many([31, 32, 33]), key=lambda o: o.seed)
+            assert all(slot.policy.execute_steps == (horizon or own) for slot in runtime._slots)
+        finally:
+            runtime.close()
+        actions[horizon] = [o.frames.action for o in outcomes if o.frames is not None]
+        assert len(actions[horizon]) == 3
+    # The checkpoint's own horizon acts as no override does; re-planning after 2 actions keeps the first chunk's
+    # first 2 actions and then acts on a fresh chunk.
+    for plain, same, short in zip(actions[None], actions[own], actions[2], strict=True):
+        np.testing.assert_allclose(plain, same, atol=1e-6)
+        np.testing.assert_allclose(plain[:2], short[:2], atol=1e-6)
+        assert not np.allclose(plain[2:own], short[2:own], atol=1e-4)
+    with pytest.raises(ValueError, match="execute_steps"):
+        _spec(tiny_policy, envs=1, execute_steps=0)
 
 
 def test_lockstep_job_survives_a_dead_worker(tiny_policy: tuple[Path, str]) -> None:

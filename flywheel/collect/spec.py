@@ -55,6 +55,13 @@ class CollectSpec(BaseModel):
         le=20.0,  # `InferenceConfig.cfg_beta`'s bounds, spelled out for the same reason as `PolicyPrecision`
         description="classifier-free guidance β for a RECAP policy; None: the checkpoint's inference.cfg_beta",
     )
+    execute_steps: int | None = Field(
+        None,
+        ge=1,
+        le=256,  # `InferenceConfig.execute_steps`'s bounds, spelled out like `cfg_beta`'s
+        description="actions executed from each sampled chunk before re-planning (capped at the chunk); None: the "
+        "checkpoint's inference.execute_steps",
+    )
     policy_device: str = Field(
         "cpu",
         pattern=POLICY_DEVICE_PATTERN,
@@ -93,7 +100,12 @@ class CollectSpec(BaseModel):
 
     def runner_settings(self) -> dict[str, Any]:
         """How every lane's `PolicyRunner` samples: the same for all of them, as batched re-plans require."""
-        return {"device": self.policy_device, "precision": self.precision, "cfg_beta": self.cfg_beta}
+        return {
+            "device": self.policy_device,
+            "precision": self.precision,
+            "cfg_beta": self.cfg_beta,
+            "execute_steps": self.execute_steps,
+        }
 
     @staticmethod
     def observation_for(checkpoint: str) -> dict[str, Any]:
