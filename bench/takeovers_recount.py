@@ -22,15 +22,16 @@ REQUIRED = ("takeovers_by_seed", "success_by_seed")
 """The per-seed fields every champion's row must hold (`success_alone_by_seed` only with `bench.takeovers --alone`)."""
 
 
-def read_result(path: Path) -> dict[str, Any]:
+def read_result(path: Path, reader: str = "takeovers_recount") -> dict[str, Any]:
+    """A `bench.takeovers` result with every champion's per-seed counts; anything else exits naming `reader`."""
     try:
         result = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"takeovers_recount: cannot read {path}: {exc}") from exc
+        raise SystemExit(f"{reader}: cannot read {path}: {exc}") from exc
     if result.get("bench") != "takeovers" or not result.get("champions"):
-        raise SystemExit(f"takeovers_recount: {path} is not a bench.takeovers result with champions")
+        raise SystemExit(f"{reader}: {path} is not a bench.takeovers result with champions")
     if missing := [f for row in result["champions"] for f in REQUIRED if f not in row]:
-        raise SystemExit(f"takeovers_recount: {path} lacks {sorted(set(missing))}: re-measure it with bench.takeovers")
+        raise SystemExit(f"{reader}: {path} lacks {sorted(set(missing))}: re-measure it with bench.takeovers")
     return result
 
 
