@@ -1,0 +1,202 @@
+"""Where Insertion episodes stall: the peg's pose relative to the socket, from the stored physics state, in the
+episodes a policy solved alone, the episodes whose first takeover began with the peg touching the socket, and the
+expert's demos.
+
+    python -m bench.insertion_alignment --home DIR [--out FILE]
+
+Each episode that brought the peg to the socket is read at three moments: just after the lift (`LIFT_SETTLE_STEPS`
+after both parts first left the table), on the approach (the first frame, before any contact, with the peg's centre
+within `APPROACH_ALONG_M` of the socket's centre along the socket's axis) and at contact (the first frame with the
+peg touching the socket; for a stall, the frame before the operator took over).
+At each it gives the peg centre's offset from the socket's axis, sideways (horizontal) and vertical, in mm, and
+the peg's tilt against the socket's axis, sideways (yaw) and vertical (pitch), in degrees: per group the median
+and 90th percentile of each magnitude, and the mean vertical offset (its sign says whether the peg comes in low).
+Policies that read a top-down camera see sideways errors far better than vertical ones, so the split says whether
+a stall is a matter of height. Reads the store (checking every episode file's sha256) and changes nothing.
+Writes bench/results/insertion_alignment.json unless `--out` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.common import RESULTS, headless_defaults, write_json
+
+if TYPE_CHECKING:
+    from flywheel.store import EpisodeStore
+
+headless_defaults()
+
+APPROACH_ALONG_M = 0.14
+"""The approach snapshot: the peg's centre this close to the socket's centre along the socket's axis (the expert
+holds it 0.17 m ahead before pushing it in, and it touches the pin at about 0.10 m)."""
+
+LIFTED_STAGE = 2
+"""`sim.tasks.Insertion.stages[2]`: both parts lifted."""
+
+SOCKET_STAGE = 3
+"""`sim.tasks.Insertion.stages[3]`: the peg touches the socket."""
+
+LIFT_SETTLE_STEPS = 10
+"""The lift snapshot: this many steps after both parts first left the table (the grasp has settled)."""
+
+MOMENTS = ("lifted", "approach", "contact")
+
+GROUPS = ("solved alone", "stalled at the socket", "demo")
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The peg against the socket's axis: centre offsets (m) and tilts (rad), sideways and vertical."""
+
+    along: float
+    sideways: float
+    vertical: float
+    yaw: float
+    pitch: float
+
+
+def peg_alignment(peg_pose: np.ndarray, socket_pose: np.ndarray) -> Alignment:
+    """The peg's pose ([x, y, z, qw, qx, qy, qz], world) in the socket's axis frame: x along its bore, a
+    horizontal axis across it and the vertical axis perpendicular to both."""
+    from sim.experts.insertion import object_axis
+
+    axis = object_axis(socket_pose[3:])
+    across = np.cross([0.0, 0.0, 1.0], axis)
+    across /= max(float(np.linalg.norm(across)), 1e-9)
+    up = np.cross(axis, across)
+    offset = peg_pose[:3] - socket_pose[:3]
+    peg_axis = object_axis(peg_pose[3:])
+    peg_axis = peg_axis if float(peg_axis @ axis) >= 0 else -peg_axis  # the peg's axis has no preferred end
+    return Alignment(
+        along=float(offset @ axis),
+        sideways=float(offset @ across),
+        vertical=float(offset @ up),
+        yaw=float(np.arcsin(np.clip(peg_axis @ across, -1.0, 1.0))),
+        pitch=float(np.arcsin(np.clip(peg_axis @ up, -1.0, 1.0))),
+    )
+
+
+def episode_group(is_demo: bool, success: bool, takeover_starts: Sequence[int], reached: np.ndarray) -> str | None:
+    """Which group an episode that reached the socket belongs to (None: none of them)."""
+    if is_demo:
+        return "demo"
+    if not takeover_starts:
+        return "solved alone" if success else None
+    first = min(takeover_starts)
+    return "stalled at the socket" if first > 0 and int(reached[first - 1]) == SOCKET_STAGE else None
+
+
+def snapshots(
+    states: np.ndarray, reward: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
+) -> dict[str, Alignment] | None:
+    """The episode's alignment at each of `MOMENTS` (None when it never approached before touching the socket)."""
+    reached = np.maximum.accumulate(np.asarray(reward, dtype=float))
+    align = [peg_alignment(s[peg], s[socket]) for s in states]
+    before = [i for i, a in enumerate(align) if abs(a.along) < APPROACH_ALONG_M and reached[i] < SOCKET_STAGE]
+    if not before:
+        return None
+    contact = min(takeover_starts) - 1 if group == "stalled at the socket" else int(np.argmax(reached >= SOCKET_STAGE))
+    lifted = min(int(np.argmax(reached >= LIFTED_STAGE)) + LIFT_SETTLE_STEPS, before[0])
+    return {"lifted": align[lifted], "approach": align[before[0]], "contact": align[contact]}
+
+
+def summarise(rows: list[Alignment]) -> dict[str, Any]:
+    """Median and 90th percentile of each magnitude (mm, degrees), and the mean vertical offset (mm)."""
+    if not rows:
+        return {"episodes": 0}
+    out: dict[str, Any] = {"episodes": len(rows)}
+    for name, scale, unit in (
+        ("sideways", 1000.0, "mm"),
+        ("vertical", 1000.0, "mm"),
+        ("yaw", 180.0 / np.pi, "deg"),
+        ("pitch", 180.0 / np.pi, "deg"),
+    ):
+        values = np.abs([getattr(r, name) * scale for r in rows])
+        out[f"{name}_{unit}_median"] = float(np.median(values))
+        out[f"{name}_{unit}_p90"] = float(np.percentile(values, 90))
+    out["vertical_mm_mean"] = float(np.mean([r.vertical * 1000.0 for r in rows]))
+    return out
+
+
+def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
+    """Every Insertion episode of the store that reached the socket, grouped and summarised at both moments."""
+    from flywheel.store.episodes import EpisodeFilter
+    from flywheel.vocab import ControllerKind, Tag
+    from sim.env import object_pose_key, state_layout
+
+    layout = state_layout("insertion")
+    peg, socket = layout[object_pose_key("peg")], layout[object_pose_key("socket")]
+    moments: dict[str, dict[str, list[Alignment]]] = defaultdict(lambda: defaultdict(list))
+    versions: dict[str, set[int]] = defaultdict(set)
+    for record in store.list_episodes(EpisodeFilter(task="insertion"), with_segments=True):
+        frames = store.read_record_frames(record)
+        reward = np.asarray(frames.reward, dtype=float)
+        reached = np.maximum.accumulate(reward)
+        if reached.max() < SOCKET_STAGE:
+            continue
+        starts = [s.start for s in record.segments if s.controller != ControllerKind.POLICY.value]
+        group = episode_group(record.tag == Tag.DEMO.value, record.success, starts, reached)
+        if group is None:
+            continue
+        found = snapshots(np.asarray(frames.state), reward, group, starts, peg, socket)
+        if found is None:
+            continue
+        for moment, alignment in found.items():
+            moments[group][moment].append(alignment)
+        if record.policy_version_id is not None:
+            versions[group].add(record.policy_version_id)
+    return {
+        group: {"policy_versions": sorted(versions[group])}
+        | {moment: summarise(moments[group][moment]) for moment in MOMENTS}
+        for group in GROUPS
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, required=True, help="a flywheel home with Insertion episodes")
+    parser.add_argument("--out", type=Path, default=RESULTS / "insertion_alignment.json")
+    args = parser.parse_args(argv)
+
+    from flywheel.config import Settings
+    from flywheel.errors import FlywheelError
+    from flywheel.store import EpisodeStore
+
+    if not (args.home / "flywheel.db").is_file():
+        sys.exit(f"insertion_alignment: no store in {args.home}")
+    try:
+        groups = alignment_by_group(EpisodeStore.open(Settings(home=args.home), migrate=False))
+    except FlywheelError as exc:
+        sys.exit(f"insertion_alignment: {exc}")
+    result = {
+        "bench": "insertion_alignment",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "home": str(args.home),
+        "approach_along_m": APPROACH_ALONG_M,
+        "groups": groups,
+    }
+    write_json(args.out, result)
+    for group, row in groups.items():
+        for moment in MOMENTS:
+            s = row[moment]
+            if s["episodes"]:
+                print(
+                    f"{group}, {moment} ({s['episodes']} episodes): sideways {s['sideways_mm_median']:.1f} mm, "
+                    f"vertical {s['vertical_mm_median']:.1f} mm (mean {s['vertical_mm_mean']:+.1f}), "
+                    f"yaw {s['yaw_deg_median']:.1f}°, pitch {s['pitch_deg_median']:.1f}° (medians)"
+                )
+    return result
+
+
+if __name__ == "__main__":
+    main()
