@@ -4,13 +4,16 @@ expert's demos.
 
     python -m bench.insertion_alignment --home DIR [--out FILE]
 
-Each episode that brought the peg to the socket is read at three moments: just after the lift (`LIFT_SETTLE_STEPS`
-after both parts first left the table), on the approach (the first frame, before any contact, with the peg's centre
-within `APPROACH_ALONG_M` of the socket's centre along the socket's axis) and at contact (the first frame with the
-peg touching the socket; for a stall, the frame before the operator took over).
+Each episode that brought the peg to the socket is read just after the lift (`LIFT_SETTLE_STEPS` after both parts
+first left the table), on the approach (the first frame, before any contact, with the peg's centre within
+`APPROACH_ALONG_M` of the socket's centre along the socket's axis), at contact (the first frame with the peg touching
+the socket) and, for a stall, at the takeover (the frame before the operator took over).
 At each it gives the peg centre's offset from the socket's axis, sideways (horizontal) and vertical, in mm, and
 the peg's tilt against the socket's axis, sideways (yaw) and vertical (pitch), in degrees: per group the median
 and 90th percentile of each magnitude, and the mean vertical offset (its sign says whether the peg comes in low).
+It also splits the height: how far each part hangs below its gripper's tool point (the right gripper holds the
+peg, the left the socket; tool points from the stored joints by forward kinematics), and the right tool point's
+height over the left's; per group their mean and standard deviation, in mm.
 Policies that read a top-down camera see sideways errors far better than vertical ones, so the split says whether
 a stall is a matter of height. Reads the store (checking every episode file's sha256) and changes nothing.
 Writes bench/results/insertion_alignment.json unless `--out` says otherwise.
@@ -49,7 +52,7 @@ SOCKET_STAGE = 3
 LIFT_SETTLE_STEPS = 10
 """The lift snapshot: this many steps after both parts first left the table (the grasp has settled)."""
 
-MOMENTS = ("lifted", "approach", "contact")
+MOMENTS = ("lifted", "approach", "contact", "takeover")
 
 GROUPS = ("solved alone", "stalled at the socket", "demo")
 
@@ -63,6 +66,40 @@ class Alignment:
     vertical: float
     yaw: float
     pitch: float
+
+
+@dataclass(frozen=True)
+class Heights:
+    """Where the height comes from (m): each part's centre below its gripper's tool point, and the right tool
+    point over the left."""
+
+    peg_below_grip: float
+    socket_below_grip: float
+    grips_apart: float
+
+
+class GripHeights:
+    """`Heights` of a stored Insertion state, the tool points by forward kinematics of its joint positions."""
+
+    def __init__(self, peg: slice, socket: slice) -> None:
+        from sim.constants import ARM_JOINTS, ARMS, JOINT_NAMES
+        from sim.kinematics import ArmKinematics
+        from sim.scene import load_model
+        from sim.tasks import task_class
+
+        self.kinematics = ArmKinematics(load_model(task_class("insertion").xml_file))
+        self.joints = {arm: [JOINT_NAMES.index(f"{arm}_arm_{j}") for j in ARM_JOINTS] for arm in ARMS}
+        self.peg, self.socket = peg, socket
+
+    def __call__(self, state: np.ndarray) -> Heights:
+        grip = {
+            arm: self.kinematics.forward(arm, state[idx].astype(np.float64)).pos[2] for arm, idx in self.joints.items()
+        }
+        return Heights(
+            peg_below_grip=float(grip["right"] - state[self.peg][2]),
+            socket_below_grip=float(grip["left"] - state[self.socket][2]),
+            grips_apart=float(grip["right"] - grip["left"]),
+        )
 
 
 def peg_alignment(peg_pose: np.ndarray, socket_pose: np.ndarray) -> Alignment:
@@ -96,18 +133,43 @@ def episode_group(is_demo: bool, success: bool, takeover_starts: Sequence[int], 
     return "stalled at the socket" if first > 0 and int(reached[first - 1]) == SOCKET_STAGE else None
 
 
+def moment_frames(
+    states: np.ndarray, reward: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
+) -> dict[str, int] | None:
+    """The frame of each of `MOMENTS` the episode has (the takeover: stalls only); None when it never approached
+    before touching the socket."""
+    reached = np.maximum.accumulate(np.asarray(reward, dtype=float))
+    along = [peg_alignment(s[peg], s[socket]).along for s in states]
+    before = [i for i, a in enumerate(along) if abs(a) < APPROACH_ALONG_M and reached[i] < SOCKET_STAGE]
+    if not before:
+        return None
+    lifted = min(int(np.argmax(reached >= LIFTED_STAGE)) + LIFT_SETTLE_STEPS, before[0])
+    frames = {"lifted": lifted, "approach": before[0], "contact": int(np.argmax(reached >= SOCKET_STAGE))}
+    if group == "stalled at the socket":
+        frames["takeover"] = min(takeover_starts) - 1
+    return frames
+
+
 def snapshots(
     states: np.ndarray, reward: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
 ) -> dict[str, Alignment] | None:
     """The episode's alignment at each of `MOMENTS` (None when it never approached before touching the socket)."""
-    reached = np.maximum.accumulate(np.asarray(reward, dtype=float))
-    align = [peg_alignment(s[peg], s[socket]) for s in states]
-    before = [i for i, a in enumerate(align) if abs(a.along) < APPROACH_ALONG_M and reached[i] < SOCKET_STAGE]
-    if not before:
+    frames = moment_frames(states, reward, group, takeover_starts, peg, socket)
+    if frames is None:
         return None
-    contact = min(takeover_starts) - 1 if group == "stalled at the socket" else int(np.argmax(reached >= SOCKET_STAGE))
-    lifted = min(int(np.argmax(reached >= LIFTED_STAGE)) + LIFT_SETTLE_STEPS, before[0])
-    return {"lifted": align[lifted], "approach": align[before[0]], "contact": align[contact]}
+    return {moment: peg_alignment(states[i][peg], states[i][socket]) for moment, i in frames.items()}
+
+
+def summarise_heights(rows: list[Heights]) -> dict[str, Any]:
+    """Mean and standard deviation (mm) of each `Heights` field."""
+    if not rows:
+        return {"episodes": 0}
+    out: dict[str, Any] = {"episodes": len(rows)}
+    for name in Heights.__dataclass_fields__:
+        values = np.array([getattr(r, name) for r in rows]) * 1000.0
+        out[f"{name}_mm_mean"] = float(values.mean())
+        out[f"{name}_mm_sd"] = float(values.std())
+    return out
 
 
 def summarise(rows: list[Alignment]) -> dict[str, Any]:
@@ -137,7 +199,9 @@ def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
     layout = state_layout("insertion")
     peg, socket = layout[object_pose_key("peg")], layout[object_pose_key("socket")]
     moments: dict[str, dict[str, list[Alignment]]] = defaultdict(lambda: defaultdict(list))
+    heights: dict[str, dict[str, list[Heights]]] = defaultdict(lambda: defaultdict(list))
     versions: dict[str, set[int]] = defaultdict(set)
+    grip_heights = GripHeights(peg, socket)
     for record in store.list_episodes(EpisodeFilter(task="insertion"), with_segments=True):
         frames = store.read_record_frames(record)
         reward = np.asarray(frames.reward, dtype=float)
@@ -148,16 +212,19 @@ def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
         group = episode_group(record.tag == Tag.DEMO.value, record.success, starts, reached)
         if group is None:
             continue
-        found = snapshots(np.asarray(frames.state), reward, group, starts, peg, socket)
+        states = np.asarray(frames.state)
+        found = moment_frames(states, reward, group, starts, peg, socket)
         if found is None:
             continue
-        for moment, alignment in found.items():
-            moments[group][moment].append(alignment)
+        for moment, i in found.items():
+            moments[group][moment].append(peg_alignment(states[i][peg], states[i][socket]))
+            heights[group][moment].append(grip_heights(states[i]))
         if record.policy_version_id is not None:
             versions[group].add(record.policy_version_id)
     return {
         group: {"policy_versions": sorted(versions[group])}
         | {moment: summarise(moments[group][moment]) for moment in MOMENTS}
+        | {"heights": {moment: summarise_heights(heights[group][moment]) for moment in MOMENTS}}
         for group in GROUPS
     }
 
@@ -195,6 +262,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"vertical {s['vertical_mm_median']:.1f} mm (mean {s['vertical_mm_mean']:+.1f}), "
                     f"yaw {s['yaw_deg_median']:.1f}°, pitch {s['pitch_deg_median']:.1f}° (medians)"
                 )
+        lifted = row["heights"]["lifted"]
+        if lifted["episodes"]:
+            print(
+                f"{group}, lifted: the peg hangs {lifted['peg_below_grip_mm_mean']:.1f} ± "
+                f"{lifted['peg_below_grip_mm_sd']:.1f} mm below the right tool point, the socket "
+                f"{lifted['socket_below_grip_mm_mean']:.1f} ± {lifted['socket_below_grip_mm_sd']:.1f} mm below the left"
+            )
     return result
 
 

@@ -12,6 +12,7 @@ import pytest
 from bench.insertion_alignment import (
     LIFT_SETTLE_STEPS,
     SOCKET_STAGE,
+    GripHeights,
     episode_group,
     peg_alignment,
     snapshots,
@@ -69,7 +70,8 @@ def test_snapshots_read_the_approach_before_contact_and_the_frame_before_the_tak
     peg, sock = slice(0, 7), slice(7, 14)
     stalled = snapshots(states, reward, "stalled at the socket", [5], peg, sock)
     assert stalled is not None
-    assert stalled["approach"].along == pytest.approx(0.13) and stalled["contact"].along == pytest.approx(0.10)
+    assert stalled["approach"].along == pytest.approx(0.13) and stalled["contact"].along == pytest.approx(0.11)
+    assert stalled["takeover"].along == pytest.approx(0.10)  # the frame before the operator took over
     assert stalled["lifted"].along == pytest.approx(0.13)  # the lift snapshot never falls after the approach
     slow = np.concatenate([np.repeat(states[:1], LIFT_SETTLE_STEPS + 2, axis=0), states[2:]])
     slow[LIFT_SETTLE_STEPS, 0] = 0.25  # the frame LIFT_SETTLE_STEPS after the lift
@@ -78,11 +80,35 @@ def test_snapshots_read_the_approach_before_contact_and_the_frame_before_the_tak
     )
     assert late is not None and late["lifted"].along == pytest.approx(0.25)
     solved = snapshots(states, reward, "solved alone", [], peg, sock)
-    assert solved is not None and solved["contact"].along == pytest.approx(0.11)  # first frame at the socket
+    assert solved is not None and solved["contact"].along == pytest.approx(0.11) and "takeover" not in solved
     assert snapshots(states[3:], reward[3:], "solved alone", [], peg, sock) is None  # no approach before contact
     summary = summarise([stalled["approach"], stalled["contact"]])
     assert summary["episodes"] == 2 and summary["vertical_mm_median"] == pytest.approx(10.0)
     assert summary["vertical_mm_mean"] == pytest.approx(-10.0) and summarise([]) == {"episodes": 0}
+
+
+def test_grip_heights_match_the_simulators_own_tool_points() -> None:
+    from sim.constants import home_action
+    from sim.env import make_env, object_pose_key, state_layout
+    from sim.kinematics import ArmKinematics
+
+    env = make_env("insertion", max_steps=20)
+    env.reset(seed=7)
+    action = home_action()
+    action[1] += 0.2  # the left shoulder and the right elbow moved: the tool points stand at different heights
+    action[9] -= 0.15
+    for _ in range(10):
+        env.step(action)
+    layout = state_layout("insertion")
+    peg, socket = layout[object_pose_key("peg")], layout[object_pose_key("socket")]
+    state = env.state_vector()
+    heights = GripHeights(peg, socket)(state)
+    kinematics = ArmKinematics(env.model)
+    grip = {arm: kinematics.tcp_pose(env.data, arm).pos[2] for arm in ("left", "right")}
+    assert heights.peg_below_grip == pytest.approx(grip["right"] - state[peg][2], abs=1e-5)
+    assert heights.socket_below_grip == pytest.approx(grip["left"] - state[socket][2], abs=1e-5)
+    assert heights.grips_apart == pytest.approx(grip["right"] - grip["left"], abs=1e-5)
+    env.close()
 
 
 def test_a_home_without_a_store_is_refused(tmp_path: Path) -> None:
