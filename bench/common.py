@@ -1,10 +1,11 @@
 """What the benchmarks share: where results go, headless rendering and offline tracking by default, an atomic
-JSON write and a row appended to a JSON list."""
+JSON write, a row appended to a JSON list, and the header of a result read from a store."""
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,8 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     """Append `row` to the JSON list in `path` (a new list if there is none yet), written atomically."""
     rows = json.loads(path.read_text()) if path.is_file() else []
     write_json(path, [*rows, row])
+
+
+def store_result_header(bench: str, home: Path) -> dict[str, Any]:
+    """The fields a result read from a flywheel store starts with: the bench, when it ran, and the store's home."""
+    return {"bench": bench, "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "home": str(home)}

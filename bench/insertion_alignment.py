@@ -26,13 +26,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, headless_defaults, store_result_header, write_json
 
 if TYPE_CHECKING:
     from flywheel.store import EpisodeStore
@@ -245,10 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         groups = alignment_by_group(EpisodeStore.open(Settings(home=args.home), migrate=False))
     except FlywheelError as exc:
         sys.exit(f"insertion_alignment: {exc}")
-    result = {
-        "bench": "insertion_alignment",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "home": str(args.home),
+    result = store_result_header("insertion_alignment", args.home) | {
         "approach_along_m": APPROACH_ALONG_M,
         "groups": groups,
     }

@@ -26,13 +26,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.common import RESULTS, headless_defaults, write_json
+from bench.common import RESULTS, headless_defaults, store_result_header, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -305,10 +304,7 @@ def main() -> None:
         sys.exit(f"loss_by_source: {exc}")
     finally:
         store.db.dispose()
-    result = {
-        "bench": "loss_by_source",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "home": str(args.home),
+    result = store_result_header("loss_by_source", args.home) | {
         "task": task,
         "training_frames": training_frames,
         "frames_sampled": args.frames,

@@ -16,13 +16,12 @@ import argparse
 import statistics
 import sys
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.common import RESULTS, task_names, write_json
+from bench.common import RESULTS, store_result_header, task_names, write_json
 
 if TYPE_CHECKING:
     from flywheel.store import EpisodeStore
@@ -82,10 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = takeover_stages(store, args.task)
     except FlywheelError as exc:
         sys.exit(f"takeover_stages: {exc}")
-    result = {
-        "bench": "takeover_stages",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "home": str(args.home),
+    result = store_result_header("takeover_stages", args.home) | {
         "task": args.task,
         "iterations": rows,
     }
