@@ -28,10 +28,12 @@ def _champion(version: int, takeovers: list[int]) -> dict:
     }
 
 
-def _result(*champions: dict, execute_steps: int | None = None, seeds: str = "eval_seeds(n, 5000)") -> dict:
+def _result(
+    *champions: dict, execute_steps: int | None = None, seeds: str = "eval_seeds(n, 5000)", home: str = "/h"
+) -> dict:
     return {
         "bench": "takeovers",
-        "home": "/h",
+        "home": home,
         "seeds": seeds,
         "execute_steps": execute_steps,
         "champions": list(champions),
@@ -51,12 +53,26 @@ def test_each_shared_policy_is_paired_seed_by_seed() -> None:
 
 def test_results_that_cannot_be_paired_are_refused() -> None:
     a = _result(_champion(1, [1, 0]))
-    with pytest.raises(ValueError, match="different stores or seed sets"):
+    with pytest.raises(ValueError, match="different seed sets"):
         compare(a, _result(_champion(1, [1, 0]), seeds="fresh_seeds(n, 500000)"))
+    with pytest.raises(ValueError, match=r"different stores.*--pair"):
+        compare(a, _result(_champion(1, [1, 0]), home="/other"))
+    with pytest.raises(ValueError, match="--pair 1:3"):
+        compare(a, _result(_champion(1, [1, 0]), home="/other"), [(1, 3)])
     with pytest.raises(ValueError, match="different seeds"):
         compare(a, _result(_champion(1, [1, 0, 0])))
     with pytest.raises(ValueError, match="share no policy"):
         compare(a, _result(_champion(2, [1, 0])))
+
+
+def test_named_pairs_compare_versions_of_two_stores() -> None:
+    a = _result(_champion(1, [2, 1, 1, 0]), _champion(4, [1, 1, 0, 0]))
+    b = _result(_champion(1, [1, 0, 1, 0]), home="/other")
+    compared = compare(a, b, [(1, 1), (4, 1)])
+    assert list(compared["versions"]) == ["1:1", "4:1"]
+    assert compared["versions"]["1:1"]["takeovers"] == {"a": 4, "b": 2}
+    assert compared["versions"]["4:1"]["change"] == pytest.approx(0.0)
+    assert compared["settings"]["home"] == {"a": "/h", "b": "/other"}
 
 
 def test_the_command_writes_the_comparison_and_refuses_a_non_result(tmp_path: Path) -> None:
