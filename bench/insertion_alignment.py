@@ -133,11 +133,10 @@ def episode_group(is_demo: bool, success: bool, takeover_starts: Sequence[int], 
 
 
 def moment_frames(
-    states: np.ndarray, reward: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
+    states: np.ndarray, reached: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
 ) -> dict[str, int] | None:
-    """The frame of each of `MOMENTS` the episode has (the takeover: stalls only); None when it never approached
-    before touching the socket."""
-    reached = np.maximum.accumulate(np.asarray(reward, dtype=float))
+    """The frame of each of `MOMENTS` the episode has (the takeover: stalls only), from its states and the highest
+    stage reached by each frame; None when it never approached before touching the socket."""
     along = [peg_alignment(s[peg], s[socket]).along for s in states]
     before = [i for i, a in enumerate(along) if abs(a) < APPROACH_ALONG_M and reached[i] < SOCKET_STAGE]
     if not before:
@@ -147,16 +146,6 @@ def moment_frames(
     if group == "stalled at the socket":
         frames["takeover"] = min(takeover_starts) - 1
     return frames
-
-
-def snapshots(
-    states: np.ndarray, reward: np.ndarray, group: str, takeover_starts: Sequence[int], peg: slice, socket: slice
-) -> dict[str, Alignment] | None:
-    """The episode's alignment at each of `MOMENTS` (None when it never approached before touching the socket)."""
-    frames = moment_frames(states, reward, group, takeover_starts, peg, socket)
-    if frames is None:
-        return None
-    return {moment: peg_alignment(states[i][peg], states[i][socket]) for moment, i in frames.items()}
 
 
 def summarise_heights(rows: list[Heights]) -> dict[str, Any]:
@@ -190,7 +179,7 @@ def summarise(rows: list[Alignment]) -> dict[str, Any]:
 
 
 def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
-    """Every Insertion episode of the store that reached the socket, grouped and summarised at both moments."""
+    """Every Insertion episode of the store that reached the socket, grouped and summarised at each of `MOMENTS`."""
     from flywheel.store.episodes import EpisodeFilter
     from flywheel.vocab import ControllerKind, Tag
     from sim.env import object_pose_key, state_layout
@@ -203,8 +192,7 @@ def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
     grip_heights = GripHeights(peg, socket)
     for record in store.list_episodes(EpisodeFilter(task="insertion"), with_segments=True):
         frames = store.read_record_frames(record)
-        reward = np.asarray(frames.reward, dtype=float)
-        reached = np.maximum.accumulate(reward)
+        reached = np.maximum.accumulate(np.asarray(frames.reward, dtype=float))
         if reached.max() < SOCKET_STAGE:
             continue
         starts = [s.start for s in record.segments if s.controller != ControllerKind.POLICY.value]
@@ -212,7 +200,7 @@ def alignment_by_group(store: EpisodeStore) -> dict[str, Any]:
         if group is None:
             continue
         states = np.asarray(frames.state)
-        found = moment_frames(states, reward, group, starts, peg, socket)
+        found = moment_frames(states, reached, group, starts, peg, socket)
         if found is None:
             continue
         for moment, i in found.items():

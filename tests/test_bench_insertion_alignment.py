@@ -12,10 +12,11 @@ import pytest
 from bench.insertion_alignment import (
     LIFT_SETTLE_STEPS,
     SOCKET_STAGE,
+    Alignment,
     GripHeights,
     episode_group,
+    moment_frames,
     peg_alignment,
-    snapshots,
     summarise,
 )
 
@@ -60,6 +61,16 @@ def test_episodes_are_grouped_by_where_their_first_takeover_began() -> None:
     assert episode_group(False, True, [5], reached) == "stalled at the socket"
     assert episode_group(False, True, [3, 5], reached) is None  # the first takeover began before the socket
     assert episode_group(False, True, [0], reached) is None
+
+
+def snapshots(
+    states: np.ndarray, reward: np.ndarray, group: str, starts: list[int], peg: slice, socket: slice
+) -> dict[str, Alignment] | None:
+    """The alignment at each moment `moment_frames` finds, as `alignment_by_group` reads it."""
+    frames = moment_frames(states, np.maximum.accumulate(reward), group, starts, peg, socket)
+    if frames is None:
+        return None
+    return {moment: peg_alignment(states[i][peg], states[i][socket]) for moment, i in frames.items()}
 
 
 def test_snapshots_read_the_approach_before_contact_and_the_frame_before_the_takeover() -> None:
